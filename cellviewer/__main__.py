@@ -1,0 +1,3 @@
+from cellviewer.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""The bundled demo project: real, freely licensed images with labelled cells.
+
+``resources/demo/points.csv`` lists ``image,x,y,class`` (image relative to the demo folder,
+level-0 pixels) for 40 Chula RBC-12 blood-smear images (MIT); ``slides/`` holds the CC0
+CMU-1-Small-Region Aperio slide. See ``packaging/make_demo.py`` for how it was made.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cellviewer.paths import class_sets_dir, demo_dir
+
+DEMO_CLASS_SET = "chula-rbc-12.json"
+
+
+@dataclass(frozen=True)
+class DemoPoint:
+    image: str
+    x: float
+    y: float
+    label: str
+
+
+def demo_points(folder: Path | None = None) -> list[DemoPoint]:
+    """The demo's labelled cell centres, read with the stdlib (no pandas on start-up)."""
+    folder = folder or demo_dir()
+    with open(folder / "points.csv", newline="") as fh:
+        return [
+            DemoPoint(r["image"], float(r["x"]), float(r["y"]), r["class"])
+            for r in csv.DictReader(fh)
+        ]
+
+
+def demo_images(folder: Path | None = None) -> list[Path]:
+    """Every image of the demo: the labelled tiles, then the whole-slide image(s)."""
+    folder = folder or demo_dir()
+    tiles = sorted((folder / "images").glob("*.jpg"), key=lambda p: int(p.stem))
+    slides = sorted((folder / "slides").glob("*.svs"))
+    return tiles + slides
+
+
+def load_class_set(name: str = DEMO_CLASS_SET) -> dict:
+    """A default class set from ``resources/classes`` (name, colour, key per class)."""
+    with open(class_sets_dir() / name) as fh:
+        return json.load(fh)

@@ -1,0 +1,67 @@
+"""The trainer's command line: ``python -m trainer COMMAND`` or ``cellviewer-train COMMAND``.
+
+Each command lives in a function ``cmd_<name>(args) -> int`` registered in ``COMMANDS`` with
+the function that adds its arguments; heavy imports happen inside the command, so ``--help`` is
+instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+CommandFn = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], CommandFn]] = {}
+
+
+def command(name: str, help: str, add_args: Callable[[argparse.ArgumentParser], None]):
+    """Register ``fn`` as the CLI command ``name``."""
+
+    def wrap(fn: CommandFn) -> CommandFn:
+        if name in COMMANDS:
+            raise ValueError(f"trainer CLI command {name!r} is defined twice")
+        COMMANDS[name] = (help, add_args, fn)
+        return fn
+
+    return wrap
+
+
+def _no_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("version", "print the trainer's version and torch's", _no_args)
+def cmd_version(args: argparse.Namespace) -> int:
+    import torch
+
+    from trainer import __version__
+
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+    print(f"trainer {__version__}, torch {torch.__version__}, {cuda}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description="CellViewer's trainer: sample, train, evaluate and predict 40x40 cell patches.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add_args, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    return COMMANDS[args.command][2](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""The patch-set format shared by the desktop app (writer) and the trainer (reader).
+
+A patch set is a folder (by convention named ``*.patches``) holding:
+
+- ``meta.json``: ``{"format": "cellviewer-patchset", "version": 1, "classes": [...],
+  "patch_size": 40, "fov_px": F, "source_crop_size": S0 or null, "padding": "reflect",
+  "n": N, "n_padded": K}``;
+- ``patches.npy``: uint8 array (N, 40, 40, 3), RGB, opened memory-mapped, never copied through
+  Python objects;
+- ``labels.npy``: int16 array (N,), index into ``classes``; -1 for an unlabelled cell;
+- ``cells.csv``: one row per patch, in the same order: ``cell_id,label,source,x,y,padded``
+  (x, y in level-0 pixels of ``source``; label the class name or empty);
+- ``source_crops.npy`` (optional): uint8 (N, S0, S0, 3), the crop at the field of view before
+  it was resized to 40x40, which pre-resize blur needs.
+
+Cropping convention (shared with ``cellviewer.core``): the window of size F around a cell at
+continuous (x, y) starts at ``x0 = floor(x) - F // 2``, ``y0 = floor(y) - F // 2``, so a
+40-pixel window at F = 40 equals ``image[y0:y0 + 40, x0:x0 + 40]``. Pixels of the window that
+leave the image are filled by **reflection** about the edge pixel (NumPy's ``mode="reflect"``:
+the edge itself is not repeated); such cells are counted in ``n_padded`` and flagged in
+``cells.csv``, never dropped. A crop at F != 40 is resized to 40x40 with PIL's antialiased
+bilinear filter.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "cellviewer-patchset"
+VERSION = 1
+PATCH_SIZE = 40
+PADDING = "reflect"
+
+
+class PatchSetError(ValueError):
+    """A patch set (or its source data) is malformed; the message names the file and cause."""
+
+
+@dataclass
+class PatchSet:
+    """A loaded patch set. ``patches`` (and ``source_crops``) are memory-mapped when loaded."""
+
+    patches: np.ndarray  # (N, 40, 40, 3) uint8
+    labels: np.ndarray  # (N,) int16, -1 = unlabelled
+    classes: list[str]
+    cell_ids: list[str]
+    sources: list[str]
+    xy: np.ndarray  # (N, 2) float64, level-0 pixels
+    padded: np.ndarray  # (N,) bool
+    fov_px: float = PATCH_SIZE
+    source_crops: np.ndarray | None = None  # (N, S0, S0, 3) uint8
+    path: Path | None = None
+    extra_meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.patches.shape[0])
+
+    @property
+    def n_padded(self) -> int:
+        return int(np.count_nonzero(self.padded))
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write atomically: into ``folder.tmp``, then rename over ``folder``."""
+        folder = Path(folder)
+        self.validate(str(folder))
+        tmp = folder.with_name(folder.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        np.save(tmp / "patches.npy", np.ascontiguousarray(self.patches, dtype=np.uint8))
+        np.save(tmp / "labels.npy", np.asarray(self.labels, dtype=np.int16))
+        if self.source_crops is not None:
+            np.save(tmp / "source_crops.npy", np.ascontiguousarray(self.source_crops, np.uint8))
+        with open(tmp / "cells.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["cell_id", "label", "source", "x", "y", "padded"])
+            for i in range(len(self)):
+                lab = int(self.labels[i])
+                w.writerow([
+                    self.cell_ids[i], self.classes[lab] if lab >= 0 else "", self.sources[i],
+                    repr(float(self.xy[i, 0])), repr(float(self.xy[i, 1])), int(self.padded[i]),
+                ])
+        meta = {
+            **self.extra_meta,
+            "format": FORMAT,
+            "version": VERSION,
+            "classes": list(self.classes),
+            "patch_size": PATCH_SIZE,
+            "fov_px": float(self.fov_px),
+            "source_crop_size": (
+                None if self.source_crops is None else int(self.source_crops.shape[1])
+            ),
+            "padding": PADDING,
+            "n": len(self),
+            "n_padded": self.n_padded,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+        self.path = folder
+        return folder
+
+    def validate(self, where: str = "patch set") -> None:
+        n = self.patches.shape[0]
+        if self.patches.ndim != 4 or self.patches.shape[1:] != (PATCH_SIZE, PATCH_SIZE, 3):
+            shape = self.patches.shape
+            raise PatchSetError(f"{where}: patches must be (N, 40, 40, 3), got {shape}")
+        lengths = {
+            "labels": len(self.labels), "cell_ids": len(self.cell_ids),
+            "sources": len(self.sources), "xy": len(self.xy), "padded": len(self.padded),
+        }
+        if self.source_crops is not None:
+            lengths["source_crops"] = len(self.source_crops)
+        bad = {k: v for k, v in lengths.items() if v != n}
+        if bad:
+            raise PatchSetError(f"{where}: {n} patches but lengths disagree: {bad}")
+        if n and (self.labels.max(initial=-1) >= len(self.classes) or self.labels.min() < -1):
+            k = len(self.classes)
+            raise PatchSetError(f"{where}: a label index is outside the {k} classes")
+
+
+def load_patchset(folder: str | os.PathLike, mmap: bool = True) -> PatchSet:
+    """Open a patch set; arrays are memory-mapped (no copy) unless ``mmap=False``."""
+    folder = Path(folder)
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        raise PatchSetError(f"{folder}: not a patch set (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PatchSetError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise PatchSetError(f"{meta_path}: format is {meta.get('format')!r}, not {FORMAT!r}")
+    if meta.get("version", 0) > VERSION:
+        raise PatchSetError(f"{meta_path}: version {meta['version']} is newer than this trainer")
+    mode = "r" if mmap else None
+    try:
+        patches = np.load(folder / "patches.npy", mmap_mode=mode)
+        labels = np.load(folder / "labels.npy")
+        crops_file = folder / "source_crops.npy"
+        crops = np.load(crops_file, mmap_mode=mode) if crops_file.is_file() else None
+    except (OSError, ValueError) as exc:
+        raise PatchSetError(f"{folder}: cannot read arrays ({exc})") from exc
+    cell_ids, sources, xy, padded = [], [], [], []
+    with open(folder / "cells.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            cell_ids.append(row["cell_id"])
+            sources.append(row["source"])
+            xy.append((float(row["x"]), float(row["y"])))
+            padded.append(row.get("padded", "0") == "1")
+    known = {"format", "version", "classes", "patch_size", "fov_px", "source_crop_size",
+             "padding", "n", "n_padded"}
+    ps = PatchSet(
+        patches=patches, labels=labels.astype(np.int16, copy=False), classes=list(meta["classes"]),
+        cell_ids=cell_ids, sources=sources, xy=np.asarray(xy, dtype=np.float64).reshape(-1, 2),
+        padded=np.asarray(padded, dtype=bool), fov_px=float(meta.get("fov_px", PATCH_SIZE)),
+        source_crops=crops, path=folder,
+        extra_meta={k: v for k, v in meta.items() if k not in known},
+    )
+    ps.validate(str(folder))
+    return ps
+
+
+def window_origin(x: float, y: float, size: int) -> tuple[int, int]:
+    """Top-left pixel of the ``size`` window around (x, y): ``floor(x) - size // 2``."""
+    return math.floor(x) - size // 2, math.floor(y) - size // 2
+
+
+def crop_window(image: np.ndarray, x: float, y: float, size: int) -> tuple[np.ndarray, bool]:
+    """The ``size`` x ``size`` window around (x, y) of an (H, W, C) image, reflect-padded where
+    it leaves the image. Returns the crop and whether padding was needed."""
+    h, w = image.shape[:2]
+    x0, y0 = window_origin(x, y, size)
+    x1, y1 = x0 + size, y0 + size
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        return image[y0:y1, x0:x1], False
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if cx0 >= cx1 or cy0 >= cy1:  # the window misses the image entirely
+        return np.zeros((size, size) + image.shape[2:], dtype=image.dtype), True
+    inner = image[cy0:cy1, cx0:cx1]
+    pad = ((cy0 - y0, y1 - cy1), (cx0 - x0, x1 - cx1)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(inner, pad, mode=PADDING), True
+
+
+def resize_to_patch(crop: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
+    """Resize a square RGB uint8 crop to ``size`` x ``size`` (antialiased bilinear)."""
+    if crop.shape[0] == size and crop.shape[1] == size:
+        return crop
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(crop))
+    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR))
