@@ -8,6 +8,7 @@ instant.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 
@@ -42,7 +43,21 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+# Each area of the trainer registers its commands in a module of its own (one writer per file).
+COMMAND_MODULES = ["trainer.data.commands", "trainer.models.commands", "trainer.engine.commands"]
+
+
+def _load_command_modules() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):  # a real missing dependency
+                raise
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _load_command_modules()
     parser = argparse.ArgumentParser(
         prog="python -m trainer",
         description="CellViewer's trainer: sample, train, evaluate and predict 40x40 cell patches.",
