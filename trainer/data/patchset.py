@@ -150,13 +150,11 @@ def load_patchset(folder: str | os.PathLike, mmap: bool = True) -> PatchSet:
         crops = np.load(crops_file, mmap_mode=mode) if crops_file.is_file() else None
     except (OSError, ValueError) as exc:
         raise PatchSetError(f"{folder}: cannot read arrays ({exc})") from exc
-    cell_ids, sources, xy, padded = [], [], [], []
-    with open(folder / "cells.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            cell_ids.append(row["cell_id"])
-            sources.append(row["source"])
-            xy.append((float(row["x"]), float(row["y"])))
-            padded.append(row.get("padded", "0") == "1")
+    cell_ids, sources, xy, padded = _read_cells(folder / "cells.csv")
+    n_meta = meta.get("n")
+    if n_meta is not None and n_meta != len(patches):
+        raise PatchSetError(
+            f"{folder}: meta.json says {n_meta} patches but patches.npy holds {len(patches)}")
     known = {"format", "version", "classes", "patch_size", "fov_px", "source_crop_size",
              "padding", "n", "n_padded"}
     ps = PatchSet(
@@ -168,6 +166,29 @@ def load_patchset(folder: str | os.PathLike, mmap: bool = True) -> PatchSet:
     )
     ps.validate(str(folder))
     return ps
+
+
+def _read_cells(path: Path) -> tuple[list[str], list[str], list[tuple[float, float]], list[bool]]:
+    """The columns of ``cells.csv``; PatchSetError naming the line of a malformed row."""
+    cell_ids, sources, xy, padded = [], [], [], []
+    if not path.is_file():
+        raise PatchSetError(f"{path}: the cell table is missing")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"cell_id", "source", "x", "y"} - set(reader.fieldnames or [])
+        if missing:
+            raise PatchSetError(f"{path}, line 1: missing column(s) {sorted(missing)}")
+        for row in reader:
+            try:
+                xy.append((float(row["x"]), float(row["y"])))
+            except (TypeError, ValueError):
+                raise PatchSetError(
+                    f"{path}, line {reader.line_num}: x, y = {row['x']!r}, {row['y']!r} "
+                    "are not numbers") from None
+            cell_ids.append(row["cell_id"])
+            sources.append(row["source"])
+            padded.append(row.get("padded", "0") == "1")
+    return cell_ids, sources, xy, padded
 
 
 def window_origin(x: float, y: float, size: int) -> tuple[int, int]:

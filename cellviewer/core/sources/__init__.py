@@ -1,0 +1,36 @@
+"""Image sources: one interface for whole-slide images (OpenSlide) and plain images (Pillow).
+
+>>> with open_image("slide.svs") as src:
+...     tile = src.read_region(level=1, x=0, y=0, w=256, h=256)   # (256, 256, 3) uint8 RGB
+
+See :mod:`.base` for the coordinate rules and error classes, :mod:`.openslide_source` for the
+open-time probe and threads, :mod:`.array_source` for the in-memory pyramid of plain images.
+"""
+
+from .array_source import PYRAMID_MIN_SIZE, ArraySource, pyramid_dimensions
+from .base import ImageOpenError, ImageReadError, ImageSource
+from .fingerprint import fingerprint
+from .folder import IMAGE_SUFFIXES, FolderScan, ImageInfo, list_images, open_folder
+from .opening import open_image
+from .openslide_source import OpenSlideSource, detect_format
+from .pillow_source import PillowSource, load_plain_image
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "PYRAMID_MIN_SIZE",
+    "ArraySource",
+    "FolderScan",
+    "ImageInfo",
+    "ImageOpenError",
+    "ImageReadError",
+    "ImageSource",
+    "OpenSlideSource",
+    "PillowSource",
+    "detect_format",
+    "fingerprint",
+    "list_images",
+    "load_plain_image",
+    "open_folder",
+    "open_image",
+    "pyramid_dimensions",
+]
