@@ -1,0 +1,204 @@
+"""Exporting results: one row per cell, and a per-image, per-class summary.
+
+Both are CSV files written with pandas (imported inside the functions: the GUI's start-up path
+must not pay for pandas) and written atomically: into a temporary file beside the target, flushed
+to disk, then renamed over it, so a crash never leaves a half-written export where a good one
+was, and a reader never sees a partial file.
+
+The cells file's columns: ``cell_id, image, x, y, x_um, y_um, label, label_source,
+review_status, predicted_class, confidence, p_<class>... , model_id, updated_by, updated_at``,
+then the cells' metadata (e.g. extra columns of the imported CSV) under their own names. µm are
+empty when the image's pixel size is unknown. ``io_csv`` reads such a file back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from cellviewer.core.store import ImageRecord, ProjectError, ProjectStore
+
+CELL_COLUMNS = (
+    "cell_id", "image", "x", "y", "x_um", "y_um", "label", "label_source", "review_status",
+    "predicted_class", "confidence",
+)
+TAIL_COLUMNS = ("model_id", "updated_by", "updated_at")
+UNLABELLED_ROW = "(unlabelled)"
+ALL_IMAGES_ROW = "(all images)"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8",
+                 newline: str | None = "") -> Iterator[IO]:
+    """Write ``path`` through a temporary file in the same folder, renamed over it when the
+    block ends without error (and removed when it raises)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ProjectError(f"{path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        binary = "b" in mode
+        with os.fdopen(fd, mode, encoding=None if binary else encoding,
+                       newline=None if binary else newline) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def resolve_model(store: ProjectStore, model_id: int | str | None) -> int | None:
+    """``"latest"``: the newest model that has predictions (None when none has); an int: that
+    model; None: no predictions."""
+    if model_id is None:
+        return None
+    if model_id == "latest":
+        with_predictions = [m for m in store.models() if m.n_predictions]
+        return with_predictions[-1].id if with_predictions else None
+    store.model(int(model_id))  # KeyError naming it when unknown
+    return int(model_id)
+
+
+def image_names(images: Sequence[ImageRecord], base: str | os.PathLike | None = None
+                ) -> dict[int, str]:
+    """How images are named in exports: relative to ``base`` (default: the folder all of them
+    share), POSIX separators; absolute when outside ``base``."""
+    if not images:
+        return {}
+    if base is None:
+        parents = [str(im.path.parent) for im in images]
+        base = os.path.commonpath(parents) if len(set(parents)) > 1 else parents[0]
+    base = Path(base)
+    out = {}
+    for im in images:
+        try:
+            out[im.id] = im.path.relative_to(base).as_posix()
+        except ValueError:
+            out[im.id] = str(im.path)
+    return out
+
+
+def _cells_frame(store: ProjectStore, model_id, image_ids, image_base, include_metadata):
+    import pandas as pd
+
+    table = store.cell_table(image_ids)
+    images = store.images() if image_ids is None else [store.image(i) for i in image_ids]
+    names = image_names(images, image_base)
+    mpp = {im.id: (im.mpp if im.mpp else np.nan) for im in images}
+    class_names = {c.id: c.name for c in store.classes()}
+    n = len(table["ids"])
+    image_col = table["image_id"]
+    scale = np.array([mpp[i] for i in image_col.tolist()], dtype=np.float64)
+    class_id = table["class_id"]
+    df = pd.DataFrame({
+        "cell_id": table["ids"],
+        "image": [names[i] for i in image_col.tolist()],
+        "x": table["x"],
+        "y": table["y"],
+        "x_um": table["x"] * scale,
+        "y_um": table["y"] * scale,
+        "label": [class_names.get(c) if c >= 0 else None for c in class_id.tolist()],
+        "label_source": table["label_source"],
+        "review_status": table["review_status"],
+    })
+    model = resolve_model(store, model_id)
+    if model is not None:
+        pred = store.predictions(model, table["rows"])
+        df["predicted_class"] = pred.predicted_names
+        # float32 columns: pandas writes the shortest decimal of each (0.9, not 0.89999998)
+        df["confidence"] = pred.confidence
+        for k, name in enumerate(pred.classes):
+            df[f"p_{name}"] = pred.probs[:, k]
+        df["model_id"] = pd.array([model if ok else None for ok in pred.has_prediction],
+                                  dtype="Int64")
+        pred_class_id = pred.predicted_class_id
+    else:
+        df["predicted_class"] = [None] * n
+        df["confidence"] = np.full(n, np.nan)
+        df["model_id"] = pd.array([None] * n, dtype="Int64")
+        pred_class_id = np.full(n, -1, dtype=np.int64)
+    df["updated_by"] = table["updated_by"]
+    df["updated_at"] = table["updated_at"]
+    if include_metadata:
+        keys = list(dict.fromkeys(k for m in table["metadata"] for k in m))
+        for key in keys:
+            column = key if key not in df.columns else f"meta_{key}"
+            df[column] = [m.get(key) for m in table["metadata"]]
+    return df, class_id, pred_class_id
+
+
+def export_cells_csv(store: ProjectStore, path: str | os.PathLike, *,
+                     model_id: int | str | None = "latest", image_ids: Sequence[int] | None = None,
+                     image_base: str | os.PathLike | None = None, include_metadata: bool = True,
+                     sep: str | None = None) -> Path:
+    """Write one row per cell (see the module docstring); returns the path written.
+
+    ``model_id``: whose predictions fill the prediction columns ("latest": the newest model
+    with predictions; None: leave them empty). ``sep`` defaults to a tab for ``.tsv``/``.txt``
+    files, else a comma.
+    """
+    path = Path(path)
+    df, _, _ = _cells_frame(store, model_id, image_ids, image_base, include_metadata)
+    if sep is None:
+        sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
+    with atomic_write(path) as fh:
+        df.to_csv(fh, index=False, sep=sep, lineterminator="\n")
+    return path
+
+
+def export_summary_csv(store: ProjectStore, path: str | os.PathLike, *,
+                       model_id: int | str | None = "latest",
+                       image_ids: Sequence[int] | None = None,
+                       image_base: str | os.PathLike | None = None) -> Path:
+    """Per image and class: ``cells`` labelled so, how many are ``reviewed`` (checked or
+    reviewed), ``with_prediction``, ``predicted`` (cells the model assigns to the class, any
+    label), ``agree`` (label = prediction) and ``agreement`` (agree / with_prediction), plus an
+    "(unlabelled)" row per image and "(all images)" totals. Written atomically."""
+    import pandas as pd
+
+    df, class_id, pred_class_id = _cells_frame(store, model_id, image_ids, image_base, False)
+    class_names = [c.name for c in store.classes()]
+    df["label"] = df["label"].fillna(UNLABELLED_ROW)
+    df["reviewed"] = df["review_status"].isin(["checked", "reviewed"])
+    df["with_prediction"] = df["predicted_class"].notna()
+    df["agree"] = (class_id >= 0) & (pred_class_id == class_id)
+    names_by_id = {c.id: c.name for c in store.classes()}
+    df["predicted_label"] = [names_by_id.get(i) for i in pred_class_id.tolist()]
+
+    def summarise(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+        grouped = frame.groupby(by, sort=False).agg(
+            cells=("cell_id", "size"), reviewed=("reviewed", "sum"),
+            with_prediction=("with_prediction", "sum"), agree=("agree", "sum"),
+        )
+        predicted = frame[frame["predicted_label"].notna()].groupby(
+            by[:-1] + ["predicted_label"], sort=False).size()
+        predicted.index = predicted.index.set_names(by)
+        return grouped.join(predicted.rename("predicted"), how="outer")
+
+    labels = class_names + [UNLABELLED_ROW]
+    images = list(dict.fromkeys(df["image"]))
+    per_image = summarise(df, ["image", "label"]).reindex(
+        pd.MultiIndex.from_product([images, labels], names=["image", "label"]))
+    totals = summarise(df.assign(image=ALL_IMAGES_ROW), ["image", "label"]).reindex(
+        pd.MultiIndex.from_product([[ALL_IMAGES_ROW], labels], names=["image", "label"]))
+    out = pd.concat([per_image, totals]).fillna(0)
+    for col in ("cells", "reviewed", "with_prediction", "agree", "predicted"):
+        out[col] = out[col].astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["agreement"] = out["agree"] / out["with_prediction"].where(out["with_prediction"] > 0)
+    out = out.reset_index().rename(columns={"label": "class"})
+    out = out[["image", "class", "cells", "reviewed", "with_prediction", "predicted", "agree",
+               "agreement"]]
+    path = Path(path)
+    with atomic_write(path) as fh:
+        out.to_csv(fh, index=False, lineterminator="\n")
+    return path

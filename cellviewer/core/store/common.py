@@ -1,0 +1,59 @@
+"""Small helpers shared by the store's modules: who, when, and checks of user input."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from datetime import UTC, datetime
+
+from cellviewer.core.store.schema import LABEL_SOURCES, REVIEW_STATUSES
+
+SUFFIX = ".cvproj"
+UNLABELLED = -1  # class_id value meaning "no label" in arrays and query_cells
+REVIEW_CODE = {s: i for i, s in enumerate(REVIEW_STATUSES)}
+_COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+# Distinct colours for classes created without one (Sasha Trubetskoy's 20 colours).
+PALETTE = (
+    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+    "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
+    "#808000", "#ffd8b1", "#000075", "#a9a9a9",
+)
+
+
+def current_user() -> str:
+    """``CELLVIEWER_USER`` when set, else the login name."""
+    env = os.environ.get("CELLVIEWER_USER")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def norm_color(color: str) -> str:
+    if not isinstance(color, str) or not _COLOR_RE.match(color.strip()):
+        raise ValueError(f"colour {color!r} is not of the form #rrggbb")
+    return color.strip().lower()
+
+
+def norm_key(key: str | None) -> str:
+    key = (key or "").strip()
+    if len(key) > 1:
+        raise ValueError(f"class key {key!r} must be one character (\"1\"..\"9\") or empty")
+    return key
+
+
+def check_source(source: str) -> None:
+    if source not in LABEL_SOURCES:
+        raise ValueError(f"label source {source!r} is not one of {LABEL_SOURCES}")
+
+
+def check_status(status: str) -> None:
+    if status not in REVIEW_STATUSES:
+        raise ValueError(f"review status {status!r} is not one of {REVIEW_STATUSES}")

@@ -1,0 +1,121 @@
+"""Images of a project: paths (relative to the project when inside it), sizes, µm/px."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from cellviewer.core.store import undo as _undo
+from cellviewer.core.store.common import (
+    utc_now,
+)
+from cellviewer.core.store.records import (
+    ImageRecord,
+    ProjectError,
+)
+
+
+class ImagesMixin:
+    """The image half of ProjectStore (see project.py)."""
+
+    # ------------------------------------------------------------------ images
+
+    def _stored_path(self, path: str | os.PathLike) -> str:
+        p = Path(path).expanduser().absolute()
+        try:
+            return p.relative_to(self.folder).as_posix()
+        except ValueError:
+            return str(p)
+
+    def _resolve(self, stored: str) -> Path:
+        p = Path(stored)
+        return p if p.is_absolute() else self.folder / p
+
+    def add_image(self, path: str | os.PathLike, width: int, height: int,
+                  mpp: float | None = None, fingerprint: str | None = None) -> int:
+        """Add an image (its level-0 size, µm per pixel when known, a content fingerprint).
+        The path is stored relative to the project's folder when the image lies inside it."""
+        width, height = int(width), int(height)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"{path}: image size {width}x{height} is not positive")
+        if mpp is not None:
+            mpp = float(mpp)
+            if not (math.isfinite(mpp) and mpp > 0):
+                mpp = None
+        stored = self._stored_path(path)
+        existing = self.image_id_for_path(path)
+        if existing is not None:
+            raise ProjectError(f"{path}: already in the project (image {existing})")
+        with self._operation("add-image", f"Add image {Path(stored).name}") as op:
+            image_id = self._conn.execute(
+                "INSERT INTO images (path, width, height, mpp, fingerprint, added_by, added_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (stored, width, height, mpp, fingerprint, self._user, utc_now()),
+            ).lastrowid
+            op.tables.setdefault("images", {})[str(image_id)] = None  # absent before
+            op.note("images", [image_id])
+        return image_id
+
+    def image_id_for_path(self, path: str | os.PathLike) -> int | None:
+        row = self._conn.execute(
+            "SELECT id FROM images WHERE path = ?", (self._stored_path(path),)
+        ).fetchone()
+        return row[0] if row else None
+
+    def _cell_counts(self) -> dict[int, int]:
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._counts is None or version != self._data_version:
+            self._counts = dict(self._conn.execute(
+                "SELECT image_id, count(*) FROM cells GROUP BY image_id"
+            ).fetchall())
+            self._data_version = version
+        return self._counts
+
+    def _image_record(self, row: tuple) -> ImageRecord:
+        image_id, stored, width, height, mpp, fingerprint = row
+        return ImageRecord(
+            image_id, self._resolve(stored), width, height, mpp, fingerprint,
+            self._cell_counts().get(image_id, 0), stored,
+        )
+
+    def images(self) -> list[ImageRecord]:
+        rows = self._conn.execute(
+            "SELECT id, path, width, height, mpp, fingerprint FROM images ORDER BY id"
+        ).fetchall()
+        return [self._image_record(r) for r in rows]
+
+    def image(self, image_id: int) -> ImageRecord:
+        row = self._conn.execute(
+            "SELECT id, path, width, height, mpp, fingerprint FROM images WHERE id = ?",
+            (int(image_id),),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no image {image_id} in {self.path}")
+        return self._image_record(row)
+
+    def missing_images(self) -> list[ImageRecord]:
+        """Images whose file is not where the project says (moved or on an unplugged disk)."""
+        return [im for im in self.images() if not im.path.exists()]
+
+    def relink_image(self, image_id: int, path: str | os.PathLike) -> None:
+        """Point an image at its file's new place (not an undoable edit: it fixes a path)."""
+        self.image(image_id)
+        with self._write(kinds=("images",), image_ids=(image_id,)):
+            self._conn.execute(
+                "UPDATE images SET path = ? WHERE id = ?", (self._stored_path(path), image_id)
+            )
+
+    def remove_image(self, image_id: int) -> int:
+        """Remove an image and all its cells (undoable). Returns the number of cells removed."""
+        image = self.image(image_id)
+        with self._operation("remove-image", f"Remove image {image.name}") as op:
+            self._conn.execute("DELETE FROM temp._sel")
+            self._conn.execute(
+                "INSERT INTO temp._sel (id) SELECT id FROM cells WHERE image_id = ?", (image_id,)
+            )
+            n = self._delete_selected(op, "delete")
+            _undo.snapshot_rows(self._conn, op, "images", [(image_id,)])
+            self._conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            op.note("images", [image_id])
+        return n

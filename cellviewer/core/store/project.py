@@ -1,0 +1,436 @@
+"""ProjectStore: one CellViewer project, one SQLite file.
+
+Durability: the file runs in WAL mode with ``synchronous = FULL``. Every public method that
+changes something is one transaction, committed before it returns, and FULL makes that commit
+wait for the write-ahead log to reach the disk; so what the app shows as saved survives a crash
+of the app, a ``kill -9`` and a power cut alike. (NORMAL would survive the first two but may lose
+the last commits to a power cut.) The price is one fsync per user action, a few milliseconds,
+which a person clicking never notices; bulk work (imports, relabelling thousands of cells) is one
+transaction and so one fsync. Copying the log into the database file (the checkpoint) happens on
+a background thread (checkpoint.py), so a big edit does not pay for writing its pages twice.
+
+Thread use: a store belongs to the thread that opened it (sqlite3's rule). A worker thread that
+needs to read while the GUI writes opens its own ``ProjectStore.open(path, readonly=True)``; WAL
+lets it read a consistent snapshot without blocking the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from cellviewer.core.store import undo as _undo
+from cellviewer.core.store.cells import CellsMixin
+from cellviewer.core.store.checkpoint import Checkpointer
+from cellviewer.core.store.classes import ClassesMixin
+from cellviewer.core.store.common import (
+    SUFFIX,
+    current_user,
+    utc_now,
+)
+from cellviewer.core.store.images import ImagesMixin
+from cellviewer.core.store.models import ModelsMixin
+from cellviewer.core.store.records import (
+    ChangeEvent,
+    HistoryRecord,
+    OperationRecord,
+    ProjectError,
+)
+from cellviewer.core.store.schema import APPLICATION_ID, SCHEMA_VERSION, migrate
+
+log = logging.getLogger(__name__)
+
+
+class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, ModelsMixin):
+    """A CellViewer project: images, classes, cells, models, predictions, history and undo.
+
+    Use ``ProjectStore.create(path)`` or ``ProjectStore.open(path)``, ideally as a context
+    manager. Cell ids are UUID strings; coordinates are level-0 pixels of their image.
+    """
+
+    SUFFIX = SUFFIX
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool) -> None:
+        # Use create() or open().
+        self.path = path
+        self._conn = conn
+        self._readonly = readonly
+        self._op: _undo.PendingOp | None = None
+        self._listeners: list[Callable[[ChangeEvent], None]] = []
+        self._user = current_user()
+        self._counts: dict[int, int] | None = None
+        self._data_version = -1
+        self._checkpointer: Checkpointer | None = None
+        if not readonly:
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # done by the Checkpointer thread
+            conn.execute("PRAGMA journal_size_limit = 67108864")  # keep at most 64 MiB of log
+            self._checkpointer = Checkpointer(path)
+            # A store dropped without close() still ends its thread.
+            weakref.finalize(self, self._checkpointer.close)
+
+    # ------------------------------------------------------------------ opening and closing
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, name: str | None = None, *,
+               overwrite: bool = False) -> ProjectStore:
+        """Create a new, empty project file (``ProjectError`` if it exists, unless
+        ``overwrite``)."""
+        path = Path(path).expanduser().absolute()
+        if path.exists():
+            if not overwrite:
+                raise ProjectError(f"{path}: a file of that name already exists")
+            for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                p.unlink(missing_ok=True)
+        if not path.parent.is_dir():
+            raise ProjectError(f"{path}: folder {path.parent} does not exist")
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        except sqlite3.Error as e:
+            raise ProjectError(f"{path}: cannot create the project ({e})") from e
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            _configure(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            migrate(conn, 0)
+            now, user = utc_now(), current_user()
+            conn.executemany(
+                "INSERT INTO project (key, value) VALUES (?, ?)",
+                [("name", name or path.stem), ("created_at", now), ("created_by", user),
+                 ("app", "cellviewer")],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                p.unlink(missing_ok=True)
+            raise
+        conn.executescript(_undo.TEMP_SCHEMA)
+        return cls(path, conn, readonly=False)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, readonly: bool = False) -> ProjectStore:
+        """Open an existing project; ``ProjectError`` naming the file when it is missing, is not
+        a CellViewer project, or comes from a newer CellViewer. Older files are migrated."""
+        path = Path(path).expanduser().absolute()
+        if not path.exists():
+            raise ProjectError(f"{path}: no such project file")
+        if path.is_dir():
+            raise ProjectError(f"{path}: is a folder, not a project file")
+        mode = "ro" if readonly else "rw"
+        try:
+            conn = sqlite3.connect(
+                f"{path.as_uri()}?mode={mode}", uri=True, isolation_level=None, timeout=10.0
+            )
+        except sqlite3.Error as e:
+            raise ProjectError(f"{path}: cannot open ({e})") from e
+        try:
+            try:
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.DatabaseError as e:
+                raise ProjectError(
+                    f"{path}: not a CellViewer project (not an SQLite database: {e})"
+                ) from e
+            if app_id != APPLICATION_ID:
+                raise ProjectError(
+                    f"{path}: not a CellViewer project (an SQLite file of another application)"
+                    if app_id or version else f"{path}: not a CellViewer project"
+                )
+            if version > SCHEMA_VERSION:
+                raise ProjectError(
+                    f"{path}: made by a newer CellViewer (project format {version}; this "
+                    f"version reads up to {SCHEMA_VERSION}); update CellViewer to open it"
+                )
+            _configure(conn)
+            if version < SCHEMA_VERSION:
+                if readonly:
+                    raise ProjectError(
+                        f"{path}: project format {version} needs upgrading; open it writable"
+                    )
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    migrate(conn, version)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            if not readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_undo.TEMP_SCHEMA)
+        except ProjectError:
+            conn.close()
+            raise
+        except sqlite3.Error as e:
+            conn.close()
+            raise ProjectError(f"{path}: cannot open the project ({e})") from e
+        return cls(path, conn, readonly=readonly)
+
+    def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+        if self._conn is not None:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                if not self._readonly:
+                    self._conn.execute("PRAGMA optimize")
+            self._conn.close()
+            self._conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> ProjectStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ProjectStore({str(self.path)!r})"
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def readonly(self) -> bool:
+        return self._readonly
+
+    @property
+    def user(self) -> str:
+        """Who is recorded as making the changes (``CELLVIEWER_USER``, else the login)."""
+        return self._user
+
+    @user.setter
+    def user(self, value: str) -> None:
+        value = str(value).strip()
+        if not value:
+            raise ValueError("user name must not be empty")
+        self._user = value
+
+    @property
+    def name(self) -> str:
+        row = self._conn.execute("SELECT value FROM project WHERE key = 'name'").fetchone()
+        return row[0] if row else self.path.stem
+
+    def set_name(self, name: str) -> None:
+        with self._write():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO project (key, value) VALUES ('name', ?)", (name,)
+            )
+
+    @property
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` ("ok" when sound) plus a foreign-key check."""
+        result = self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if result == "ok" and self._conn.execute("PRAGMA foreign_key_check").fetchone():
+            return "foreign key violations"
+        return result
+
+    # ------------------------------------------------------------------ change listeners
+
+    def add_listener(self, callback: Callable[[ChangeEvent], None]) -> None:
+        """Call ``callback(ChangeEvent)`` after every committed change (including undo)."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[ChangeEvent], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    def _notify(self, event: ChangeEvent) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(event)
+            except Exception:  # a broken view must not make a saved edit look failed
+                log.exception("project change listener %r failed", callback)
+
+    # ------------------------------------------------------------------ transactions
+
+    def _check_writable(self) -> None:
+        if self._conn is None:
+            raise ProjectError(f"{self.path}: the project is closed")
+        if self._readonly:
+            raise ProjectError(f"{self.path}: opened read-only")
+
+    @contextlib.contextmanager
+    def _operation(self, action: str, description: str) -> Iterator[_undo.PendingOp]:
+        """One undoable user action = one transaction. Nested calls join the open action."""
+        if self._op is not None:
+            yield self._op
+            return
+        self._check_writable()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            op_id = conn.execute(
+                "INSERT INTO operations (action, description, user, at, state) "
+                "VALUES (?, ?, ?, ?, 'done')",
+                (action, description, self._user, utc_now()),
+            ).lastrowid
+            op = _undo.PendingOp(op_id, action, description)
+            self._op = op
+            yield op
+            if op.changed:
+                _undo.finish(conn, op)
+                conn.execute("COMMIT")
+                self._poke()
+            else:
+                conn.execute("ROLLBACK")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._counts = None
+            raise
+        finally:
+            self._op = None
+        if op.changed:
+            self._after_change(op)
+
+    @contextlib.contextmanager
+    def _write(self, kinds: Iterable[str] = (), image_ids: Iterable[int] = ()) -> Iterator[None]:
+        """A change that is not undoable (models, predictions, relinking an image)."""
+        if self._op is not None:  # inside a batch: part of its transaction
+            yield
+            self._op.changed = True
+            self._op.kinds.update(kinds)
+            return
+        self._check_writable()
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+            self._poke()
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        kinds = frozenset(kinds)
+        if kinds:
+            self._notify(ChangeEvent(kinds, frozenset(int(i) for i in image_ids)))
+
+    def _poke(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
+
+    def wait_for_checkpoint(self, timeout: float | None = 30.0) -> bool:
+        """Wait until the write-ahead log has been copied into the database file (benchmarks,
+        tests, or before copying the project file elsewhere while it is open)."""
+        return self._checkpointer.wait_idle(timeout) if self._checkpointer else True
+
+    def _after_change(self, op: _undo.PendingOp) -> None:
+        if "cells" in op.kinds or "images" in op.kinds:
+            self._counts = None
+        self._notify(ChangeEvent(frozenset(op.kinds), frozenset(op.image_ids), op.id, op.action))
+
+    @contextlib.contextmanager
+    def batch(self, description: str, action: str = "batch") -> Iterator[ProjectStore]:
+        """Group several edits into one undoable action and one transaction::
+
+            with store.batch("Import points.csv"):
+                store.add_image(...); store.add_class(...); store.add_cells(...)
+
+        If anything inside raises, nothing of the batch is kept.
+        """
+        with self._operation(action, description):
+            yield self
+
+    # ------------------------------------------------------------------ history and undo
+
+    def history(self, cell_id: str | None = None, *, op_id: int | None = None,
+                limit: int | None = None) -> list[HistoryRecord]:
+        """The audit trail, oldest first (of one cell, or one action; ``limit``: the newest
+        ``limit`` rows)."""
+        where, args = [], []
+        if cell_id is not None:
+            where.append("cell_uuid = ?")
+            args.append(str(cell_id))
+        if op_id is not None:
+            where.append("op_id = ?")
+            args.append(int(op_id))
+        sql = ("SELECT id, cell_uuid, image_id, op_id, action, old_class, new_class, old_status,"
+               " new_status, source, user, at, detail FROM history")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._conn.execute(sql, args).fetchall()[::-1]
+        return [HistoryRecord(*r[:-1], detail=json.loads(r[-1]) if r[-1] else {}) for r in rows]
+
+    def operations(self, limit: int | None = 50) -> list[OperationRecord]:
+        """The most recent actions, newest first."""
+        sql = ("SELECT id, action, description, user, at, state, n_cells FROM operations"
+               " ORDER BY id DESC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [OperationRecord(*r) for r in self._conn.execute(sql)]
+
+    def _next(self, direction: str) -> tuple[int, str] | None:
+        sql = ("SELECT id, description FROM operations WHERE state = 'done' ORDER BY id DESC"
+               if direction == "undo" else
+               "SELECT id, description FROM operations WHERE state = 'undone' ORDER BY id")
+        return self._conn.execute(sql + " LIMIT 1").fetchone()
+
+    def can_undo(self) -> bool:
+        return self._next("undo") is not None
+
+    def can_redo(self) -> bool:
+        return self._next("redo") is not None
+
+    def undo_description(self) -> str | None:
+        """What undo would revert (for an "Undo …" menu entry), or None."""
+        row = self._next("undo")
+        return row[1] if row else None
+
+    def redo_description(self) -> str | None:
+        row = self._next("redo")
+        return row[1] if row else None
+
+    def undo(self) -> bool:
+        """Revert the latest action; False when there is nothing to undo."""
+        return self._flip("undo")
+
+    def redo(self) -> bool:
+        """Repeat the latest undone action; False when there is nothing to redo."""
+        return self._flip("redo")
+
+    def _flip(self, direction: str) -> bool:
+        if self._op is not None:
+            raise ProjectError(f"cannot {direction} inside a batch")
+        self._check_writable()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._next(direction)
+            if row is None:
+                conn.execute("ROLLBACK")
+                return False
+            result = _undo.flip(conn, row[0], direction, self._user, utc_now())
+            conn.execute("COMMIT")
+            self._poke()
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        result.action = direction
+        self._after_change(result)
+        return True
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache: bulk inserts, scans
+    conn.execute("PRAGMA temp_store = MEMORY")
+    # PRAGMA optimize (at close) samples instead of reading whole million-row indexes.
+    conn.execute("PRAGMA analysis_limit = 1000")

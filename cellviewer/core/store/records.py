@@ -1,0 +1,167 @@
+"""What the project store hands out: small frozen records and numpy bundles for bulk results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cellviewer.core.store.schema import LABEL_SOURCES, REVIEW_STATUSES
+
+__all__ = [
+    "LABEL_SOURCES",
+    "REVIEW_STATUSES",
+    "CellArrays",
+    "CellRecord",
+    "ChangeEvent",
+    "ClassRecord",
+    "HistoryRecord",
+    "ImageRecord",
+    "ModelRecord",
+    "OperationRecord",
+    "PredictionArrays",
+    "ProjectError",
+]
+
+
+class ProjectError(Exception):
+    """A project file that cannot be used, or an edit the project refuses; the message names the
+    file (and, for imports, the line or feature) and the cause."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    path: Path  # absolute (resolved against the project's folder when stored relative)
+    width: int
+    height: int
+    mpp: float | None
+    fingerprint: str | None
+    cell_count: int
+    stored_path: str  # as stored: relative to the project's folder when inside it
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class ClassRecord:
+    id: int
+    name: str
+    color: str  # "#rrggbb"
+    key: str  # "1".."9" or ""
+    order: int
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    id: str  # UUID
+    image_id: int
+    x: float  # level-0 pixels
+    y: float
+    class_id: int | None
+    label_source: str
+    review_status: str
+    updated_by: str  # who last changed the label
+    updated_at: str  # and when, ISO 8601 UTC
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CellArrays:
+    """Cells in bulk, aligned by index. ``class_id`` is -1 where a cell is unlabelled;
+    ``review`` indexes ``REVIEW_STATUSES``; ``rows`` are internal keys (fast to pass back)."""
+
+    ids: np.ndarray  # (N,) object, UUID strings
+    xy: np.ndarray  # (N, 2) float64
+    class_id: np.ndarray  # (N,) int64
+    review: np.ndarray  # (N,) int8
+    rows: np.ndarray  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @staticmethod
+    def empty() -> CellArrays:
+        return CellArrays(
+            np.empty(0, dtype=object), np.empty((0, 2)), np.empty(0, dtype=np.int64),
+            np.empty(0, dtype=np.int8), np.empty(0, dtype=np.int64),
+        )
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: int
+    name: str
+    path: str | None
+    arch: str | None
+    classes: list[str]  # the model's output order
+    class_ids: list[int | None]  # project class meant by each model class (None: no match)
+    meta: dict
+    added_by: str
+    added_at: str
+    n_predictions: int
+
+
+@dataclass(frozen=True)
+class PredictionArrays:
+    """Predictions of one model for the cells asked, in the order asked. Rows without a
+    prediction have NaN probabilities and confidence and ``predicted == -1``."""
+
+    classes: list[str]  # the model's classes (columns of probs)
+    probs: np.ndarray  # (N, K) float32
+    predicted: np.ndarray  # (N,) int64 index into classes, -1 none
+    predicted_class_id: np.ndarray  # (N,) int64 project class id, -1 none or unmatched
+    confidence: np.ndarray  # (N,) float32
+
+    @property
+    def predicted_names(self) -> list[str | None]:
+        return [self.classes[i] if i >= 0 else None for i in self.predicted.tolist()]
+
+    @property
+    def has_prediction(self) -> np.ndarray:
+        return self.predicted >= 0
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    id: int
+    cell_id: str  # UUID
+    image_id: int | None
+    op_id: int | None
+    action: str
+    old_class: str | None  # class names at the time of the change
+    new_class: str | None
+    old_status: str | None
+    new_status: str | None
+    source: str | None
+    user: str
+    at: str
+    detail: dict
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    id: int
+    action: str
+    description: str
+    user: str
+    at: str
+    state: str  # done, undone, discarded (redo stack dropped), expired (too old to undo)
+    n_cells: int
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """Told to listeners after each committed change, so views can refresh what they show.
+
+    ``kinds`` is a subset of {"cells", "classes", "images", "models", "predictions"};
+    ``image_ids`` the images whose cells changed (empty when unknown or none).
+    """
+
+    kinds: frozenset[str]
+    image_ids: frozenset[int]
+    op_id: int | None = None
+    action: str = ""
