@@ -28,6 +28,7 @@ def run_app(project: str | None = None, demo: bool = False) -> int:
     from cellviewer.ui.main_window import MainWindow
 
     window = MainWindow()
+    window.install_tools()
     if demo:
         window.open_demo()
     elif project:
@@ -44,6 +45,7 @@ def selftest(screenshot: str | None = None) -> int:
     from cellviewer.ui.main_window import MainWindow
 
     window = MainWindow()
+    window.install_tools()
     window.open_demo()
     window.resize(1280, 800)
     window.show()

@@ -1,0 +1,308 @@
+"""Running models off the UI thread: batch prediction jobs and a newest-request-wins runner.
+
+- ``PredictorCache`` loads a ``trainer.predict.Predictor`` once per (model file, device) and
+  serialises calls to it, so the batch job and the live blur preview can share one loaded model
+  (a foundation model is too big to hold twice).
+- ``PredictionJob`` runs ``cellviewer.core.predict_job.run_prediction`` in a ``QThread`` with
+  its own connection to the project (SQLite connections belong to one thread) and reports
+  progress, each predicted chunk (so the view recolours as results arrive), the summary or the
+  error through Qt signals, which Qt delivers in the UI thread.
+- ``LatestRunner`` runs one callable at a time in a background thread; a request submitted
+  while another waits replaces it (the newest wins), and the UI is told only of the result of
+  the newest request it made. The live blur preview uses it so a fast-moving slider never queues
+  up stale work.
+
+torch and the trainer are imported inside the worker threads only: importing this module costs
+nothing on the GUI's start-up path.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+
+class PredictorCache:
+    """Loaded predictors by (model file, device); thread-safe; one lock per predictor."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], tuple[Any, threading.Lock]] = {}
+
+    def get(self, model_path: str | Path, device: str = "auto") -> tuple[Any, threading.Lock]:
+        """The predictor for the model file on the device (loading it on first use) and the
+        lock to hold while calling it. Slow on first use: call from a worker thread."""
+        key = (str(Path(model_path).resolve()), device)
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                return found
+        from trainer.predict import Predictor  # lazily: torch is not on the start-up path
+
+        predictor = Predictor.load(model_path, device=device)
+        with self._lock:
+            return self._items.setdefault(key, (predictor, threading.Lock()))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class SerialisedPredictor:
+    """A predictor whose ``predict`` holds the predictor's lock for one call (one chunk), so
+    the batch job and the live preview take turns instead of running one model concurrently."""
+
+    def __init__(self, predictor: Any, lock: threading.Lock) -> None:
+        self.predictor = predictor
+        self.lock = lock
+        self.fov_px = getattr(predictor, "fov_px", None)
+        self.classes = list(getattr(predictor, "classes", []))
+
+    def predict(self, patches: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return self.predictor.predict(patches, **kwargs)
+
+
+#: The application's shared cache (the model panel, the batch jobs and the blur preview).
+PREDICTORS = PredictorCache()
+
+
+class _JobWorker(QObject):
+    progress = Signal(object)  # PredictProgress
+    finished = Signal(object)  # PredictSummary
+    failed = Signal(str)
+
+    def __init__(self, job: PredictionJob) -> None:
+        super().__init__()
+        self.job = job
+
+    def run(self) -> None:
+        job = self.job
+        try:
+            from cellviewer.core.predict_job import run_prediction
+            from cellviewer.core.store import ProjectStore
+
+            predictor = SerialisedPredictor(*job.cache.get(job.model_path, job.device))
+            store = ProjectStore.open(job.project_path)
+            if job.user:
+                store.user = job.user
+            try:
+                summary = run_prediction(
+                    store, predictor, job.image_ids, model_id=job.model_id,
+                    cell_ids=job.cell_ids, batch_size=job.batch_size,
+                    progress=self.progress.emit, cancel=job.cancel_event,
+                    chunk_seconds=job.chunk_seconds, min_chunk=job.min_chunk,
+                    first_chunk=job.min_chunk, fov_px=job.fov_px,
+                    store_results=job.store_results, predict_kwargs=job.predict_kwargs,
+                    keep_source_crops=job.keep_source_crops,
+                )
+            finally:
+                store.close()
+        except Exception as exc:  # noqa: BLE001 (shown to the user, who can act on it)
+            traceback.print_exc()
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+        else:
+            self.finished.emit(summary)
+
+
+class PredictionJob(QObject):
+    """One batch prediction in a background ``QThread``.
+
+    Signals (delivered in the UI thread): ``progress(PredictProgress)`` after every chunk (the
+    chunk's cell ids and probabilities ride along: recolour from them), ``finished(
+    PredictSummary)`` (also after a cancel: ``summary.cancelled``), ``failed(str)``. ``done``
+    follows either, once the thread has ended.
+
+    With ``store_results=False`` nothing is written (the blur-sensitivity and visible-cell
+    previews); ``predict_kwargs`` (``blur_sigma``, ``blur_mode``) go to every predict call.
+    """
+
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(str)
+    done = Signal()
+
+    def __init__(self, project_path: str | Path, model_path: str | Path, model_id: int | None,
+                 image_ids: Sequence[int], *, cell_ids: Sequence[str] | None = None,
+                 device: str = "auto", batch_size: int = 1024, chunk_seconds: float = 0.5,
+                 min_chunk: int = 256,
+                 fov_px: float | None = None, user: str | None = None,
+                 store_results: bool = True, predict_kwargs: dict | None = None,
+                 keep_source_crops: bool = False,
+                 cache: PredictorCache | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project_path = Path(project_path)
+        self.model_path = Path(model_path)
+        self.model_id = None if model_id is None else int(model_id)
+        self.image_ids = [int(i) for i in image_ids]
+        self.cell_ids = list(cell_ids) if cell_ids is not None else None
+        self.device = device
+        self.batch_size = batch_size
+        self.chunk_seconds = chunk_seconds
+        self.min_chunk = min_chunk
+        self.fov_px = fov_px
+        self.user = user
+        self.store_results = store_results
+        self.predict_kwargs = dict(predict_kwargs or {})
+        self.keep_source_crops = keep_source_crops
+        self.cache = cache or PREDICTORS
+        self.cancel_event = threading.Event()
+        self._thread: QThread | None = None
+        self._worker: _JobWorker | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("a PredictionJob runs once")
+        self._thread = QThread()
+        self._thread.setObjectName("predict-job")
+        self._worker = _JobWorker(self)
+        self._worker.moveToThread(self._thread)
+        self._worker.progress.connect(self.progress)
+        self._worker.finished.connect(self.finished)
+        self._worker.failed.connect(self.failed)
+        self._worker.finished.connect(self._thread.quit)
+        self._worker.failed.connect(self._thread.quit)
+        self._thread.started.connect(self._worker.run)
+        self._thread.finished.connect(self._on_thread_finished)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Ask the job to stop; it stops after the chunk in flight (a fraction of a second)."""
+        self.cancel_event.set()
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def wait(self, ms: int = 30000) -> bool:
+        """Block until the thread ends (tests and application shutdown only)."""
+        return self._thread.wait(ms) if self._thread is not None else True
+
+    def _on_thread_finished(self) -> None:
+        self.done.emit()
+
+
+class LatestRunner(QObject):
+    """Run callables in one background thread, newest request wins.
+
+    ``submit(fn)`` returns a ticket; ``fn()`` runs in the background unless a newer request
+    arrives before it starts. ``resultReady(ticket, result)`` (or ``errorRaised(ticket,
+    message)``) is emitted only for the newest ticket, so a result that a newer request has made
+    stale never reaches the screen.
+    """
+
+    resultReady = Signal(int, object)
+    errorRaised = Signal(int, str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._cond = threading.Condition()
+        self._pending: tuple[int, Callable[[], Any]] | None = None
+        self._ticket = 0
+        self._closed = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._loop, name="latest-runner", daemon=True)
+        self._thread.start()
+        # Results are emitted from the Python thread; Qt queues them to the receivers' thread.
+        self._relay_result.connect(self._deliver_result)
+        self._relay_error.connect(self._deliver_error)
+
+    _relay_result = Signal(int, object)
+    _relay_error = Signal(int, str)
+
+    @property
+    def latest_ticket(self) -> int:
+        return self._ticket
+
+    def submit(self, fn: Callable[[], Any]) -> int:
+        with self._cond:
+            self._ticket += 1
+            self._pending = (self._ticket, fn)
+            self._cond.notify()
+            return self._ticket
+
+    def is_idle(self) -> bool:
+        with self._cond:
+            return self._pending is None and not self._busy
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._pending = None
+            self._cond.notify()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                ticket, fn = self._pending  # type: ignore[misc]
+                self._pending = None
+                self._busy = True
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 (reported to the UI)
+                traceback.print_exc()
+                self._relay_error.emit(ticket, f"{type(exc).__name__}: {exc}")
+            else:
+                self._relay_result.emit(ticket, result)
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def _deliver_result(self, ticket: int, result: object) -> None:
+        if ticket == self._ticket:
+            self.resultReady.emit(ticket, result)
+
+    def _deliver_error(self, ticket: int, message: str) -> None:
+        if ticket == self._ticket:
+            self.errorRaised.emit(ticket, message)
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """The devices a model can run on, as (device string, label): ``auto``, each CUDA GPU by
+    name, Apple MPS, CPU. Imports torch: call it from a worker thread or after start-up."""
+    import torch
+
+    out = [("auto", "Auto (CUDA, then MPS, then CPU)")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            out.append((f"cuda:{i}", f"CUDA {i}: {torch.cuda.get_device_name(i)}"))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append(("mps", "Apple MPS"))
+    out.append(("cpu", "CPU"))
+    return out
+
+
+def describe_device(device: Any) -> str:
+    """A device (``torch.device`` or string) in words: the GPU's name, "Apple MPS", "CPU"."""
+    import torch
+
+    dev = torch.device(resolve_device(str(device)))
+    if dev.type == "cuda":
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
+    if dev.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def resolve_device(device: str) -> str:
+    """What ``auto`` means on this machine (CUDA, then MPS, then CPU); others unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda:0"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"

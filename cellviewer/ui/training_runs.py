@@ -1,0 +1,316 @@
+"""The project's training runs: launching, tracking and listing them.
+
+:class:`TrainingManager` owns the trainer processes of the open project (one
+:class:`~cellviewer.ui.training_monitor.TrainerProcess` per running run), launches new runs,
+resumes and repeats old ones, and on shutdown stops what is running and records it as
+interrupted. :class:`RunsPanel` lists every run of the project with its status and offers
+Show, Stop, Resume, Repeat and Results.
+
+Persistence is the run folders themselves (:mod:`cellviewer.core.runs`): the list is rebuilt
+from disk, so it survives an app restart or crash.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cellviewer.core import runs as runs_mod
+from cellviewer.core.runs import Run, RunRegistry
+from cellviewer.ui.training_monitor import (
+    STATUS_COLOURS,
+    TrainerProcess,
+    field_value,
+    notify,
+)
+
+
+class TrainingManager(QObject):
+    """The training runs of one project and their live processes."""
+
+    runs_changed = Signal()
+    run_started = Signal(object)  # Run (its TrainerProcess via process_for)
+    run_ended = Signal(object, str)  # Run, final status
+
+    def __init__(self, project_path: str | os.PathLike | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.registry: RunRegistry | None = None
+        self.processes: dict[Path, TrainerProcess] = {}
+        self.set_project(project_path)
+
+    # --- project -------------------------------------------------------------------------
+    def set_project(self, project_path: str | os.PathLike | None) -> None:
+        """Follow another project (or none); runs still going keep going in the background."""
+        self.registry = RunRegistry(project_path) if project_path else None
+        self.runs_changed.emit()
+
+    @property
+    def project_path(self) -> Path | None:
+        return self.registry.project_path if self.registry else None
+
+    def runs(self) -> list[Run]:
+        """The project's runs; a run with a process here is that process's ``Run`` object."""
+        if self.registry is None:
+            return []
+        return [self.processes[r.folder.resolve()].run if r.folder.resolve() in self.processes
+                else r for r in self.registry.runs()]
+
+    # --- processes -----------------------------------------------------------------------
+    def process_for(self, run: Run) -> TrainerProcess | None:
+        return self.processes.get(run.folder.resolve())
+
+    def status(self, run: Run) -> str:
+        proc = self.process_for(run)
+        if proc is not None:
+            return proc.status
+        return run.status()
+
+    def active(self) -> list[TrainerProcess]:
+        return [p for p in self.processes.values() if p.is_running()]
+
+    def launch(self, run: Run, extra_args: list[str] | None = None) -> TrainerProcess:
+        """Start the trainer on ``run``'s config.json (written beforehand)."""
+        old = self.process_for(run)
+        if old is not None and old.is_running():
+            raise runs_mod.RunError(f"{run.folder}: this run is already training")
+        proc = TrainerProcess(run, self)
+        self.processes[run.folder.resolve()] = proc
+        proc.ended.connect(lambda status, r=run: self._on_ended(r, status))
+        proc.event.connect(self._on_event)
+        proc.start(extra_args)
+        if proc.status == runs_mod.RUNNING:
+            pid = proc.pid
+            run.mark_launched(pid or 0, resumed=bool(extra_args))
+        self.run_started.emit(run)
+        self.runs_changed.emit()
+        return proc
+
+    def resume(self, run: Run) -> TrainerProcess:
+        """Continue an interrupted, stopped or failed run from its last model file."""
+        args = runs_mod.resume_args(run)
+        run.update(app_status=None)
+        return self.launch(run, args)
+
+    def repeat(self, run: Run) -> TrainerProcess:
+        """A new run with the same configuration and patch set."""
+        if self.registry is None:
+            raise runs_mod.RunError("no project is open")
+        return self.launch(self.registry.repeat(run))
+
+    def stop(self, run: Run) -> None:
+        proc = self.process_for(run)
+        if proc is not None and proc.is_running():
+            proc.request_stop()
+            return
+        # a trainer left running by an earlier session of the app: stop it by signal
+        pid = run.meta.get("pid")
+        if runs_mod.pid_alive(pid):
+            os.kill(int(pid), signal.SIGTERM)
+
+    def _on_event(self, ev: dict) -> None:
+        # the list shows epochs and metrics: refresh it when they change, not per heartbeat
+        if ev.get("event") in ("started", "epoch", "stopped", "error"):
+            self.runs_changed.emit()
+
+    def _on_ended(self, run: Run, status: str) -> None:
+        self.run_ended.emit(run, status)
+        self.runs_changed.emit()
+
+    def shutdown(self, grace_ms: int = 3000) -> None:
+        """The app is closing: stop every running trainer and mark its run interrupted."""
+        for proc in list(self.processes.values()):
+            proc.shutdown(grace_ms)
+
+
+# --- the list ---------------------------------------------------------------------------------
+COLUMNS = ("Run", "Model", "Status", "Epochs", "Val. acc.", "Macro-F1", "Created")
+
+
+class RunsPanel(QWidget):
+    """Every run of the project with its status; Show / Stop / Resume / Repeat / Results."""
+
+    run_selected = Signal(object)  # Run
+    results_requested = Signal(object)  # Run
+    new_run_requested = Signal()
+
+    def __init__(self, manager: TrainingManager, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.manager = manager
+        self._runs: list[Run] = []
+        self._detached = False
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.doubleClicked.connect(lambda _i: self._emit_selected())
+
+        self.new_button = QPushButton("New…")
+        self.new_button.clicked.connect(self.new_run_requested)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop_selected)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue from the run's last saved model")
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.repeat_button = QPushButton("Repeat")
+        self.repeat_button.setToolTip("Train again with exactly the same data and settings")
+        self.repeat_button.clicked.connect(self.repeat_selected)
+        self.results_button = QPushButton("Results…")
+        self.results_button.clicked.connect(self.results_selected)
+        buttons = QHBoxLayout()
+        for b in (self.new_button, self.stop_button, self.resume_button, self.repeat_button,
+                  self.results_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.table, 1)
+        lay.addLayout(buttons)
+
+        manager.runs_changed.connect(self.refresh)
+        # a trainer left running by an earlier session ends on its own: notice it
+        self._poll = QTimer(self)
+        self._poll.setInterval(5000)
+        self._poll.timeout.connect(self._refresh_detached)
+        self._poll.start()
+        self.refresh()
+
+    # --- contents ------------------------------------------------------------------------
+    def refresh(self) -> None:
+        current = self.selected()
+        keep = current.folder if current else None
+        self._runs = self.manager.runs()
+        self._detached = False
+        self.table.setRowCount(len(self._runs))
+        for row, run in enumerate(self._runs):
+            status = self.manager.status(run)
+            proc = self.manager.process_for(run)
+            # a trainer left running by an earlier session of the app: watch it (_poll)
+            self._detached |= proc is None and status == runs_mod.RUNNING
+            summary = runs_mod.RunSummary.from_events(
+                proc.events if proc is not None else run.events())
+            last = summary.epochs[-1] if summary.epochs else {}
+            total = summary.total_epochs
+            try:
+                model = str(run.config().get("model", ""))
+            except runs_mod.RunError:
+                model = "?"
+            acc = field_value(last, "val_acc", "val_accuracy", ("val", "acc"))
+            f1 = field_value(last, "val_macro_f1", "macro_f1", ("val", "macro_f1"))
+            n_ep = len(summary.epochs)
+            values = [
+                run.name, model, status,
+                f"{n_ep} / {total}" if total else str(n_ep),
+                f"{acc:.3f}" if acc is not None else "",
+                f"{f1:.3f}" if f1 is not None else "",
+                str(run.meta.get("created_at", ""))[:16].replace("T", " "),
+            ]
+            for col, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                if col == 2:
+                    item.setForeground(QColor(STATUS_COLOURS.get(status, "#555")))
+                item.setData(Qt.ItemDataRole.UserRole, str(run.folder))
+                self.table.setItem(row, col, item)
+            if keep is not None and run.folder == keep:
+                self.table.selectRow(row)
+        self._update_buttons()
+
+    def _refresh_detached(self) -> None:
+        if self._detached:
+            self.refresh()
+
+    def runs(self) -> list[Run]:
+        return list(self._runs)
+
+    def row_status(self, name: str) -> str | None:
+        for row, run in enumerate(self._runs):
+            if run.name == name:
+                return self.table.item(row, 2).text()
+        return None
+
+    def selected(self) -> Run | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        row = rows[0].row()
+        return self._runs[row] if 0 <= row < len(self._runs) else None
+
+    def select(self, run: Run) -> None:
+        for row, r in enumerate(self._runs):
+            if r.folder == run.folder:
+                self.table.selectRow(row)
+                return
+
+    # --- actions -------------------------------------------------------------------------
+    def _on_selection(self) -> None:
+        self._update_buttons()
+        self._emit_selected()
+
+    def _emit_selected(self) -> None:
+        run = self.selected()
+        if run is not None:
+            self.run_selected.emit(run)
+
+    def _update_buttons(self) -> None:
+        run = self.selected()
+        status = self.manager.status(run) if run else None
+        self.stop_button.setEnabled(status == runs_mod.RUNNING)
+        self.resume_button.setEnabled(
+            status in runs_mod.RESUMABLE and run is not None and runs_mod.can_resume(run))
+        self.repeat_button.setEnabled(status in runs_mod.TERMINAL)
+        self.results_button.setEnabled(
+            status in (runs_mod.FINISHED, runs_mod.STOPPED, runs_mod.INTERRUPTED))
+
+    def results_selected(self) -> None:
+        run = self.selected()
+        if run is not None:
+            self.results_requested.emit(run)
+
+    def stop_selected(self) -> None:
+        run = self.selected()
+        if run is not None:
+            self.manager.stop(run)
+
+    def resume_selected(self) -> None:
+        run = self.selected()
+        if run is None:
+            return
+        try:
+            self.manager.resume(run)
+        except runs_mod.RunError as exc:
+            notify(self, "Resume training", str(exc))
+            return
+        self.select(run)
+        self.run_selected.emit(run)
+
+    def repeat_selected(self) -> None:
+        run = self.selected()
+        if run is None:
+            return
+        try:
+            proc = self.manager.repeat(run)
+        except runs_mod.RunError as exc:
+            notify(self, "Repeat training", str(exc))
+            return
+        self.select(proc.run)
+        self.run_selected.emit(proc.run)

@@ -1,0 +1,178 @@
+"""The training views on run folders written with the trainer's own protocol encoder and metrics
+(no trainer process): replaying a run in the monitor, the per-batch loss curve, error wording,
+the results view and its heatmap, the run list's statuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cellviewer.core import runs
+from cellviewer.ui.training_monitor import (
+    RunMonitor,
+    TrainingCharts,
+    error_text,
+)
+from cellviewer.ui.training_results import ResultsView, normalised_confusion
+from cellviewer.ui.training_runs import RunsPanel, TrainingManager
+from trainer.evaluate import write_report
+from trainer.metrics import classification_metrics
+from trainer.protocol import encode_event
+
+CLASSES = ["normal", "target cell", "teardrop"]
+
+
+def write_run(project: Path, name: str, events: list[tuple[str, dict]], **meta) -> runs.Run:
+    run = runs.RunRegistry(project).create(name, **meta)
+    runs.write_json_atomic(run.config_path, {"patchset": "p", "out_dir": str(run.folder),
+                                             "model": "cnn", "flag_limit": 256})
+    with open(run.events_path, "w") as fh:
+        for kind, fields in events:
+            fh.write(encode_event(kind, **fields) + "\n")
+    return run
+
+
+def finished_events(run_folder: Path, epochs: int = 3) -> list[tuple[str, dict]]:
+    evs = [("started", {"epochs": epochs, "steps_per_epoch": 4, "device": "cpu",
+                        "classes": CLASSES, "n_train": 80, "n_train_augmented": 768,
+                        "n_val": 20})]
+    for e in range(1, epochs + 1):
+        evs.append(("epoch", {"epoch": e, "epochs": epochs, "train_loss": 1.0 / e,
+                              "val_loss": 1.2 / e, "train_acc": 0.5 + 0.1 * e,
+                              "val_acc": 0.4 + 0.1 * e, "macro_f1": 0.3 + 0.1 * e,
+                              "lr": 1e-3, "samples_per_s": 500.0, "elapsed_s": 10.0 * e,
+                              "eta_s": 10.0 * (epochs - e)}))
+    model = run_folder / "best.cvmodel"
+    model.write_bytes(b"not read here")
+    evs += [("stopped", {"reason": "finished", "epoch": epochs}),
+            ("finished", {"reason": "finished", "model_path": str(model), "best_epoch": epochs,
+                          "epochs_run": epochs, "elapsed_s": 30.0,
+                          "metrics": {"val_acc": 0.7, "macro_f1": 0.6}, "classes": CLASSES})]
+    return evs
+
+
+def test_the_pyside_emit_guard_keeps_true_alive():
+    import sys
+
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        ping = Signal()
+
+    e = Emitter()
+    for _ in range(5000):  # PySide6 6.12.0 without cellviewer.ui's guard aborts here
+        e.ping.emit()
+    assert sys.getrefcount(True) > 1000
+
+
+def test_monitor_replays_a_finished_run(qtbot, tmp_path: Path):
+    reg = runs.RunRegistry(tmp_path / "p.cvproj")
+    run = reg.create("r")
+    events = finished_events(run.folder)
+    with open(run.events_path, "w") as fh:
+        for kind, fields in events:
+            fh.write(encode_event(kind, **fields) + "\n")
+    run.mark_launched(pid=1)
+    run.mark_ended(0, crashed=False)
+    monitor = RunMonitor()
+    qtbot.addWidget(monitor)
+    monitor.show_run(run)
+    assert monitor.status == runs.FINISHED
+    assert monitor.charts.epoch_count() == 3
+    assert monitor.figures["epoch"].text() == "3 of 3"
+    assert monitor.figures["val_acc"].text() == "0.700"
+    assert monitor.figures["elapsed"].text() == "0:30"
+    assert monitor.error_label.isHidden()
+    assert monitor.results_button.isEnabled() and not monitor.stop_button.isEnabled()
+    xs, ys = monitor.charts._series("val_acc")
+    assert xs == [1, 2, 3] and ys == pytest.approx([0.5, 0.6, 0.7])
+
+
+def test_batch_curve_recovers_the_loss_between_heartbeats(qtbot):
+    charts = TrainingCharts()
+    qtbot.addWidget(charts)
+    # running means over the epoch: 1.0 after 2 batches, 0.8 after 4 -> batches 3-4 mean 0.6
+    charts.add_batch({"epoch": 1, "step": 2, "train_loss": 1.0}, 0.5)
+    charts.add_batch({"epoch": 1, "step": 4, "train_loss": 0.8}, 1.0)
+    assert charts.batch_y[0] == pytest.approx(1.0)
+    assert charts.batch_y[1] == pytest.approx(0.7 * 1.0 + 0.3 * 0.6)
+    # a new epoch starts a new running mean
+    charts.add_batch({"epoch": 2, "step": 1, "train_loss": 0.5}, 1.25)
+    assert charts.batch_y[2] == pytest.approx(0.7 * charts.batch_y[1] + 0.3 * 0.5)
+
+
+def test_error_events_become_advice_for_the_app():
+    text = error_text({"event": "error", "kind": "out-of-memory",
+                       "message": "The device ran out of memory (CUDA out of memory)."})
+    assert text.startswith("The device ran out of memory")
+    assert "lower the batch size" in text
+    assert "Foundation weights" in error_text({"kind": "missing-weights", "message": "m"})
+    assert "fault in the trainer" in error_text({"kind": "something-new", "message": "m"})
+
+
+def test_results_view_shows_the_evaluation(qtbot, tmp_path: Path):
+    run = write_run(tmp_path / "p.cvproj", "done", [])
+    with open(run.events_path, "w") as fh:
+        for kind, fields in finished_events(run.folder):
+            fh.write(encode_event(kind, **fields) + "\n")
+    y_true = np.array([0] * 10 + [1] * 8 + [2] * 2)
+    y_pred = np.array([0] * 9 + [1] + [1] * 6 + [0, 2] + [2, 0])
+    metrics = classification_metrics(y_true, y_pred, 3)
+    write_report(run.folder, metrics, CLASSES, {"model": "best.cvmodel"})
+    view = ResultsView()
+    qtbot.addWidget(view)
+    view.show_run(run)
+    assert view.class_table.rowCount() == 3
+    assert [view.class_table.item(r, 0).text() for r in range(3)] == CLASSES
+    assert view.class_table.item(0, 2).text() == "0.900"  # recall of normal: 9 of 10
+    assert view.class_table.item(1, 4).text() == "8"
+    expected = metrics.confusion / metrics.confusion.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(view.heatmap.matrix, expected, atol=1e-6)
+    assert view.heatmap.classes == CLASSES
+    assert f"{metrics.accuracy:.3f}" in view.summary_label.text()
+    assert "FlagLimit 256" in view.summary_label.text()
+    assert view.charts.epoch_count() == 3
+    assert view.activate_button.isEnabled()
+    view.resize(900, 700)
+    view.show()
+    qtbot.waitExposed(view)
+    assert view.heatmap.grab().width() > 0
+
+
+def test_normalised_confusion_from_counts():
+    m = normalised_confusion({"confusion": [[3, 1], [0, 0]]})
+    np.testing.assert_allclose(m, [[0.75, 0.25], [0.0, 0.0]])
+    assert normalised_confusion({}) is None
+
+
+def test_run_list_shows_each_runs_state(qtbot, tmp_path: Path):
+    project = tmp_path / "p.cvproj"
+    write_run(project, "never-started", [])
+    gone = write_run(project, "app-went-away", [("started", {"epochs": 5})])
+    gone.mark_launched(pid=999_999_999)  # no such process: the app died while it trained
+    (gone.folder / runs.LAST_MODEL).write_bytes(b"x")
+    crashed = write_run(project, "trainer-died", [("started", {"epochs": 5})])
+    crashed.mark_launched(pid=1)
+    crashed.mark_ended(-9, crashed=True, failure="The trainer was killed")
+    done = write_run(project, "done", [])
+    with open(done.events_path, "w") as fh:
+        for kind, fields in finished_events(done.folder):
+            fh.write(encode_event(kind, **fields) + "\n")
+    done.mark_launched(pid=1)
+    done.mark_ended(0, crashed=False)
+
+    panel = RunsPanel(TrainingManager(project))
+    qtbot.addWidget(panel)
+    assert {r.name: panel.row_status(r.name) for r in panel.runs()} == {
+        "never-started": runs.CREATED, "app-went-away": runs.INTERRUPTED,
+        "trainer-died": runs.FAILED, "done": runs.FINISHED}
+    panel.select(gone)
+    assert panel.resume_button.isEnabled() and not panel.stop_button.isEnabled()
+    panel.select(done)
+    assert panel.results_button.isEnabled() and panel.repeat_button.isEnabled()
+    assert not panel.resume_button.isEnabled()
+    row = [r.name for r in panel.runs()].index("done")
+    assert panel.table.item(row, 3).text() == "3 / 3"
+    assert panel.table.item(row, 4).text() == "0.700"

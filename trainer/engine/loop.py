@@ -1,0 +1,533 @@
+"""One training run: configuration in, model files and a report out, events all the way.
+
+``run_training(config, sink=...)`` is the whole run (the ``train`` command is a thin wrapper):
+
+1. check the configuration and the model name (an unknown model is refused before any work),
+2. load the patch set(s) and split them (``trainer.engine.dataset``), pick the device,
+3. build the model and the optimiser (per-model defaults from ``trainer.models``), the
+   training data on the device and the fastest working training step
+   (``trainer.engine.step``),
+4. per epoch: one pass over the whole augmented training index (the study's epoch), then
+   validation on the un-augmented validation cells; early stopping on validation accuracy;
+   the last model (with the optimiser state, for resuming) and the best model written,
+5. ``stopped`` with the reason, then ``finished`` with the model paths and metrics; the best
+   model is evaluated on the validation cells into ``evaluation.json``/CSV.
+
+Any failure becomes an ``error`` event with an actionable message (and exit code 1).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainer.config import ConfigError, RunConfig
+from trainer.engine import modelfile as mfile
+from trainer.engine.dataset import prepare_data, save_split
+from trainer.engine.device import (
+    amp_dtype,
+    configure_backends,
+    device_name,
+    prefers_channels_last,
+    select_device,
+    synchronize,
+)
+from trainer.engine.early_stopping import EarlyStopping
+from trainer.engine.errors import TrainerError, classify_exception
+from trainer.engine.events import EventSink, MetricsCsv, stderr_log
+from trainer.engine.infer import features_of, forward_batches
+from trainer.engine.step import (
+    LrSchedule,
+    StepData,
+    build_stepper,
+    epoch_permutation,
+    make_optimizer,
+)
+from trainer.metrics import classification_metrics
+from trainer.protocol import ErrorKind, StopReason
+
+LAST_MODEL = "last" + mfile.EXTENSION
+BEST_MODEL = "best" + mfile.EXTENSION
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+
+
+@dataclass
+class RunResult:
+    status: str  # "finished" (all epochs or early stop), "stopped" (stop request), "error"
+    reason: StopReason | None = None
+    run_dir: Path | None = None
+    best_path: Path | None = None
+    last_path: Path | None = None
+    metrics: dict = field(default_factory=dict)
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.status == "error" else 0
+
+
+# ---- configuration ----------------------------------------------------------------------------
+def check_config(cfg: RunConfig):
+    """Everything that can be checked without touching data: values, model name, mode.
+    Returns the model's spec."""
+    from trainer.models import UnknownModelError, model_spec
+
+    cfg.validate()
+    try:
+        spec = model_spec(cfg.model)
+    except UnknownModelError as exc:
+        raise TrainerError(str(exc), ErrorKind.UNKNOWN_MODEL) from exc
+    if spec.kind == "foundation":
+        if cfg.mode is not None and cfg.mode not in spec.modes:
+            raise ConfigError(f"model {cfg.model!r} has no mode {cfg.mode!r} "
+                              f"(modes: {', '.join(spec.modes)})")
+    elif cfg.mode is not None:
+        raise ConfigError(f"model {cfg.model!r} is trained from scratch: it takes no mode "
+                          f"(got {cfg.mode!r})")
+    return spec
+
+
+def resolve_config(cfg: RunConfig, spec) -> tuple[RunConfig, object]:
+    """Fill in the model's defaults (epochs, learning rate, weight decay, mode)."""
+    mode = cfg.mode
+    if spec.kind == "foundation" and mode is None:
+        mode = "lp"
+    defaults = spec.defaults_for(mode) if spec.kind == "foundation" else spec.defaults
+    resolved = cfg.replace(
+        mode=mode,
+        epochs=cfg.epochs if cfg.epochs is not None else defaults.epochs,
+        lr=cfg.lr if cfg.lr is not None else defaults.lr,
+        weight_decay=cfg.weight_decay if cfg.weight_decay is not None else defaults.weight_decay,
+    )
+    return resolved, defaults
+
+
+def _model_kwargs(cfg: RunConfig, spec) -> dict:
+    kwargs = dict(cfg.model_args)
+    if spec.kind == "foundation":
+        kwargs["mode"] = cfg.mode
+        if cfg.weights:
+            kwargs["weights"] = cfg.weights
+    return kwargs
+
+
+# ---- the run ------------------------------------------------------------------------------------
+class _Run:
+    """The state of one run (kept in one object so the steps read as a story)."""
+
+    def __init__(self, cfg: RunConfig, sink: EventSink, stop, on_model, resume_from: Path | None,
+                 log: Callable[[str], None]) -> None:
+        self.cfg, self.sink, self.on_model = cfg, sink, on_model
+        # a threading.Event, or a StopControl (which also knows where the request came from)
+        self.stop_control = stop
+        self.stop: threading.Event = getattr(stop, "event", stop)
+        self.resume_from, self.log = resume_from, log
+        self.t0 = time.monotonic()
+        self.elapsed_before = 0.0
+        self.run_dir: Path | None = None
+        self.best_metrics: dict = {}
+        self.best_eval: dict | None = None
+
+    def notice(self, message: str) -> None:
+        self.log(message)
+        self.sink.emit("notice", message=message)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.t0
+
+    # -- set-up ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        resume_mf = None
+        if self.resume_from is not None:
+            resume_mf = mfile.load_model_file(self.resume_from, with_optimizer=True)
+            if resume_mf.arch != cfg.model:
+                raise ConfigError(f"{self.resume_from}: is a {resume_mf.arch!r} model, the "
+                                  f"configuration trains {cfg.model!r}")
+            if "train_state" not in resume_mf.meta or resume_mf.optimizer_state is None:
+                raise ConfigError(f"{self.resume_from}: has no training state to resume "
+                                  f"from (use the run's {LAST_MODEL})")
+        spec = check_config(cfg)
+        cfg, defaults = resolve_config(cfg, spec)
+        self.cfg, self.spec, self.defaults = cfg, spec, defaults
+        device = select_device(cfg.device)
+        configure_backends(device)
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.device = device
+        self.amp = amp_dtype(device, cfg.amp)
+
+        data = prepare_data(cfg)
+        self.data = data
+        if resume_mf is not None and resume_mf.classes != data.classes:
+            raise ConfigError(f"{self.resume_from}: its classes {resume_mf.classes} differ "
+                              f"from the patch set's {data.classes}")
+        run_dir = Path(cfg.out_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = run_dir
+        self.sink.open_run_dir(run_dir)
+        cfg.save(run_dir / CONFIG_FILE)
+        save_split(run_dir, data)
+        self.metrics_csv = MetricsCsv(run_dir / METRICS_FILE)
+        for note in data.notes:
+            self.notice(note)
+
+        torch.manual_seed(cfg.seed)
+        from trainer.models import count_parameters, create_model
+
+        self.model_kwargs = _model_kwargs(cfg, spec)
+        model = create_model(cfg.model, len(data.classes), **self.model_kwargs)
+        if self.on_model is not None:
+            self.on_model(model)
+        self.partial = spec.kind == "foundation"
+        if resume_mf is not None:
+            model.load_state_dict(resume_mf.state_dict, strict=not self.partial)
+        self.channels_last = prefers_channels_last(model, device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.to(device).train()
+        self.n_params = count_parameters(model)
+        self.n_trainable = count_parameters(model, trainable_only=True)
+        self.lp = spec.kind == "foundation" and cfg.mode == "lp"
+        self.whitened = spec.input_mode == "whitened"
+
+        self._setup_data_on_device(resume_mf)
+        self._setup_training(resume_mf)
+
+    def _setup_data_on_device(self, resume_mf) -> None:
+        from trainer.data.augment_plan import build_augmented_index, plain_index
+        from trainer.data.whiten import augmented_mean_image, mean_image
+
+        cfg, data, device = self.cfg, self.data, self.device
+        n = len(data.train_y)
+        plan = build_augmented_index(n, cfg.seed) if cfg.augment else plain_index(n)
+        if resume_mf is not None:
+            mean = resume_mf.mean_image.numpy()
+        elif cfg.augment:
+            mean = augmented_mean_image(data.train_u8, plan)
+        else:
+            mean = mean_image(data.train_u8)
+        self.mean_cpu = torch.from_numpy(np.ascontiguousarray(mean, dtype=np.float32))
+        mean_t = self.mean_cpu.to(device) if self.whitened else None
+        self.mean_t = mean_t
+        train_u8 = torch.from_numpy(data.train_u8).to(device)
+        train_y = torch.from_numpy(data.train_y).to(device)
+        plan_t = torch.from_numpy(plan).to(device)
+        self.val_y = torch.from_numpy(data.val_y).to(device)
+        self.n_train_augmented = len(plan)
+        if self.lp:
+            # The backbone is frozen (and in eval mode): its features of every augmented entry
+            # are computed once and the head trains on them: the study's result at a fraction
+            # of its cost.
+            self.notice(f"linear probing: computing backbone features of {len(plan):,} "
+                        f"training and {len(data.val_y):,} validation samples once")
+            self.model.eval()
+            feats = features_of(self.model, train_u8, device, plan=plan_t, mean=None,
+                                amp_dtype=self.amp, batch_size=cfg.eval_batch_size)
+            self.val_inputs = features_of(self.model, data.val_u8, device, mean=None,
+                                          amp_dtype=self.amp, batch_size=cfg.eval_batch_size)
+            self.model.train()
+            self.step_data = StepData(inputs=feats, labels=train_y[plan_t[:, 0]])
+            self.val_kind = "features"
+            del train_u8
+        else:
+            self.step_data = StepData(inputs=train_u8, labels=train_y, plan=plan_t, mean=mean_t,
+                                      augment=cfg.augment)
+            self.val_inputs = torch.from_numpy(data.val_u8).to(device)
+            self.val_kind = "patches"
+
+    def _setup_training(self, resume_mf) -> None:
+        cfg, device = self.cfg, self.device
+        m = self.step_data.n_entries
+        batch = cfg.batch_size
+        if batch > m:
+            self.notice(f"batch size {batch} is larger than the {m} training samples per "
+                        f"epoch; using {m}")
+            batch = m
+        self.batch = batch
+        self.steps = m // batch
+        schedule_kind = getattr(self.defaults, "schedule", "constant")
+        warmup_epochs = int(getattr(self.defaults, "warmup_epochs", 0))
+        self.schedule = LrSchedule(cfg.lr, schedule_kind, warmup_epochs * self.steps,
+                                   cfg.epochs * self.steps)
+        opt_kind = getattr(self.defaults, "optimizer", "adamw")
+
+        def factory(graph: bool) -> torch.optim.Optimizer:
+            return make_optimizer(self.model, opt_kind, cfg.lr, cfg.weight_decay, device, graph)
+
+        cuda = device.type == "cuda"
+        want_compile = cfg.compile if cfg.compile is not None else cuda
+        want_graph = cfg.cuda_graph if cfg.cuda_graph is not None else cuda
+        if want_graph and not cuda:
+            self.notice("CUDA graphs need a CUDA device: training without")
+        self.start_epoch, self.start_step, self.global_step = 1, 0, 0
+        self.partial_sums = (0.0, 0)
+        self.early = EarlyStopping(patience=cfg.patience, max_epochs=cfg.epochs)
+        opt_state = None
+        if resume_mf is not None:
+            ts = resume_mf.meta["train_state"]
+            opt_state = resume_mf.optimizer_state
+            self.elapsed_before = float(ts.get("elapsed_s", 0.0))
+            self.early = EarlyStopping.from_state(ts["early_stopping"], patience=cfg.patience,
+                                                  max_epochs=cfg.epochs)
+            self.best_metrics = resume_mf.meta.get("best_metrics", {})
+            same_batches = ts.get("batch_size") == batch and ts.get("steps") == self.steps
+            if ts.get("epoch_complete", True):
+                self.start_epoch = int(ts["epoch"]) + 1
+            elif same_batches:
+                self.start_epoch, self.start_step = int(ts["epoch"]), int(ts["step"])
+                self.partial_sums = (float(ts.get("loss_sum", 0.0)), int(ts.get("correct", 0)))
+            else:
+                self.start_epoch = int(ts["epoch"])
+                self.notice("the batch size changed: the interrupted epoch restarts")
+            self.global_step = int(ts.get("global_step", 0))
+            self.metrics_csv.truncate_after(self.start_epoch - 1)
+        self.stepper = build_stepper(
+            self.model, factory, self.step_data, batch, device, self.amp, self.schedule,
+            forward="head" if self.lp else "model", want_compile=want_compile,
+            want_graph=want_graph, optimizer_state=opt_state, global_step=self.global_step,
+            notice=self.notice, channels_last=self.channels_last)
+
+    # -- model files ----------------------------------------------------------------------
+    def _meta(self, metrics: dict, train_state: dict | None) -> dict:
+        meta = {
+            "arch": self.cfg.model,
+            "arch_kwargs": self.model_kwargs,
+            "num_classes": len(self.data.classes),
+            "classes": self.data.classes,
+            "input_mode": self.spec.input_mode,
+            "patch_size": 40,
+            "fov_px": self.data.fov_px,
+            "partial_state": self.partial,
+            "config": self.cfg.to_dict(),
+            "metrics": metrics,
+            "best_metrics": self.best_metrics,
+            "n_params": self.n_params,
+        }
+        if train_state is not None:
+            meta["train_state"] = train_state
+        return meta
+
+    def _state_dict(self) -> dict:
+        if self.partial:
+            return mfile.trainable_state_dict(self.model)
+        return self.model.state_dict()
+
+    def save(self, kind: str, metrics: dict, train_state: dict | None) -> Path:
+        assert self.run_dir is not None
+        path = self.run_dir / (LAST_MODEL if kind == "last" else BEST_MODEL)
+        mfile.save_model_file(
+            path, state_dict=self._state_dict(), mean_image=self.mean_cpu,
+            meta=self._meta(metrics, train_state),
+            optimizer_state=self.stepper.optimizer.state_dict() if kind == "last" else None)
+        self.sink.emit("checkpoint", kind=kind, path=str(path), epoch=metrics.get("epoch"),
+                       val_acc=metrics.get("val_acc"))
+        return path
+
+    def train_state(self, epoch: int, step: int, complete: bool, sums=(0.0, 0)) -> dict:
+        return {"epoch": epoch, "step": step, "steps": self.steps, "batch_size": self.batch,
+                "epoch_complete": complete, "global_step": self.stepper.global_step,
+                "loss_sum": sums[0], "correct": sums[1],
+                "early_stopping": self.early.state(), "elapsed_s": self.elapsed()}
+
+    # -- validation -----------------------------------------------------------------------
+    def validate(self) -> tuple[float, object]:
+        self.model.eval()
+        logits, _ = forward_batches(self.model, self.val_inputs, self.device, mean=self.mean_t,
+                                    amp_dtype=self.amp, batch_size=self.cfg.eval_batch_size,
+                                    kind=self.val_kind, channels_last=self.channels_last)
+        val_loss = float(F.cross_entropy(logits, self.val_y))
+        preds = logits.argmax(dim=1).cpu().numpy()
+        self.model.train()
+        return val_loss, classification_metrics(self.data.val_y, preds, len(self.data.classes))
+
+    # -- the loop -------------------------------------------------------------------------
+    def started(self) -> None:
+        cfg, data = self.cfg, self.data
+        self.sink.emit(
+            "started", run_dir=str(self.run_dir), config=cfg.to_dict(), model=cfg.model,
+            device=str(self.device), device_name=device_name(self.device),
+            fast_path=self.stepper.name, channels_last=self.channels_last,
+            amp=str(self.amp).replace("torch.", "") if self.amp else "off",
+            params=self.n_params, trainable_params=self.n_trainable,
+            classes=data.classes, excluded_classes=data.excluded_classes,
+            n_train=len(data.train_y), n_train_augmented=self.n_train_augmented,
+            n_val=len(data.val_y), batch_size=self.batch, steps_per_epoch=self.steps,
+            epochs=cfg.epochs, start_epoch=self.start_epoch, lr=cfg.lr,
+            weight_decay=cfg.weight_decay, schedule=self.schedule.kind,
+            resumed_from=str(self.resume_from) if self.resume_from else None)
+
+    def finish(self, reason: StopReason, epoch: int, detail: str = "") -> RunResult:
+        self.sink.emit("stopped", reason=reason, epoch=epoch, detail=detail)
+        assert self.run_dir is not None
+        best = self.run_dir / BEST_MODEL
+        last = self.run_dir / LAST_MODEL
+        model_path = best if best.exists() else (last if last.exists() else None)
+        if best.exists() and reason != StopReason.STOP_REQUEST:
+            self._write_evaluation(best)
+        self.sink.emit(
+            "finished", reason=reason, model_path=str(model_path) if model_path else None,
+            last_model_path=str(last) if last.exists() else None, run_dir=str(self.run_dir),
+            best_epoch=self.early.best_epoch or None, epochs_run=self.early.last_epoch,
+            elapsed_s=round(self.elapsed(), 3), metrics=self.best_metrics,
+            classes=self.data.classes)
+        status = "stopped" if reason == StopReason.STOP_REQUEST else "finished"
+        return RunResult(status, reason, self.run_dir, best if best.exists() else None,
+                         last if last.exists() else None, dict(self.best_metrics))
+
+    def _write_evaluation(self, best: Path) -> None:
+        """The best model's evaluation on the validation cells (evaluation.json and CSVs)."""
+        try:
+            from trainer.evaluate import evaluate_model, write_report
+
+            if self.best_eval is not None:
+                write_report(self.run_dir, self.best_eval, self.data.classes,
+                             {"model": str(best), "data": "the run's validation cells"})
+            else:  # resumed, and no better epoch since: evaluate the best file itself
+                evaluate_model(best, device=str(self.device), out_dir=self.run_dir,
+                               batch_size=self.cfg.eval_batch_size)
+        except Exception as exc:  # a report that cannot be written must not fail the run
+            self.notice(f"could not write the evaluation report: {exc}")
+
+    def loop(self) -> RunResult:
+        cfg, stepper, steps, batch = self.cfg, self.stepper, self.steps, self.batch
+        epoch_times: list[float] = []
+        n_entries = self.step_data.n_entries
+        self.started()
+        if self.start_epoch > cfg.epochs:
+            self.notice(f"the run already trained {cfg.epochs} epochs; nothing to do "
+                        "(give more --epochs to continue)")
+            return self.finish(StopReason.FINISHED, cfg.epochs, "nothing left to train")
+        for epoch in range(self.start_epoch, cfg.epochs + 1):
+            start_step = self.start_step if epoch == self.start_epoch else 0
+            sums = self.partial_sums if epoch == self.start_epoch else (0.0, 0)
+            stepper.start_epoch(epoch_permutation(cfg.seed, epoch, n_entries), start_step,
+                                *sums)
+            t_epoch = time.monotonic()
+            last_beat = t_epoch
+            step = start_step
+            interrupted = False
+            while step < steps:
+                stepper.step()
+                step += 1
+                if self.stop.is_set() and step < steps:
+                    interrupted = True
+                    break
+                now = time.monotonic()
+                if now - last_beat >= cfg.heartbeat_s and step < steps:
+                    last_beat = now
+                    loss_sum, correct = stepper.read()
+                    if not math.isfinite(loss_sum):
+                        break
+                    rate = (step - start_step) * batch / max(now - t_epoch, 1e-9)
+                    left = (steps - step) * batch / max(rate, 1e-9)
+                    per_epoch = np.mean(epoch_times) if epoch_times else steps * batch / rate
+                    self.sink.emit(
+                        "batch", epoch=epoch, epochs=cfg.epochs, step=step, steps=steps,
+                        train_loss=loss_sum / step, train_acc=correct / (step * batch),
+                        samples_per_s=round(rate, 1), elapsed_s=round(self.elapsed(), 3),
+                        eta_s=round(left + per_epoch * (cfg.epochs - epoch), 1))
+            loss_sum, correct = stepper.read()
+            synchronize(self.device)
+            if interrupted:
+                state = self.train_state(epoch, step, False, (loss_sum, correct))
+                self.save("last", {"epoch": epoch - 1, "partial_epoch": epoch, "step": step},
+                          state)
+                return self.finish(StopReason.STOP_REQUEST, epoch - 1,
+                                   f"stopped at step {step}/{steps} of epoch {epoch} "
+                                   f"({self.stop_source()})")
+            train_s = time.monotonic() - t_epoch
+            train_loss = loss_sum / max(step, 1)
+            if not math.isfinite(train_loss):
+                self.early.update(epoch, float("nan"), train_loss)
+                return self.finish(StopReason.NON_FINITE_LOSS, epoch - 1,
+                                   f"the training loss became {train_loss} in epoch {epoch}; "
+                                   "try a lower learning rate")
+            train_acc = correct / (steps * batch)
+            val_loss, m = self.validate()
+            epoch_s = time.monotonic() - t_epoch
+            epoch_times.append(epoch_s)
+            decision = self.early.update(epoch, m.accuracy, train_loss)
+            metrics = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                       "val_loss": val_loss, "val_acc": m.accuracy, "macro_f1": m.macro_f1,
+                       "macro_precision": m.macro_precision, "macro_recall": m.macro_recall,
+                       "balanced_accuracy": m.balanced_accuracy}
+            if decision.improved:
+                self.best_metrics = metrics
+                self.best_eval = m
+            rate = (steps - start_step) * batch / max(train_s, 1e-9)
+            remaining = cfg.epochs - epoch
+            self.sink.emit(
+                "epoch", epoch=epoch, epochs=cfg.epochs, train_loss=train_loss,
+                train_acc=train_acc, val_loss=val_loss, val_acc=m.accuracy,
+                macro_f1=m.macro_f1, lr=stepper.lr, samples_per_s=round(rate, 1),
+                epoch_s=round(epoch_s, 3), elapsed_s=round(self.elapsed(), 3),
+                eta_s=round(float(np.mean(epoch_times[-5:])) * remaining, 1),
+                best_val_acc=self.early.best, best_epoch=self.early.best_epoch,
+                improved=decision.improved)
+            self.metrics_csv.append({**metrics, "lr": stepper.lr, "samples_per_s": rate,
+                                     "epoch_s": epoch_s, "elapsed_s": self.elapsed()})
+            self.save("last", metrics, self.train_state(epoch, steps, True))
+            if decision.improved:
+                self.save("best", metrics, None)
+            if decision.stop:
+                detail = ""
+                if decision.reason == StopReason.EARLY_STOP:
+                    detail = (f"validation accuracy has not improved for {cfg.patience} epochs "
+                              f"(best {self.early.best:.4f} at epoch {self.early.best_epoch})")
+                return self.finish(decision.reason, epoch, detail)
+            if self.stop.is_set():
+                return self.finish(StopReason.STOP_REQUEST, epoch,
+                                   f"stopped after epoch {epoch} ({self.stop_source()})")
+        return self.finish(StopReason.FINISHED, cfg.epochs)
+
+    def stop_source(self) -> str:
+        return getattr(self.stop_control, "source", None) or "stop request"
+
+
+def run_training(
+    cfg: RunConfig,
+    *,
+    sink: EventSink | None = None,
+    stop=None,
+    resume_from: str | Path | None = None,
+    on_model: Callable[[torch.nn.Module], None] | None = None,
+    log: Callable[[str], None] = stderr_log,
+) -> RunResult:
+    """Train one run; never raises for a failed run (it reports an ``error`` event and returns
+    a result with ``status == "error"``). ``stop``: set it to stop cleanly after the current
+    batch. ``resume_from``: a run's last model file to continue from. ``on_model`` is called
+    with the freshly built model (before training), e.g. to register hooks. ``stop`` is a
+    ``threading.Event`` or a :class:`trainer.engine.control.StopControl`."""
+    sink = sink if sink is not None else EventSink()
+    stop = stop if stop is not None else threading.Event()
+    run = _Run(cfg, sink, stop, on_model, Path(resume_from) if resume_from else None, log)
+    try:
+        run.setup()
+        result = run.loop()
+    except KeyboardInterrupt:
+        result = _error(run, ErrorKind.INTERNAL, "interrupted (Ctrl-C twice)")
+    except Exception as exc:  # reported as an event: the reader must always learn the end
+        kind, message = classify_exception(exc)
+        if kind == ErrorKind.INTERNAL:
+            import traceback
+
+            traceback.print_exc()
+        result = _error(run, kind, message)
+    sink.close()
+    return result
+
+
+def _error(run: _Run, kind: ErrorKind, message: str) -> RunResult:
+    run.sink.emit("error", kind=kind, message=message)
+    return RunResult("error", None, run.run_dir, error_kind=kind, error=message)
