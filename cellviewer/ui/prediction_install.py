@@ -357,7 +357,8 @@ class PredictionTools(QObject):
             flips = self._count_flips(results)
             self.window.statusBar().showMessage(
                 f"Blur σ {sigma:.2f} ({mode}-resize) on {len(results):,} visible cells: "
-                f"{flips:,} predictions change", 8000)
+                f"{flips:,} prediction{'' if flips == 1 else 's'} change"
+                f"{'s' if flips == 1 else ''}", 8000)
 
         job.progress.connect(collect)
         job.finished.connect(finish)

@@ -270,6 +270,13 @@ class SlideView(QWidget):
     def resizeEvent(self, event) -> None:  # noqa: N802
         if self._fitted:
             self.fit()
+        elif self.handle is not None and event.oldSize().isValid():
+            # Keep the image point under the centre where it was (docks opening, the window
+            # being resized), so a cell the user centred on stays centred.
+            old, size = event.oldSize(), event.size()
+            self._ox = round(self._ox + (old.width() - size.width()) / 2)
+            self._oy = round(self._oy + (old.height() - size.height()) / 2)
+            self._clamp()
         super().resizeEvent(event)
 
     def sizeHint(self) -> QSize:  # noqa: N802

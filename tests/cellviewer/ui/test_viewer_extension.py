@@ -162,3 +162,13 @@ def test_import_points_and_undo_labels(qtbot, window, tmp_path):
     window.import_points(str(bad))
     assert "bad.csv" in window.last_error or "nowhere.jpg" in window.last_error
     assert window.store.cell_count() == 3
+
+
+def test_resizing_the_window_keeps_the_centred_cell_centred(qtbot, window):
+    window.view.centre_on(300, 200, 2.0)
+    before = window.view.view_to_image(window.view.rect().center())
+    assert abs(before[0] - 300) <= 1.5 and abs(before[1] - 200) <= 1.5
+    window.resize(1300, 850)  # e.g. a dock opening or the user enlarging the window
+    qtbot.waitUntil(lambda: window.view.width() > 700, timeout=3000)
+    x, y = window.view.view_to_image(window.view.rect().center())
+    assert abs(x - 300) <= 1.5 and abs(y - 200) <= 1.5
