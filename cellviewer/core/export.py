@@ -87,10 +87,11 @@ def image_names(images: Sequence[ImageRecord], base: str | os.PathLike | None = 
     return out
 
 
-def _cells_frame(store: ProjectStore, model_id, image_ids, image_base, include_metadata):
+def _cells_frame(store: ProjectStore, model_id, image_ids, image_base, include_metadata,
+                 cell_ids=None):
     import pandas as pd
 
-    table = store.cell_table(image_ids)
+    table = store.cell_table(image_ids, cell_ids)
     images = store.images() if image_ids is None else [store.image(i) for i in image_ids]
     names = image_names(images, image_base)
     mpp = {im.id: (im.mpp if im.mpp else np.nan) for im in images}
@@ -139,15 +140,17 @@ def _cells_frame(store: ProjectStore, model_id, image_ids, image_base, include_m
 def export_cells_csv(store: ProjectStore, path: str | os.PathLike, *,
                      model_id: int | str | None = "latest", image_ids: Sequence[int] | None = None,
                      image_base: str | os.PathLike | None = None, include_metadata: bool = True,
-                     sep: str | None = None) -> Path:
+                     sep: str | None = None, cell_ids: Sequence[str] | None = None) -> Path:
     """Write one row per cell (see the module docstring); returns the path written.
 
     ``model_id``: whose predictions fill the prediction columns ("latest": the newest model
-    with predictions; None: leave them empty). ``sep`` defaults to a tab for ``.tsv``/``.txt``
-    files, else a comma.
+    with predictions; None: leave them empty). ``cell_ids`` limits the rows to those cells
+    (a selection; still in image then insertion order, and within ``image_ids`` when both are
+    given); an id that is no cell of the project raises KeyError naming it, and nothing is
+    written. ``sep`` defaults to a tab for ``.tsv``/``.txt`` files, else a comma.
     """
     path = Path(path)
-    df, _, _ = _cells_frame(store, model_id, image_ids, image_base, include_metadata)
+    df, _, _ = _cells_frame(store, model_id, image_ids, image_base, include_metadata, cell_ids)
     if sep is None:
         sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
     with atomic_write(path) as fh:

@@ -16,7 +16,6 @@ freezes the window, and pandas is imported there, never on the start-up path.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +52,7 @@ class ExportRequest:
     csv_path: Path
     scope: str = SCOPE_PROJECT
     image_ids: list[int] | None = None  # None: every image
-    cell_ids: list[str] | None = None  # the selection (scope "selection")
+    cell_ids: list[str] | None = None  # the selection (scope "selection"): the cells CSV's rows
     model_id: int | str | None = "latest"
     cells_csv: bool = True
     summary_csv: bool = True
@@ -82,11 +81,9 @@ def run_export(request: ExportRequest) -> list[Path]:
     with ProjectStore.open(request.project_path, readonly=True) as store:
         image_ids = request.image_ids
         if request.cells_csv:
-            if request.cell_ids is not None:
-                written.append(_export_selection_csv(store, request))
-            else:
-                written.append(export.export_cells_csv(
-                    store, request.csv_path, model_id=request.model_id, image_ids=image_ids))
+            written.append(export.export_cells_csv(
+                store, request.csv_path, model_id=request.model_id, image_ids=image_ids,
+                cell_ids=request.cell_ids))
         if request.summary_csv:
             written.append(export.export_summary_csv(
                 store, request.summary_path, model_id=request.model_id, image_ids=image_ids))
@@ -98,32 +95,6 @@ def run_export(request: ExportRequest) -> list[Path]:
                 written.append(io_geojson.export_geojson(store, path, image_id,
                                                          model_id=request.model_id))
     return written
-
-
-def _export_selection_csv(store: Any, request: ExportRequest) -> Path:
-    """The cells CSV of the selected cells only (the core's export takes images; its rows are
-    filtered by cell id here, and written atomically the same way)."""
-    from cellviewer.core import export
-
-    if "cell_ids" in inspect.signature(export.export_cells_csv).parameters:
-        return export.export_cells_csv(store, request.csv_path, model_id=request.model_id,
-                                       image_ids=request.image_ids, cell_ids=request.cell_ids)
-    import pandas as pd
-
-    tmp = request.csv_path.with_name(f".{request.csv_path.name}.all")
-    try:
-        export.export_cells_csv(store, tmp, model_id=request.model_id,
-                                image_ids=request.image_ids)
-        sep = "\t" if request.csv_path.suffix.lower() in (".tsv", ".txt") else ","
-        # Every column as text: the rows kept are written back exactly as the core wrote them.
-        frame = pd.read_csv(tmp, sep=sep, dtype=str, keep_default_na=False)
-        wanted = set(request.cell_ids or [])
-        frame = frame[frame["cell_id"].isin(wanted)]
-        with export.atomic_write(request.csv_path) as fh:
-            frame.to_csv(fh, index=False, sep=sep, lineterminator="\n")
-    finally:
-        tmp.unlink(missing_ok=True)
-    return request.csv_path
 
 
 class ExportDialog(QDialog):

@@ -96,15 +96,16 @@ class ModelChoice:
 
 
 def read_model_info(path: str | Path) -> dict:
-    """The model file's metadata (no weights are read) plus, when the model lies in its run
+    """The model file's metadata (no weights are read). A model file records the data that
+    trained it under ``"data"``; for an older file without it that still lies in its run
     folder, what the run's ``started`` event says about the data (``n_train``, ``n_val``,
-    excluded classes), under ``"run"``. Imports torch (the model-file reader): call it from a
-    worker thread."""
+    excluded classes) is added under ``"run"``. Imports torch (the model-file reader): call it
+    from a worker thread."""
     from trainer.engine.modelfile import read_model_meta
 
     meta = dict(read_model_meta(path))
     events = Path(path).with_name("events.jsonl")
-    if events.is_file():
+    if not _data_of(meta) and events.is_file():
         from trainer.protocol import parse_line
 
         with open(events, encoding="utf-8") as fh:
@@ -118,10 +119,23 @@ def read_model_info(path: str | Path) -> dict:
     return meta
 
 
+def _data_of(meta: dict) -> dict:
+    """The model file's own record of its training data (``{}`` for files older than it)."""
+    data = meta.get("data")
+    return data if isinstance(data, dict) and data.get("n_train") is not None else {}
+
+
 def describe_meta(meta: dict) -> dict[str, str]:
-    """What the panel shows of a model: architecture, classes, training data, validation."""
-    cfg = meta.get("config") or {}
-    run = meta.get("run") or {}
+    """What the panel shows of a model: architecture, classes, training data, validation.
+    The training data comes from the model file's ``data`` record, else (older files) from
+    the run's ``started`` event that :func:`read_model_info` put under ``"run"``."""
+    cfg = dict(meta.get("config") or {})
+    data = _data_of(meta)
+    run = data or meta.get("run") or {}
+    if data:
+        cfg["flag_limit"] = data.get("flag_limit")
+        if data.get("epochs_run"):
+            cfg["epochs"] = data["epochs_run"]
     metrics = meta.get("metrics") or meta.get("final") or {}
     out = {"Architecture": str(meta.get("arch", "?"))}
     params = meta.get("n_params") or meta.get("num_params")

@@ -313,10 +313,30 @@ class _Run:
             "metrics": metrics,
             "best_metrics": self.best_metrics,
             "n_params": self.n_params,
+            "data": self._data_meta(metrics),
         }
         if train_state is not None:
             meta["train_state"] = train_state
         return meta
+
+    def _data_meta(self, metrics: dict) -> dict:
+        """How much data trained this model, kept in the file itself so that a model shared
+        without its run folder still says it (the ``started`` event has the same counts)."""
+        cfg, data = self.cfg, self.data
+        out = {
+            "n_train": len(data.train_y),
+            "n_train_augmented": self.n_train_augmented,
+            "n_val": len(data.val_y),
+            "flag_limit": cfg.flag_limit,
+            "kept_classes": list(data.classes),
+            "excluded_classes": list(data.excluded_classes),
+            "patchset": str(Path(data.patchset.path or cfg.patchset).resolve()),
+            "val_patchset": (str(Path(data.val_source.path or cfg.val_patchset).resolve())
+                             if cfg.val_patchset else None),
+        }
+        if metrics.get("epoch") is not None:  # completed epochs when this file was written
+            out["epochs_run"] = int(metrics["epoch"])
+        return out
 
     def _state_dict(self) -> dict:
         if self.partial:

@@ -15,9 +15,14 @@ Its safetensors metadata holds ``format`` (``"cellviewer-model"``), ``format_ver
 ``meta``, a JSON object: ``arch``, ``arch_kwargs`` (the ``create_model`` overrides),
 ``num_classes``, ``classes``, ``input_mode``, ``patch_size``, ``fov_px``, ``partial_state``,
 ``config`` (the resolved run configuration), ``metrics`` (validation metrics of this model),
-``best_metrics``, ``n_params``, ``train_state`` (last model only: epoch, step, early-stopping
-state; for resuming), ``optimizer`` (its param groups, when saved), ``trainer_version``,
-``torch_version``, ``created``.
+``best_metrics``, ``n_params``, ``data`` (the data that trained it: ``n_train``,
+``n_train_augmented``, ``n_val``, ``flag_limit``, ``kept_classes``, ``excluded_classes``,
+``patchset``, ``val_patchset``, ``epochs_run``), ``train_state`` (last model only: epoch, step,
+early-stopping state; for resuming), ``optimizer`` (its param groups, when saved),
+``trainer_version``, ``torch_version``, ``created``.
+
+Fields are only ever added within a format version: a reader uses ``meta.get`` for anything
+but ``arch`` and ``classes`` (``data`` is absent from files written before it existed).
 """
 
 from __future__ import annotations
