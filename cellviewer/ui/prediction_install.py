@@ -66,6 +66,12 @@ class PredictionTools(QObject):
         if hasattr(window, "tabifyDockWidget"):
             window.tabifyDockWidget(self.model_dock, self.review_dock)
             self.model_dock.raise_()
+            # The blur preview is about the selected cell: it shares a tab group with the cell
+            # details, so the right column stays readable on a laptop screen.
+            details = getattr(window, "details_dock", None)
+            if details is not None:
+                window.tabifyDockWidget(details, self.blur_dock)
+                details.raise_()
 
         self._blurred: dict[str, int] = {}  # cell id -> project class id under the blur
         self._blur_job: PredictionJob | None = None
