@@ -42,9 +42,6 @@ class CNN(CellClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.dense(self.convs(x))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
 
 @register_model(family="cnn")
 def cnn(num_classes: int, channels: tuple[int, ...] = CNN_CHANNELS, input_dropout: float = 0.1,

@@ -83,9 +83,6 @@ class ConvNeXtTiny(CellClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.stages(self.stem(x)).mean(dim=(2, 3)))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
 
 @register_model(family="convnext")
 def convnext_tiny(num_classes: int, drop_path: float = 0.2, kernel: int = 5,

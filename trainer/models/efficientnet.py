@@ -79,9 +79,6 @@ class EfficientNetB0(CellClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_head(self.blocks(self.stem(x))).mean(dim=(2, 3))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
 
 @register_model(family="efficientnet")
 def efficientnet_b0(num_classes: int, kernels: tuple[int, ...] = (3,) * 7, se_dropout: float = 0.1,

@@ -192,9 +192,6 @@ class FoundationClassifier(CellClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.preprocess(x))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
 
 def build_foundation(
     name: str,

@@ -15,7 +15,8 @@ class CellClassifier(nn.Module):
 
     ``forward_features(x) -> (B, num_features)`` is the embedding (the features just before the
     classifier, what the app shows as embeddings and what linear probing trains on);
-    ``forward_head(f) -> (B, num_classes)`` the classifier; ``forward`` chains them.
+    ``forward_head(f) -> (B, num_classes)`` the classifier (every model keeps it in
+    ``self.head``); ``forward`` chains them.
     """
 
     num_features: int
@@ -25,7 +26,7 @@ class CellClassifier(nn.Module):
         raise NotImplementedError
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.head(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

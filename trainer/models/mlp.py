@@ -36,9 +36,6 @@ class MLP(CellClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
 
 @register_model(family="mlp")
 def mlp(num_classes: int, hidden: tuple[int, ...] = MLP_HIDDEN, input_dropout: float = 0.1,

@@ -33,9 +33,6 @@ class NIN(CellClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.cnn(x), self.mlp(x)], dim=1)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
 
 @register_model(family="nin")
 def nin(num_classes: int, mlp_hidden: tuple[int, ...] = MLP_HIDDEN, input_dropout: float = 0.1,

@@ -117,9 +117,6 @@ class ResNetD4(CellClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
 
 @register_model(family="resnet_d4")
 def resnet_d4(num_classes: int, units: tuple[int, ...] = (1, 1, 1, 1), input_dropout: float = 0.0,

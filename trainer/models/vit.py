@@ -129,9 +129,6 @@ class CustomViT(CellClassifier):
         t = self.blocks(self.pos_drop(t + self.pos_embed))
         return self.norm(t[:, 0])
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
 
 @register_model(family="vit")
 def custom_vit(num_classes: int, dropout: float = 0.2, attn_dropout: float = 0.0,
