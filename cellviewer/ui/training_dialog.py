@@ -63,8 +63,9 @@ from PySide6.QtWidgets import (
 from cellviewer.core import runs as runs_mod
 from cellviewer.ui.settings import app_settings
 from cellviewer.ui.training_monitor import notify
+from trainer.weights_files import WEIGHTS_DIR_ENV, find_weights_file
 
-WEIGHTS_ENV = "CELLVIEWER_WEIGHTS_DIR"
+WEIGHTS_ENV = WEIGHTS_DIR_ENV
 WEIGHTS_SETTING = "training/weights_dir"
 NO_LIMIT = 0  # the FlagLimit spin box's special value: every labelled cell
 FOUNDATION_MODES = (("lp", "linear probe (LP)"), ("ft_last", "fine-tune last block (FT_last)"))
@@ -145,24 +146,9 @@ def weights_dir() -> Path | None:
     return Path(str(value)) if value else None
 
 
-#: where the trainer looks for a backbone's weights in the weights folder (the convention of
-#: ``trainer.models.weights.expected_files``, repeated here because that module imports torch)
-WEIGHTS_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-WEIGHTS_HF_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
 def foundation_weights(name: str, folder: Path | None) -> Path | None:
     """The weights file of foundation model ``name`` in ``folder``, if there is one."""
-    if folder is None or not folder.is_dir():
-        return None
-    if "trainer.models.weights" in sys.modules:  # already loaded: ask it, it is the authority
-        names = sys.modules["trainer.models.weights"].expected_files(name)
-    else:
-        names = [name + s for s in WEIGHTS_SUFFIXES] + [f"{name}/{f}" for f in WEIGHTS_HF_FILES]
-    for rel in names:
-        if (folder / rel).is_file():
-            return folder / rel
-    return None
+    return find_weights_file(name, folder)
 
 
 # --- the patch-set worker ---------------------------------------------------------------------

@@ -18,10 +18,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-WEIGHTS_DIR_ENV = "CELLVIEWER_WEIGHTS_DIR"
-SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-# Hugging Face layouts, for a user who copies a whole model repository into the folder.
-HF_FILES = ("model.safetensors", "pytorch_model.bin")
+from trainer.weights_files import (  # noqa: F401 (re-exported: the file-naming rule)
+    HF_FILES,
+    SUFFIXES,
+    WEIGHTS_DIR_ENV,
+)
+from trainer.weights_files import expected_files as _expected_files
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -73,8 +75,7 @@ WEIGHTS_SOURCES: dict[str, WeightsSource] = {
 
 def expected_files(name: str) -> list[str]:
     """File names looked for in a weights folder for backbone ``name``, in order."""
-    stem = WEIGHTS_SOURCES[name].stem if name in WEIGHTS_SOURCES else name
-    return [stem + s for s in SUFFIXES] + [f"{stem}/{f}" for f in HF_FILES]
+    return _expected_files(WEIGHTS_SOURCES[name].stem if name in WEIGHTS_SOURCES else name)
 
 
 def _source(name: str) -> WeightsSource:
