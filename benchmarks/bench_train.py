@@ -155,15 +155,16 @@ def markdown(env: dict, results: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['batch_size']} | {r['variant']} | "
                      f"{r['step_ms']:.2f} | {r['fwd_bwd_ms']:.2f} | {r['ratio']:.2f} |")
     lines += ["", "## Inference cost", "",
-              "| model | params (M) | size (MB) | batch-1 eager ms | batch-1 graph ms | "
-              "batch-1 compile+graph ms | large batch | samples/s |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| model | params (M) | size (MB) | batch-1 eager ms | batch-1 graph ms (fp32) | "
+              "batch-1 graph ms (autocast) | batch-1 compile+graph ms | large batch | "
+              "samples/s |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if r.get("what") == "inference" and "b1_eager_ms" in r:
             def f(key: str, r: dict = r) -> str:
                 return f"{r[key]:.3f}" if key in r else "-"
             lines.append(f"| {r['model']} | {r['params_m']:.2f} | {r['size_mb']:.2f} | "
-                         f"{f('b1_eager_ms')} | {f('b1_graph_ms')} | "
+                         f"{f('b1_eager_ms')} | {f('b1_graph_ms')} | {f('b1_graph_amp_ms')} | "
                          f"{f('b1_compile_graph_ms')} | {r.get('large_batch', '-')} | "
                          f"{r.get('large_batch_samples_per_s', 0):,.0f} |")
         elif r.get("what") == "inference":

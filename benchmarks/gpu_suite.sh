@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# The trainer's GPU checks in one self-contained run (under 8 minutes on an H100/H200;
-# every part has its own time limit, so one slow or failing part never loses the others).
+# The trainer's GPU checks in one self-contained run (about 12 minutes on an H100 with --full,
+# 7 without; every part has its own time limit, so one slow or failing part never loses the
+# others).
 #
-#   bash benchmarks/gpu_suite.sh            # from the repository root; results in $OUT if set
+#   bash benchmarks/gpu_suite.sh [--full]      # from the repository root; results in $OUT if set
 #
 # 1. environment (nvidia-smi, torch, CUDA);
-# 2. benchmarks/bench_train.py --device cuda: the training step (eager / CUDA graph /
-#    compile+CUDA graph) at batch 512 and 4096, the bare forward+backward and the ratio, batch-1
-#    latency (eager, graphed) and large-batch throughput, for CustomViT and the CNN;
-# 3. an end-to-end `python -m trainer train` of CustomViT on a synthetic colour-coded patch set
-#    (the real loop on CUDA: fast-path choice, per-epoch speed, validation accuracy rising,
-#    model files) and the Predictor's single-patch latency on the model it wrote;
-# 4. benchmarks/bench_augment.py --device cuda (the data engineer's augmentation benchmark).
+# 2. benchmarks/bench_train.py --quick: the training step (eager / CUDA graph / compile+CUDA
+#    graph) at batch 512 and 4096, the bare forward+backward and their ratio, for CustomViT and
+#    the CNN;
+# 3. benchmarks/bench_latency.py: batch-1 latency (the study's protocol) of the bare model and of
+#    Predictor.predict on one patch;
+# 4. benchmarks/crc_recipe.py (when the CRC data is there: $CRC_DIR or ../shared/data/crc):
+#    CustomViT with the study's recipe on the real CRC split, evaluated, blur table;
+# 5. with --full, benchmarks/bench_recipe_time.py: the whole 16-class FlagLimit-4096 80-epoch
+#    recipe timed (goal: under 5 minutes);
+# 6. benchmarks/bench_augment.py: the augmentation benchmark.
 #
-# Files written to $OUT (at most 8): env.txt, bench_train.log, bench_train_cuda.json,
-# bench_train_cuda.md, e2e_train.json, e2e_train.log, bench_augment.log.
+# Files written to $OUT (8): env.txt, bench_train_cuda.{md,json}, bench_latency.md,
+# crc_recipe.{md,json}, bench_recipe_time.json, bench_augment.log. Logs go to $LOGS.
+# SUITE_DEVICE=cpu runs the same steps on the CPU (to try the script without a GPU).
 set -u
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-/tmp/cellviewer-gpu-suite}"
-mkdir -p "$OUT_DIR"
+LOGS="${LOGS:-/tmp/cellviewer-gpu-suite-logs}"
+mkdir -p "$OUT_DIR" "$LOGS"
 PY="${PYTHON:-python3}"
+DEV="${SUITE_DEVICE:-cuda}"
+CRC="${CRC_DIR:-../shared/data/crc}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-/tmp/cellviewer-inductor}"
@@ -29,127 +37,47 @@ elapsed() { echo $(( $(date +%s) - SUITE_START )); }
 echo "== 1. environment"
 {
   date -u
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
-    --format=csv 2>&1 || echo "nvidia-smi failed"
-  "$PY" - <<'EOF' 2>&1
-import platform, torch
-print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda)
-print("device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "NO CUDA")
-for mod in ("triton", "timm", "safetensors", "numpy", "PIL"):
-    try:
-        m = __import__(mod)
-        print(mod, getattr(m, "__version__", "?"))
-    except Exception as exc:
-        print(mod, "missing:", exc)
-EOF
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 \
+    || echo "nvidia-smi failed"
+  "$PY" -c "import platform, torch; print('python', platform.python_version(), 'torch',
+torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0)
+if torch.cuda.is_available() else 'NO CUDA')" 2>&1
 } | tee "$OUT_DIR/env.txt"
 
-echo "== 2. training-step and inference benchmark ($(elapsed) s)"
-timeout 290 "$PY" benchmarks/bench_train.py --device cuda --budget 250 --out "$OUT_DIR" \
-  > "$OUT_DIR/bench_train.log" 2>&1
+echo "== 2. training step ($(elapsed) s)"
+timeout "${TRAIN_T:-170}" "$PY" benchmarks/bench_train.py --device "$DEV" --quick \
+  --budget "${TRAIN_B:-140}" --out "$OUT_DIR" > "$LOGS/bench_train.log" 2>&1
 echo "bench_train exit $? ($(elapsed) s)"
-tail -n 5 "$OUT_DIR/bench_train.log"
+cat "$OUT_DIR"/bench_train_*.md 2>/dev/null | sed -n '1,40p'
 
-echo "== 3. end-to-end train run on CUDA ($(elapsed) s)"
-timeout 115 "$PY" - "$OUT_DIR" > "$OUT_DIR/e2e_train.log" 2>&1 <<'EOF'
-import json, os, subprocess, sys, time
-from pathlib import Path
-import numpy as np
-from trainer.data.patchset import PatchSet
-from trainer.protocol import parse_line, read_events
+echo "== 3. batch-1 latency ($(elapsed) s)"
+timeout "${LAT_T:-150}" "$PY" benchmarks/bench_latency.py --device "$DEV" --out "$LOGS" \
+  > "$LOGS/bench_latency.log" 2>&1
+echo "bench_latency exit $? ($(elapsed) s)"
+cp "$LOGS/bench_latency.md" "$OUT_DIR/" 2>/dev/null && cat "$OUT_DIR/bench_latency.md"
 
-out_dir = Path(sys.argv[1])
-device = os.environ.get("SUITE_DEVICE", "cuda")  # cpu: to try this script without a GPU
-n = int(os.environ.get("SUITE_E2E_N", "20000"))
-model = os.environ.get("SUITE_E2E_MODEL", "custom_vit")
-work = Path("/tmp/cellviewer-gpu-e2e")
-import shutil
-shutil.rmtree(work, ignore_errors=True)
-summary = {"ok": False}
-
-def save():
-    (out_dir / "e2e_train.json").write_text(json.dumps(summary, indent=2))
-
-# 20,000 patches, 4 classes told apart by a dominant colour channel plus noise
-rng = np.random.default_rng(0)
-k = 4
-labels = rng.integers(0, k, n).astype(np.int16)
-base = rng.integers(30, 90, size=(n, 40, 40, 3)).astype(np.int16)
-base[labels == 0, :, :, 0] += 120
-base[labels == 1, :, :, 1] += 120
-base[labels == 2, :, :, 2] += 120
-base[labels == 3] += 60
-patches = np.clip(base + rng.integers(0, 40, size=base.shape), 0, 255).astype(np.uint8)
-ps = PatchSet(patches=patches, labels=labels, classes=["r", "g", "b", "grey"],
-              cell_ids=[str(i) for i in range(n)], sources=["synthetic"] * n,
-              xy=np.zeros((n, 2)), padded=np.zeros(n, bool))
-ps.save(work / "synthetic.patches")
-cmd = [sys.executable, "-m", "trainer", "train", "--patchset", str(work / "synthetic.patches"),
-       "--out", str(work / "run"), "--model", model, "--epochs", "3",
-       "--batch-size", "512", "--device", device, "--heartbeat", "2"]
-summary["cmd"] = " ".join(cmd)
-t0 = time.time()
-events = []
-try:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    summary["returncode"] = proc.returncode
-    summary["stderr_tail"] = proc.stderr[-3000:]
-    events = [e for e in map(parse_line, proc.stdout.splitlines()) if e is not None]
-except subprocess.TimeoutExpired as exc:
-    summary["returncode"] = "timeout"
-    summary["stderr_tail"] = (exc.stderr or b"")[-3000:].decode("utf-8", "replace") \
-        if isinstance(exc.stderr, bytes) else str(exc.stderr)[-3000:]
-summary["wall_s"] = round(time.time() - t0, 1)
-events_path = work / "run" / "events.jsonl"
-if not events and events_path.exists():  # killed by the timeout: what it logged so far
-    events = read_events(events_path)
-for ev in events:
-    kind = ev["event"]
-    if kind == "started":
-        summary["started"] = {k: ev.get(k) for k in (
-            "device_name", "fast_path", "amp", "params", "n_train", "n_train_augmented",
-            "n_val", "batch_size", "steps_per_epoch", "epochs")}
-    elif kind == "epoch":
-        summary.setdefault("epochs", []).append({k: ev.get(k) for k in (
-            "epoch", "train_loss", "train_acc", "val_acc", "macro_f1", "samples_per_s",
-            "epoch_s", "lr")})
-    elif kind in ("notice", "error", "stopped", "finished"):
-        summary.setdefault(kind, []).append(ev)
-save()
-best = work / "run" / "best.cvmodel"
-if best.exists():
-    import torch
-    from trainer.predict import Predictor
-    p = Predictor.load(best, device=device)
-    one = patches[:1]
-    for _ in range(20):
-        p.predict(one)
-    ts = []
-    for _ in range(400):
-        t = time.perf_counter(); p.predict(one); ts.append(time.perf_counter() - t)
-    summary["predictor_single_patch_ms"] = {"mean": 1e3 * float(np.mean(ts)),
-                                            "median": 1e3 * float(np.median(ts)),
-                                            "graphed": p._single is not None}
-    probs = p.predict(patches[:4096], batch_size=4096).probs
-    summary["predictor_accuracy_4096"] = float((probs.argmax(1) == labels[:4096]).mean())
-    p1 = np.stack([p.predict(patches[i:i + 1]).probs[0] for i in range(8)])
-    summary["graphed_vs_batched_max_abs_diff"] = float(np.abs(p1 - probs[:8]).max())
-summary["ok"] = bool(summary.get("finished")) and not summary.get("error")
-save()
-print(json.dumps(summary, indent=2))
-EOF
-echo "e2e exit $? ($(elapsed) s)"
-tail -n 40 "$OUT_DIR/e2e_train.log"
-
-echo "== 4. augmentation benchmark ($(elapsed) s)"
-if [ -f benchmarks/bench_augment.py ]; then
-  timeout 60 "$PY" benchmarks/bench_augment.py --device cuda --batch 512,4096 \
-    > "$OUT_DIR/bench_augment.log" 2>&1
-  echo "bench_augment exit $? ($(elapsed) s)"
-  tail -n 25 "$OUT_DIR/bench_augment.log"
+echo "== 4. CustomViT on CRC ($(elapsed) s)"
+if [ -f "$CRC/points.csv" ]; then
+  timeout "${CRC_T:-200}" "$PY" benchmarks/crc_recipe.py --crc "$CRC" --work "$LOGS/crc" \
+    --out "$OUT_DIR" --models custom_vit --device "$DEV" --budget "${CRC_B:-160}" \
+    > "$LOGS/crc_recipe.log" 2>&1
+  echo "crc_recipe exit $? ($(elapsed) s)"
+  sed -n '1,45p' "$OUT_DIR/crc_recipe.md" 2>/dev/null
 else
-  echo "benchmarks/bench_augment.py not found: skipped"
+  echo "no CRC data at $CRC: skipped"
 fi
 
-echo "== results ($(elapsed) s)"
-cat "$OUT_DIR/bench_train_cuda.md" 2>/dev/null || echo "no bench_train_cuda.md (see bench_train.log)"
+if [ "${1:-}" = "--full" ]; then
+  echo "== 5. the whole 16-class FlagLimit-4096 recipe, timed ($(elapsed) s)"
+  timeout "${RECIPE_T:-360}" "$PY" benchmarks/bench_recipe_time.py --device "$DEV" \
+    --budget "${RECIPE_B:-330}" --out "$OUT_DIR" ${RECIPE_ARGS:-} > "$LOGS/recipe_time.log" 2>&1
+  echo "bench_recipe_time exit $? ($(elapsed) s)"
+  cat "$OUT_DIR/bench_recipe_time.json" 2>/dev/null
+fi
+
+echo "== 6. augmentation benchmark ($(elapsed) s)"
+timeout 60 "$PY" benchmarks/bench_augment.py --device "$DEV" --batch 512,4096 \
+  ${AUGMENT_ARGS:-} > "$OUT_DIR/bench_augment.log" 2>&1
+echo "bench_augment exit $? ($(elapsed) s)"
+tail -n 25 "$OUT_DIR/bench_augment.log"
+echo "== done ($(elapsed) s)"

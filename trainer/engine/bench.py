@@ -197,8 +197,12 @@ def inference_cost(
     min_seconds: float = 2.0,
 ) -> dict:
     """The study's inference cost: mean forward time per sample at batch 1 over ``runs`` runs
-    after ``warmup`` (eager, and on CUDA replayed as a CUDA graph, optionally of the compiled
-    model), parameters and size in MB; plus throughput at ``large_batch``."""
+    after ``warmup``, parameters and size in MB; plus throughput at ``large_batch``.
+
+    Batch 1: ``b1_eager_ms`` under the run's autocast; on CUDA also replayed as a CUDA graph,
+    ``b1_graph_ms`` in float32 (what :class:`trainer.predict.Predictor` replays for one patch),
+    ``b1_graph_amp_ms`` under autocast (a cast kernel per weight: slower at batch 1), and with
+    ``compile_graph`` ``b1_compile_graph_ms``, the ``torch.compile``d model in float32."""
     dt = amp_dtype(device, amp)
     model = model.to(device).eval()
     out: dict = {"device": str(device), **model_size(model),
@@ -224,12 +228,12 @@ def inference_cost(
     out["b1_eager_ms"] = float(np.mean(times) * 1e3)
     out["b1_eager_median_ms"] = float(np.median(times) * 1e3)
     if device.type == "cuda" and graph:
-        variants = [("b1_graph_ms", model)]
+        variants = [("b1_graph_ms", model, None), ("b1_graph_amp_ms", model, dt)]
         if compile_graph:
-            variants.append(("b1_compile_graph_ms", torch.compile(model, dynamic=False)))
-        for key, m in variants:
+            variants.append(("b1_compile_graph_ms", torch.compile(model, dynamic=False), None))
+        for key, m, dtype in variants:
             try:
-                out[key] = _graphed_latency(m, x1, device, dt, runs, warmup)
+                out[key] = _graphed_latency(m, x1, device, dtype, runs, warmup)
             except Exception as exc:  # report, do not lose the other figures
                 out[key + "_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     if large_batch:

@@ -267,7 +267,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     inf = results["inference"]
     print(f"{name} on {device}: {inf['params_m']:.2f} M parameters, {inf['size_mb']:.2f} MB")
     print(f"batch-1 latency (mean of {args.runs}): eager {inf['b1_eager_ms']:.3f} ms"
-          + (f", CUDA graph {inf['b1_graph_ms']:.3f} ms" if "b1_graph_ms" in inf else ""))
+          + (f", CUDA graph (float32) {inf['b1_graph_ms']:.3f} ms" if "b1_graph_ms" in inf
+             else ""))
     print(f"throughput at batch {inf['large_batch']}: "
           f"{inf['large_batch_samples_per_s']:,.0f} samples/s")
     if "train" in results:
