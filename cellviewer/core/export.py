@@ -161,14 +161,17 @@ def export_cells_csv(store: ProjectStore, path: str | os.PathLike, *,
 def export_summary_csv(store: ProjectStore, path: str | os.PathLike, *,
                        model_id: int | str | None = "latest",
                        image_ids: Sequence[int] | None = None,
-                       image_base: str | os.PathLike | None = None) -> Path:
+                       image_base: str | os.PathLike | None = None,
+                       cell_ids: Sequence[str] | None = None) -> Path:
     """Per image and class: ``cells`` labelled so, how many are ``reviewed`` (checked or
     reviewed), ``with_prediction``, ``predicted`` (cells the model assigns to the class, any
     label), ``agree`` (label = prediction) and ``agreement`` (agree / with_prediction), plus an
-    "(unlabelled)" row per image and "(all images)" totals. Written atomically."""
+    "(unlabelled)" row per image and "(all images)" totals. ``cell_ids`` counts only those
+    cells (a selection), as the cells CSV does. Written atomically."""
     import pandas as pd
 
-    df, class_id, pred_class_id = _cells_frame(store, model_id, image_ids, image_base, False)
+    df, class_id, pred_class_id = _cells_frame(store, model_id, image_ids, image_base, False,
+                                               cell_ids)
     class_names = [c.name for c in store.classes()]
     df["label"] = df["label"].fillna(UNLABELLED_ROW)
     df["reviewed"] = df["review_status"].isin(["checked", "reviewed"])

@@ -86,7 +86,8 @@ def run_export(request: ExportRequest) -> list[Path]:
                 cell_ids=request.cell_ids))
         if request.summary_csv:
             written.append(export.export_summary_csv(
-                store, request.summary_path, model_id=request.model_id, image_ids=image_ids))
+                store, request.summary_path, model_id=request.model_id, image_ids=image_ids,
+                cell_ids=request.cell_ids))
         if request.geojson:
             ids = image_ids if image_ids is not None else [im.id for im in store.images()]
             names = {i: store.image(i).path.name for i in ids}

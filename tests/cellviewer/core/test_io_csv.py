@@ -176,6 +176,16 @@ def test_summary_counts_labels_predictions_and_agreement(data, store):
     assert (total.cells, total.predicted, total.agree) == (2, 2, 1)
 
 
+def test_summary_of_a_selection_counts_only_the_selected_cells(data, store):
+    result = import_points_csv(store, data / "points.csv")
+    chosen = result.ids[1:3]  # a.png's stroma cell and b.png's unlabelled one
+    df = pd.read_csv(export_summary_csv(store, data / "selection.csv", cell_ids=chosen))
+    counts = {(r.image, r["class"]): r.cells for _, r in df.iterrows()}
+    assert counts[("a.png", "stroma")] == 1 and counts[("a.png", "tumour")] == 0
+    assert counts[("b.png", "(unlabelled)")] == 1 and counts[("b.png", "tumour")] == 0
+    assert df[df.image == "(all images)"].cells.sum() == 2
+
+
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "out.csv"
     target.write_text("old\n")

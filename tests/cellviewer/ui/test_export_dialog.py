@@ -93,10 +93,12 @@ def test_selection_and_geojson_of_the_current_image(qtbot, window, tmp_path):
     some = list(store.cell_arrays(image).ids[:3])
     window.select_cells(some)
     wait_for(qtbot, lambda: sorted(window.selected_cell_ids()) == sorted(some), 5000)
-    _export(qtbot, window, SCOPE_SELECTION, tmp_path / "sel.csv", summary=False)
+    _export(qtbot, window, SCOPE_SELECTION, tmp_path / "sel.csv", summary=True)
     rows = _rows(tmp_path / "sel.csv")
     assert sorted(r["cell_id"] for r in rows) == sorted(some)
     assert all(r["predicted_class"] and float(r["confidence"]) > 0 for r in rows)
+    summary = _rows(tmp_path / "sel_summary.csv")  # counts the selection, not the image
+    assert sum(int(r["cells"]) for r in summary if r["image"] == "(all images)") == 3
 
     written = _export(qtbot, window, SCOPE_IMAGE, tmp_path / "image.csv", cells=False,
                       summary=False, geojson=True)
