@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 
 from PySide6.QtGui import QIcon
@@ -38,8 +39,18 @@ def run_app(project: str | None = None, demo: bool = False) -> int:
 
 
 def selftest(screenshot: str | None = None) -> int:
-    """Open the main window offscreen on the demo, check it knows the demo, exit 0 (CI smoke)."""
+    """Open the main window offscreen on the demo, check it knows the demo, exit 0 (CI smoke).
+
+    Runs on its own data and settings folders, so it neither touches the user's demo copy
+    nor waits on the question a demo already open in another CellViewer would raise."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    with tempfile.TemporaryDirectory(prefix="cellviewer-selftest-") as tmp:
+        os.environ["CELLVIEWER_DATA_DIR"] = os.path.join(tmp, "data")
+        os.environ["CELLVIEWER_SETTINGS_DIR"] = os.path.join(tmp, "settings")
+        return _selftest(screenshot)
+
+
+def _selftest(screenshot: str | None) -> int:
     t0 = time.perf_counter()
     app = ensure_app()
     from cellviewer.ui.main_window import MainWindow

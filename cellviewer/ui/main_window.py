@@ -3,6 +3,8 @@
 It owns the open :class:`~cellviewer.core.store.ProjectStore` and applies every edit the view,
 the gallery and the keyboard ask for (through the store, so each one is undoable and recorded in
 the history with the user's name), then updates the markers in memory without reloading.
+While a project is open the window holds its lock file (``<project>.lock``, see
+:mod:`cellviewer.core.project_lock`), so a second CellViewer asks before opening it too.
 
 Extension surface (for the model, blur-preview, review and training panels)
 ---------------------------------------------------------------------------
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +59,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
+    QMessageBox,
     QSpinBox,
     QStackedWidget,
     QWidget,
@@ -63,7 +67,7 @@ from PySide6.QtWidgets import (
 
 from cellviewer.ui.cell_details import CellDetails
 from cellviewer.ui.class_panel import ClassPanel
-from cellviewer.ui.dialogs import current_user, show_error
+from cellviewer.ui.dialogs import USER_KEY, current_user, show_error
 from cellviewer.ui.gallery import GalleryPanel
 from cellviewer.ui.image_list import ImageList
 from cellviewer.ui.markers import COLOR_MODES, MARKER_STYLES, ClassStyle
@@ -92,6 +96,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("CellViewer")
         self.store = None
+        self._lock = None  # the open project's ProjectLock (cellviewer.core.project_lock)
         self._image_id: int | None = None
         self._handle: SourceHandle | None = None
         self._image_rec = None
@@ -418,15 +423,21 @@ class MainWindow(QMainWindow):
         return self.open_project(p)
 
     def open_project(self, path) -> bool:
+        """Open a project; False (and the open project stays) when it cannot be opened or the
+        user declines to open a project another CellViewer has open."""
         from cellviewer.core.store import ProjectStore
 
         path = Path(path)
+        lock = self._lock_project(path)
+        if lock is None:
+            return False
         try:
             store = ProjectStore.open(path)
         except Exception as exc:  # ProjectError names the file; anything else gets named here
+            lock.release()  # (a lock shared with the open project only drops its count)
             self.report_error("Cannot open project", self._named(path, exc))
             return False
-        self._set_store(store)
+        self._set_store(store, lock)
         return True
 
     def new_project(self, path) -> bool:
@@ -435,12 +446,16 @@ class MainWindow(QMainWindow):
         path = Path(path)
         if path.suffix != PROJECT_SUFFIX:
             path = path.with_name(path.name + PROJECT_SUFFIX)
+        lock = self._lock_project(path)
+        if lock is None:
+            return False
         try:
             store = ProjectStore.create(path)
         except Exception as exc:
+            lock.release()
             self.report_error("Cannot create project", self._named(path, exc))
             return False
-        self._set_store(store)
+        self._set_store(store, lock)
         return True
 
     def close_project(self) -> None:
@@ -451,13 +466,75 @@ class MainWindow(QMainWindow):
         text = str(exc)
         return text if str(path) in text or path.name in text else f"{path}: {text}"
 
-    def _set_store(self, store) -> None:
-        old = self.store
+    # --- the project lock: one CellViewer at a time edits a project -------------------------
+    def _lock_project(self, path: Path):
+        """The lock for ``path`` (see cellviewer.core.project_lock), or None when another
+        CellViewer has the project open and the user chose not to open it anyway. A folder
+        where no lock can be made gives an unheld lock: the project still opens."""
+        from cellviewer.core.project_lock import ProjectInUseError, ProjectLock
+
+        user = self._lock_user()
+        try:
+            try:
+                return ProjectLock.acquire(path, user=user)
+            except ProjectInUseError as exc:
+                if not self._confirm_open_in_use(exc):
+                    self.statusBar().showMessage(f"Not opened: {exc}", 10000)
+                    return None
+                return ProjectLock.acquire(path, user=user, force=True)
+        except Exception as exc:  # a bug in the lock must not lose the user's project
+            self.report_error("Cannot open project", self._named(path, exc))
+            return None
+
+    def _confirm_open_in_use(self, error) -> bool:
+        """Ask whether to open a project another CellViewer has open (a ProjectInUseError);
+        True for "Open anyway". Cancel is the default, and what Escape or closing the box do."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Project already open", str(error),
+                          QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("project_in_use_box")
+        if getattr(error, "checkable", True):
+            hint = ("If both change it, their edits and undo steps mix and work can be lost. "
+                    "Open it anyway only if that CellViewer is no longer working on it.")
+        else:
+            hint = ("It is open on another computer, so whether it is still in use cannot be "
+                    "checked from here. Open it anyway only if that CellViewer was closed or "
+                    "crashed; if both change it, work can be lost.")
+        box.setInformativeText(hint)
+        open_anyway = box.addButton("Open anyway", QMessageBox.ButtonRole.AcceptRole)
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(cancel)
+        box.setEscapeButton(cancel)
+        box.exec()
+        answer = box.clickedButton() is open_anyway
+        box.deleteLater()
+        return answer
+
+    def _lock_user(self) -> str:
+        """The name the lock shows to others: the editing user once known, else
+        CELLVIEWER_USER, the name kept in the settings, or the login name (as
+        dialogs.current_user and the store's default); never asks, since opening is not
+        editing."""
+        from cellviewer.core.store import current_user as default_user
+
+        name = (self._user or os.environ.get("CELLVIEWER_USER")
+                or str(app_settings().value(USER_KEY, "") or ""))
+        return name or default_user()
+
+    def _set_store(self, store, lock=None) -> None:
+        """Show ``store`` (None: no project), holding ``lock`` while it is open; the previous
+        project is closed first, then its lock given back."""
+        old, old_lock = self.store, self._lock
         self._close_image()
         self.store = store
+        self._lock = lock
         if old is not None:
             old.remove_listener(self._on_store_change)
             old.close()
+        if old_lock is not None and old_lock is not lock:
+            old_lock.release()
+        if lock is not None and not lock.held and lock.reason:
+            self.statusBar().showMessage(
+                f"Not locked ({lock.reason}): another CellViewer could open it too", 15000)
         self.view.select_ids([], emit=False)
         self._update_undo_actions()
         if store is None:
