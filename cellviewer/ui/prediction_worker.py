@@ -82,6 +82,20 @@ class _JobWorker(QObject):
         self.job = job
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            # End the thread from here, not through a signal queued to ``thread.quit``: the
+            # thread object lives in the GUI thread, so a queued quit waits for the GUI thread
+            # to process events, and a GUI thread blocked in ``PredictionJob.wait`` (closing
+            # the window, test teardown) never does. It then sat out wait's whole timeout
+            # (10-30 s) with the work long done. quit() before the thread's event loop starts
+            # (this runs from ``started``) makes that loop return at once.
+            thread = QThread.currentThread()
+            if thread is not None:
+                thread.quit()
+
+    def _run(self) -> None:
         job = self.job
         try:
             from cellviewer.core.predict_job import run_prediction
@@ -165,8 +179,6 @@ class PredictionJob(QObject):
         self._worker.progress.connect(self.progress)
         self._worker.finished.connect(self.finished)
         self._worker.failed.connect(self.failed)
-        self._worker.finished.connect(self._thread.quit)
-        self._worker.failed.connect(self._thread.quit)
         self._thread.started.connect(self._worker.run)
         self._thread.finished.connect(self._on_thread_finished)
         self._thread.start()

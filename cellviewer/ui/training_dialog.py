@@ -808,7 +808,16 @@ class TrainingDialog(QDialog):
 
     def start(self) -> None:
         """Create the run, write its patch set in a worker thread, then launch the trainer."""
-        if not self._validate() or self.writer is not None:
+        if self.writer is not None:
+            return
+        if self._report_timer.isActive():
+            # A change of images, classes or FlagLimit refreshes the sampling report 60 ms
+            # later. Do it now: Start must check what is chosen now, not the previous report,
+            # and a refresh left pending would rewrite the status line after Start, wiping
+            # the message of a patch set that failed within those 60 ms.
+            self._report_timer.stop()
+            self.update_report()
+        if not self._validate():
             return
         registry = runs_mod.RunRegistry(self.project_path)
         name = self.name_edit.text().strip() or "run"

@@ -3,6 +3,8 @@ devices, and batch prediction in the background with progress and cancellation."
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from test_predict_support import wait_for
@@ -21,9 +23,9 @@ def panel_session(qtbot, store):
     panel = ModelPanel(session)
     qtbot.addWidget(panel)
     yield panel, session
-    panel.wait_idle()  # background reads and model loading end before the widgets go
+    assert panel.wait_idle()  # background reads and model loading end before the widgets go
     if session.job is not None:
-        session.job.wait()
+        assert session.job.wait(10_000)  # ended: it does not wait for the event loop
 
 
 def test_panel_describes_the_model_and_predicts_the_project(qtbot, store, trained_model,
@@ -94,6 +96,33 @@ def test_cancel_stops_the_job_and_keeps_what_it_stored(qtbot, store, trained_mod
     # What the job reported as done is in the project (read through another connection).
     with ProjectStore.open(store.path, readonly=True) as other:
         assert other.model(session.choice.model_id).n_predictions == summary.done
+
+
+def test_a_cancelled_job_ends_while_the_ui_thread_waits_for_it(qtbot, store, trained_model,
+                                                              panel_session):
+    """Closing the window cancels the job and waits for it on the UI thread, which runs no
+    events meanwhile: the job's thread must end by itself, not sit out the whole wait (it
+    once needed the UI thread to deliver its quit, and every such wait timed out)."""
+    panel, session = panel_session
+    panel.load_model(trained_model.path)
+    wait_for(qtbot, lambda: session.choice is not None)
+    waited = []
+
+    def on_progress(_p):
+        if not waited:  # the first chunk: cancel and wait right here, as a close would
+            session.cancel()
+            t0 = time.perf_counter()
+            waited.append((session.job.wait(15_000), time.perf_counter() - t0))
+
+    session.jobProgress.connect(on_progress)
+    image_ids = [r.id for r in store.images()]
+    with qtbot.waitSignal(session.jobFinished, timeout=120000) as finished:
+        session.predict_scope(image_ids, chunk_seconds=0.01, min_chunk=32)
+    ended, seconds = waited[0]
+    assert ended and not session.job.is_running(), f"still running after {seconds:.1f} s"
+    summary = finished.args[0]
+    assert summary.cancelled and 0 < summary.done < summary.total
+    assert "Cancelled" in panel.rate_label.text() and panel.predict_button.isEnabled()
 
 
 def test_a_model_with_foreign_classes_is_refused_or_mapped(qtbot, store, trained_model,

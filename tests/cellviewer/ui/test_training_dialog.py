@@ -97,13 +97,19 @@ def test_a_broken_image_fails_the_patch_set_and_leaves_no_run(qtbot, tmp_path: P
     store = project_with_copied_images(tmp_path)
     (tmp_path / "B.jpg").unlink()  # the file went missing after it was added
     dialog = open_dialog(qtbot, store)
+    # Start at once, before the sampling table's 60 ms refresh: Start checks the FlagLimit just
+    # chosen (the default 4096 keeps no class of this project, so a stale report refuses).
     dialog.set_flag_limit(256)
-    dialog.update_report()
     dialog.start()
+    assert dialog.writer is not None, dialog.status.text()
     assert not dialog.start_button.isEnabled()  # while the worker writes
     qtbot.waitUntil(lambda: dialog.writer is None, timeout=30_000)
     assert "Could not write the patch set" in dialog.status.text()
     assert "B.jpg" in dialog.status.text()
+    # The message stays: no refresh left pending from before Start rewrites the status line
+    # (one did, when the write failed within its 60 ms).
+    qtbot.wait(150)
+    assert "Could not write the patch set" in dialog.status.text()
     assert runs.RunRegistry(store.path).runs() == []  # the half-made run folder is gone
     assert dialog.isVisible() or not dialog.result()  # still open for another try
     assert dialog.start_button.isEnabled()
