@@ -321,6 +321,22 @@ class RunSummary:
         return None
 
     @property
+    def best_epoch(self) -> dict | None:
+        """The epoch event of the model kept as ``best.cvmodel``: the one the trainer names in
+        ``finished``, else (a run still going, or cut short) the first epoch with the highest
+        validation accuracy, as the trainer's early stopping picks it."""
+        if not self.epochs:
+            return None
+        named = (self.finished or {}).get("best_epoch")
+        if isinstance(named, int):
+            for ev in self.epochs:
+                if ev.get("epoch") == named:
+                    return ev
+        scored = [ev for ev in self.epochs if isinstance(ev.get("val_acc"), int | float)
+                  and not isinstance(ev.get("val_acc"), bool)]
+        return max(scored, key=lambda ev: ev["val_acc"]) if scored else None
+
+    @property
     def classes(self) -> list[str]:
         for ev in (self.finished, self.started):
             if ev and isinstance(ev.get("classes"), list):

@@ -138,11 +138,28 @@ class TrainingManager(QObject):
 
 
 # --- the list ---------------------------------------------------------------------------------
-COLUMNS = ("Run", "Model", "Status", "Epochs", "Val. acc.", "Macro-F1", "Created")
+COLUMNS = ("Run", "Model", "Status", "Epochs", "Best val. acc.", "Macro-F1", "Best epoch",
+           "FlagLimit", "Created")
+SORT_KEY = Qt.ItemDataRole.UserRole + 1  # what a column sorts by, where not its text
+
+
+class _Item(QTableWidgetItem):
+    """A cell that sorts by its ``SORT_KEY`` value (numbers as numbers: 10 after 9; empty
+    cells last) and by its text where it has none."""
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        mine, theirs = self.data(SORT_KEY), other.data(SORT_KEY)
+        if mine is None and theirs is None:
+            return self.text() < other.text()
+        if mine is None or theirs is None:  # an empty cell sorts after every value
+            return mine is not None
+        return mine < theirs
 
 
 class RunsPanel(QWidget):
-    """Every run of the project with its status; Show / Stop / Resume / Repeat / Results."""
+    """Every run of the project with its status and the metrics of its best epoch (the model
+    it keeps), sortable by any column to compare runs; Show / Stop / Resume / Repeat /
+    Results."""
 
     run_selected = Signal(object)  # Run
     results_requested = Signal(object)  # Run
@@ -162,6 +179,9 @@ class RunsPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
+        # oldest first until the user clicks a column header to compare runs by it
+        header.setSortIndicator(COLUMNS.index("Created"), Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.doubleClicked.connect(lambda _i: self._emit_selected())
 
@@ -201,6 +221,9 @@ class RunsPanel(QWidget):
         keep = current.folder if current else None
         self._runs = self.manager.runs()
         self._detached = False
+        sorting = self.table.isSortingEnabled()
+        self.table.setSortingEnabled(False)  # rows must stay put while they are filled
+        self.table.clearContents()
         self.table.setRowCount(len(self._runs))
         for row, run in enumerate(self._runs):
             status = self.manager.status(run)
@@ -209,30 +232,42 @@ class RunsPanel(QWidget):
             self._detached |= proc is None and status == runs_mod.RUNNING
             summary = runs_mod.RunSummary.from_events(
                 proc.events if proc is not None else run.events())
-            last = summary.epochs[-1] if summary.epochs else {}
+            best = summary.best_epoch or {}
             total = summary.total_epochs
             try:
-                model = str(run.config().get("model", ""))
+                config = run.config()
             except runs_mod.RunError:
-                model = "?"
-            acc = field_value(last, "val_acc", "val_accuracy", ("val", "acc"))
-            f1 = field_value(last, "val_macro_f1", "macro_f1", ("val", "macro_f1"))
+                config = {"model": "?"}
+            acc = field_value(best, "val_acc", "val_accuracy", ("val", "acc"))
+            f1 = field_value(best, "val_macro_f1", "macro_f1", ("val", "macro_f1"))
+            best_epoch = best.get("epoch") if isinstance(best.get("epoch"), int) else None
+            limit = config.get("flag_limit")
+            limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
             n_ep = len(summary.epochs)
-            values = [
-                run.name, model, status,
-                f"{n_ep} / {total}" if total else str(n_ep),
-                f"{acc:.3f}" if acc is not None else "",
-                f"{f1:.3f}" if f1 is not None else "",
-                str(run.meta.get("created_at", ""))[:16].replace("T", " "),
+            cells = [  # (text, sort key or None to sort by the text)
+                (run.name, None), (str(config.get("model", "")), None), (status, None),
+                (f"{n_ep} / {total}" if total else str(n_ep), n_ep),
+                (f"{acc:.3f}" if acc is not None else "", acc),
+                (f"{f1:.3f}" if f1 is not None else "", f1),
+                (str(best_epoch) if best_epoch is not None else "", best_epoch),
+                (f"{limit:,}" if limit is not None else "all", limit),
+                (str(run.meta.get("created_at", ""))[:16].replace("T", " "),
+                 str(run.meta.get("created_at", ""))),  # to the second, not the minute shown
             ]
-            for col, text in enumerate(values):
-                item = QTableWidgetItem(text)
+            for col, (text, key) in enumerate(cells):
+                item = _Item(text)
+                if key is not None:
+                    item.setData(SORT_KEY, key)
+                if 3 <= col <= 7:  # the figures, right-aligned so they line up
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
                 if col == 2:
                     item.setForeground(QColor(STATUS_COLOURS.get(status, "#555")))
                 item.setData(Qt.ItemDataRole.UserRole, str(run.folder))
                 self.table.setItem(row, col, item)
-            if keep is not None and run.folder == keep:
-                self.table.selectRow(row)
+        self.table.setSortingEnabled(sorting)  # re-sorts by the column the user chose
+        if keep is not None:
+            self._select_folder(keep)
         self._update_buttons()
 
     def _refresh_detached(self) -> None:
@@ -242,24 +277,40 @@ class RunsPanel(QWidget):
     def runs(self) -> list[Run]:
         return list(self._runs)
 
-    def row_status(self, name: str) -> str | None:
-        for row, run in enumerate(self._runs):
-            if run.name == name:
-                return self.table.item(row, 2).text()
+    # Rows are in the order the user sorted them, not the order of ``_runs``: each row's items
+    # carry their run's folder (UserRole), and rows are found through it.
+    def _run_at(self, row: int) -> Run | None:
+        item = self.table.item(row, 0)
+        folder = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        return next((r for r in self._runs if str(r.folder) == folder), None)
+
+    def _row_of(self, folder: Path) -> int | None:
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == str(folder):
+                return row
         return None
+
+    def _select_folder(self, folder: Path) -> None:
+        row = self._row_of(folder)
+        if row is not None:
+            self.table.selectRow(row)
+
+    def row_of(self, name: str) -> int | None:
+        """The table row that shows the run called ``name`` (None: no such run)."""
+        run = next((r for r in self._runs if r.name == name), None)
+        return self._row_of(run.folder) if run is not None else None
+
+    def row_status(self, name: str) -> str | None:
+        row = self.row_of(name)
+        return self.table.item(row, 2).text() if row is not None else None
 
     def selected(self) -> Run | None:
         rows = self.table.selectionModel().selectedRows()
-        if not rows:
-            return None
-        row = rows[0].row()
-        return self._runs[row] if 0 <= row < len(self._runs) else None
+        return self._run_at(rows[0].row()) if rows else None
 
     def select(self, run: Run) -> None:
-        for row, r in enumerate(self._runs):
-            if r.folder == run.folder:
-                self.table.selectRow(row)
-                return
+        self._select_folder(run.folder)
 
     # --- actions -------------------------------------------------------------------------
     def _on_selection(self) -> None:

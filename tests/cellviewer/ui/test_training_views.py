@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from cellviewer.core import runs
 from cellviewer.ui.training_monitor import (
@@ -16,7 +17,7 @@ from cellviewer.ui.training_monitor import (
     error_text,
 )
 from cellviewer.ui.training_results import ResultsView, normalised_confusion
-from cellviewer.ui.training_runs import RunsPanel, TrainingManager
+from cellviewer.ui.training_runs import COLUMNS, RunsPanel, TrainingManager
 from trainer.evaluate import write_report
 from trainer.metrics import classification_metrics
 from trainer.protocol import encode_event
@@ -173,6 +174,58 @@ def test_run_list_shows_each_runs_state(qtbot, tmp_path: Path):
     panel.select(done)
     assert panel.results_button.isEnabled() and panel.repeat_button.isEnabled()
     assert not panel.resume_button.isEnabled()
-    row = [r.name for r in panel.runs()].index("done")
+    row = panel.row_of("done")
     assert panel.table.item(row, 3).text() == "3 / 3"
     assert panel.table.item(row, 4).text() == "0.700"
+    assert panel.table.item(row, 6).text() == "3"  # the best epoch
+
+
+def _run_with_curve(project: Path, name: str, val_accs: list[float], flag_limit=None):
+    """A finished run whose validation accuracy follows ``val_accs`` (best = the first max)."""
+    run = write_run(project, name, [])
+    cfg = run.config()
+    cfg["flag_limit"] = flag_limit
+    runs.write_json_atomic(run.config_path, cfg)
+    best = val_accs.index(max(val_accs)) + 1
+    with open(run.events_path, "w") as fh:
+        fh.write(encode_event("started", epochs=len(val_accs)) + "\n")
+        for e, acc in enumerate(val_accs, 1):
+            fh.write(encode_event("epoch", epoch=e, epochs=len(val_accs), val_acc=acc,
+                                  macro_f1=acc - 0.1, train_loss=1.0, val_loss=1.0) + "\n")
+        fh.write(encode_event("stopped", reason="early-stop", epoch=len(val_accs)) + "\n")
+        fh.write(encode_event("finished", reason="early-stop", best_epoch=best,
+                              model_path=str(run.folder / "best.cvmodel")) + "\n")
+    run.mark_launched(pid=1)
+    run.mark_ended(0, crashed=False)
+    return run
+
+
+def test_run_list_compares_runs_by_their_best_epoch(qtbot, tmp_path: Path):
+    project = tmp_path / "p.cvproj"
+    # early-stopped: the kept model is epoch 2's (0.9), not the last epoch's (0.6)
+    _run_with_curve(project, "vit", [0.7, 0.9, 0.8, 0.6], flag_limit=4096)
+    _run_with_curve(project, "cnn", [0.5, 0.6, 0.85, 0.85, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7])
+    _run_with_curve(project, "mlp", [0.4, 0.5])
+    panel = RunsPanel(TrainingManager(project))
+    qtbot.addWidget(panel)
+    col = {name: i for i, name in enumerate(COLUMNS)}
+
+    def cell(name, column):
+        return panel.table.item(panel.row_of(name), col[column]).text()
+
+    assert [cell(n, "Best val. acc.") for n in ("vit", "cnn", "mlp")] == \
+        ["0.900", "0.850", "0.500"]
+    assert [cell(n, "Macro-F1") for n in ("vit", "cnn", "mlp")] == ["0.800", "0.750", "0.400"]
+    assert [cell(n, "Best epoch") for n in ("vit", "cnn", "mlp")] == ["2", "3", "2"]
+    assert [cell(n, "FlagLimit") for n in ("vit", "cnn", "mlp")] == ["4,096", "all", "all"]
+
+    # sort by best epoch, largest first: numbers compare as numbers ("3" > "2"; "11" > "4")
+    panel.table.sortItems(col["Best epoch"], Qt.SortOrder.DescendingOrder)
+    assert panel.row_of("cnn") == 0
+    panel.table.sortItems(col["Epochs"], Qt.SortOrder.DescendingOrder)
+    assert [panel.table.item(r, 0).text() for r in range(3)] == ["cnn", "vit", "mlp"]
+    # the selection follows the row the user sees, after sorting and after a refresh
+    panel.table.selectRow(0)
+    assert panel.selected().name == "cnn"
+    panel.refresh()
+    assert panel.selected().name == "cnn" and panel.row_of("cnn") == 0
