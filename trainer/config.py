@@ -50,6 +50,10 @@ class RunConfig:
     heartbeat_s: float = 1.0  # seconds between `batch` events
     num_threads: int | None = None  # torch CPU threads (None: torch's default)
     name: str | None = None  # a label for the run (the GUI's)
+    # A model file (.cvmodel) of the same architecture whose weights start the run (fine-tuning
+    # a saved model on new or corrected labels; head rows carried over by class name). None:
+    # the model's own initialisation. Ignored when a run is resumed (its last file wins).
+    init_from: str | None = None
 
     # ---- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -151,6 +155,9 @@ class RunConfig:
         check("augment", isinstance(self.augment, bool), "true or false")
         check("mode", self.mode in (None, "lp", "ft_last"), '"lp", "ft_last" or null')
         check("weights", self.weights is None or isinstance(self.weights, str), "a path or null")
+        check("init_from", self.init_from is None or (isinstance(self.init_from, str)
+                                                       and bool(self.init_from)),
+              "a model file path or null")
         check("model_args", isinstance(self.model_args, dict), "an object")
         check("compile", self.compile in (None, True, False), "true, false or null")
         check("cuda_graph", self.cuda_graph in (None, True, False), "true, false or null")

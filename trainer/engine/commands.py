@@ -53,6 +53,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heartbeat", dest="heartbeat_s", type=float,
                    help="seconds between batch events (default 1)")
     p.add_argument("--threads", dest="num_threads", type=int, help="CPU threads for torch")
+    p.add_argument("--init-from", metavar="MODEL", help="start from this model file's weights "
+                   "(same architecture; head rows carried over by class name): fine-tuning a "
+                   "saved model on new or corrected labels")
     p.add_argument("--resume", nargs="?", const="", metavar="PATH",
                    help="continue from a run's last model file (a run folder or a .cvmodel; "
                         "without PATH: the configuration's run folder)")
@@ -64,7 +67,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 _CONFIG_FLAGS = ("patchset", "val_patchset", "out_dir", "model", "flag_limit", "epochs",
                  "batch_size", "lr", "weight_decay", "device", "seed", "patience", "augment",
                  "mode", "weights", "compile", "cuda_graph", "amp", "eval_batch_size",
-                 "heartbeat_s", "num_threads")
+                 "heartbeat_s", "num_threads", "init_from")
 
 
 def _train_config(args: argparse.Namespace):

@@ -44,6 +44,7 @@ from trainer.engine.early_stopping import EarlyStopping
 from trainer.engine.errors import TrainerError, classify_exception
 from trainer.engine.events import EventSink, MetricsCsv, stderr_log
 from trainer.engine.infer import features_of, forward_batches
+from trainer.engine.init_from import apply_initial_weights, load_init_file
 from trainer.engine.step import (
     LrSchedule,
     StepData,
@@ -157,6 +158,9 @@ class _Run:
             if "train_state" not in resume_mf.meta or resume_mf.optimizer_state is None:
                 raise ConfigError(f"{self.resume_from}: has no training state to resume "
                                   f"from (use the run's {LAST_MODEL})")
+        init_mf = None
+        if cfg.init_from and resume_mf is None:  # refused before any data is read
+            init_mf = load_init_file(cfg.init_from, cfg.model)
         spec = check_config(cfg)
         cfg, defaults = resolve_config(cfg, spec)
         self.cfg, self.spec, self.defaults = cfg, spec, defaults
@@ -192,6 +196,11 @@ class _Run:
         self.partial = spec.kind == "foundation"
         if resume_mf is not None:
             model.load_state_dict(resume_mf.state_dict, strict=not self.partial)
+        self.init_report = None
+        if init_mf is not None:
+            self.init_report = apply_initial_weights(model, init_mf, data.classes,
+                                                     partial=self.partial)
+            self.notice(self.init_report.describe())
         self.channels_last = prefers_channels_last(model, device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -385,7 +394,10 @@ class _Run:
             n_val=len(data.val_y), batch_size=self.batch, steps_per_epoch=self.steps,
             epochs=cfg.epochs, start_epoch=self.start_epoch, lr=cfg.lr,
             weight_decay=cfg.weight_decay, schedule=self.schedule.kind,
-            resumed_from=str(self.resume_from) if self.resume_from else None)
+            resumed_from=str(self.resume_from) if self.resume_from else None,
+            init_from=str(self.init_report.path) if self.init_report else None,
+            init_classes_matched=self.init_report.matched if self.init_report else [],
+            init_classes_new=self.init_report.new if self.init_report else [])
 
     def finish(self, reason: StopReason, epoch: int, detail: str = "") -> RunResult:
         self.sink.emit("stopped", reason=reason, epoch=epoch, detail=detail)
