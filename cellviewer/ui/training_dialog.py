@@ -5,7 +5,10 @@ What the user picks: the project's images and classes to train on; FlagLimit (th
 project's label counts by :func:`trainer.data.sampling.sampling_report` (NumPy only: no torch
 here); the model from the registry with its study defaults (epochs, learning rate, weight decay,
 batch size) editable; foundation models only when their weights file is configured, with linear
-probing or last-block fine-tuning; the device; the seed; a name.
+probing or last-block fine-tuning; the weights the run starts from (random, or a saved model of
+the same architecture: a finished run's best model, a registered model, any ``.cvmodel``, read
+from its header by :mod:`cellviewer.core.model_header` without torch); the device; the seed; a
+name.
 
 On Start the dialog creates the run folder, writes the patch set from the project in a worker
 thread (``QThreadPool``, with progress; the UI never waits on it), writes the run configuration
@@ -61,6 +64,7 @@ from PySide6.QtWidgets import (
 )
 
 from cellviewer.core import runs as runs_mod
+from cellviewer.core.model_header import ModelHeaderError, read_model_header
 from cellviewer.ui.settings import app_settings
 from cellviewer.ui.training_monitor import notify
 from trainer.weights_files import WEIGHTS_DIR_ENV, find_weights_file
@@ -135,6 +139,79 @@ def catalogue_from_rows(rows: list[dict]) -> list[ModelChoice]:
         out.append(ModelChoice(str(r["name"]), str(r.get("kind", "scratch")), defaults,
                                str(r.get("summary", "")), modes, r.get("params")))
     return out
+
+
+# --- the model a run starts from, Qt-free -----------------------------------------------------
+SCRATCH_LABEL = "Random weights (train from scratch)"
+CHOOSE_FILE = "<choose file>"  # the data of the start combo's "Choose file…" entry
+START_TIP = (
+    "The weights the run starts from. Random weights train the model from scratch. A saved "
+    "model of the same architecture starts from what it has learnt: use it after correcting "
+    "or adding labels (predict, correct, retrain), usually with fewer epochs. Its classes are "
+    "matched by name: classes new to this run start fresh, classes this run lacks are dropped.")
+BEST_MODEL = "best.cvmodel"  # the model a finished run keeps (its best validation epoch)
+
+
+@dataclass
+class StartChoice:
+    """A model file a new run can start from (``RunConfig.init_from``)."""
+
+    path: Path  # absolute
+    arch: str  # its architecture: only runs of the same model can start from it
+    label: str  # what the combo box shows
+
+
+def _val_acc_text(value) -> str:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return f" (val acc {value:.3f})" if ok else ""
+
+
+def start_candidates(store, project_path: Path) -> list[StartChoice]:
+    """The model files of a project a run can start from, newest first: the best model of every
+    finished (or stopped) run, then the project's registered models not listed already, each
+    with its architecture from the run's config.json or the store's record. Opens no model
+    file: it reads the store, run.json, config.json and events.jsonl only (milliseconds)."""
+    out: list[StartChoice] = []
+    seen: set[Path] = set()
+    for run in reversed(runs_mod.RunRegistry(project_path).runs()):
+        best = run.folder / BEST_MODEL
+        try:
+            if run.status() not in (runs_mod.FINISHED, runs_mod.STOPPED) or not best.is_file():
+                continue
+            arch = str(run.config().get("model") or "")
+            summary = run.summary()
+        except (runs_mod.RunError, OSError):
+            continue  # a damaged run hides itself, not the list
+        if not arch:
+            continue
+        epoch = summary.best_epoch or {}
+        path = best.resolve()
+        seen.add(path)
+        out.append(StartChoice(path, arch, f"run {run.name} · best model"
+                               + _val_acc_text(epoch.get("val_acc"))))
+    for record in reversed(store.models()):
+        if not record.path or not record.arch:
+            continue
+        path = Path(record.path)
+        if not path.is_absolute():
+            path = project_path.parent / path
+        if not path.is_file() or path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        final = (record.meta or {}).get("final") or {}
+        acc = (final.get("metrics") or {}).get("val_acc") if isinstance(final, dict) else None
+        out.append(StartChoice(path.resolve(), str(record.arch),
+                               f"model: {record.name}" + _val_acc_text(acc)))
+    return out
+
+
+def carried_classes(model_classes: list[str], run_classes: list[str]
+                    ) -> tuple[list[str], list[str], list[str]]:
+    """What starting from a model of ``model_classes`` does for a run of ``run_classes``, by
+    class name as the trainer matches them: (carried over, new to the model, dropped)."""
+    known, wanted = set(model_classes), set(run_classes)
+    return ([c for c in run_classes if c in known], [c for c in run_classes if c not in known],
+            [c for c in model_classes if c not in wanted])
 
 
 def weights_dir() -> Path | None:
@@ -224,7 +301,35 @@ class CountsReader(QRunnable):
         self.signals.finished.emit(data)
 
 
+class StartCandidatesReader(QRunnable):
+    """Lists the model files a run can start from (:func:`start_candidates`) in a pool
+    thread, through its own read-only connection to the project."""
+
+    def __init__(self, project_path: Path) -> None:
+        super().__init__()
+        self.project_path = project_path
+        self.signals = _WorkerSignals()
+
+    def run(self) -> None:
+        try:
+            from cellviewer.core.store import ProjectStore
+
+            store = ProjectStore.open(self.project_path, readonly=True)
+            try:
+                found = start_candidates(store, self.project_path)
+            finally:
+                store.close()
+        except Exception as exc:  # reported in the dialog; training from scratch still works
+            self.signals.failed.emit(f"{type(exc).__name__}: {exc}")
+            return
+        self.signals.finished.emit(found)
+
+
 # --- the dialog -------------------------------------------------------------------------------
+def _red(text: str) -> str:
+    return f"<span style='color:#b00020'>{html.escape(text)}</span>"
+
+
 def _check_list(names: list[str]) -> QListWidget:
     w = QListWidget()
     w.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
@@ -398,6 +503,25 @@ class TrainingDialog(QDialog):
 
         # --- model ---
         self.model_combo = QComboBox()
+        # the model file the run starts from (RunConfig.init_from), offered per architecture
+        self.start_combo = QComboBox()
+        self.start_combo.setToolTip(START_TIP)
+        self.start_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.start_combo.setMinimumContentsLength(24)
+        self.start_info = QLabel("")
+        self.start_info.setWordWrap(True)
+        self.start_info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.start_info.setStyleSheet("color: #555;")
+        self._start_candidates: list[StartChoice] | None = None  # None: still being listed
+        self._picked: dict[Path, StartChoice] = {}  # files chosen with "Choose file…"
+        self._start_index = 0  # the choice to go back to when "Choose file…" is cancelled
+        self._start_meta: dict | None = None  # the chosen file's header
+        self._start_error: str | None = None  # why the chosen file cannot be read
+        self._start_note = ""  # (HTML) why the last choice was dropped or a file refused
+        self._start_list_error = ""  # (HTML) why the project's models could not be listed
+        self._start_arch: str | None = None  # the architecture the list was made for
+        self._run_classes: list[str] = []  # the classes the run will train (kept ones)
         self.mode_combo = QComboBox()
         for key, text in FOUNDATION_MODES:
             self.mode_combo.addItem(text, key)
@@ -450,6 +574,8 @@ class TrainingDialog(QDialog):
         form = QFormLayout(model_box)
         form.addRow("Model", self.model_combo)
         form.addRow("", self.model_info)
+        form.addRow("Start from", self.start_combo)
+        form.addRow("", self.start_info)
         form.addRow("Adaptation", self.mode_combo)
         form.addRow("Foundation weights", weights_row)
         form.addRow("Epochs", self.epochs_spin)
@@ -491,6 +617,7 @@ class TrainingDialog(QDialog):
         self._report_timer.timeout.connect(self.update_report)
         self._fill_models()
         self.model_combo.currentIndexChanged.connect(self._model_changed)
+        self.start_combo.currentIndexChanged.connect(self._start_changed)
         self.mode_combo.currentIndexChanged.connect(self._apply_defaults)
         self.weights_edit.editingFinished.connect(self._fill_models)
         self._model_changed()
@@ -503,6 +630,10 @@ class TrainingDialog(QDialog):
         self.counter.signals.finished.connect(self._on_counts)
         self.counter.signals.failed.connect(self._on_counts_failed)
         QThreadPool.globalInstance().start(self.counter)
+        self.start_reader = StartCandidatesReader(self.project_path)
+        self.start_reader.signals.finished.connect(self._on_start_candidates)
+        self.start_reader.signals.failed.connect(self._on_start_candidates_failed)
+        QThreadPool.globalInstance().start(self.start_reader)
 
     # --- data and sampling ---------------------------------------------------------------
     def data_ready(self) -> bool:
@@ -511,9 +642,14 @@ class TrainingDialog(QDialog):
     def models_ready(self) -> bool:
         return bool(self.models)
 
+    def starts_ready(self) -> bool:
+        """The project's model files to start from have been listed."""
+        return self._start_candidates is not None
+
     def ready(self) -> bool:
-        """Label counts and the trainer's models have arrived (the dialog can start a run)."""
-        return self.data_ready() and self.models_ready()
+        """Label counts, the trainer's models and the models to start from have arrived (the
+        dialog can start a run)."""
+        return self.data_ready() and self.models_ready() and self.starts_ready()
 
     def _on_counts(self, data: ProjectCounts) -> None:
         self.data = data
@@ -603,8 +739,11 @@ class TrainingDialog(QDialog):
             else "every labelled cell of each class; classes with no cells are excluded")
         t = self.sampling_table
         t.setRowCount(len(names))
+        self._run_classes = []
         for r, name in enumerate(names):
             excluded = bool(s.excluded[r]) if limit is not None else report.available[r] == 0
+            if not excluded:
+                self._run_classes.append(name)
             values = [name, int(report.available[r]), int(s.used[r]), int(s.train[r]),
                       int(s.val[r]), "excluded (below FlagMin)" if excluded else ""]
             for c, v in enumerate(values):
@@ -622,6 +761,7 @@ class TrainingDialog(QDialog):
             f"(<b>{s.n_train_augmented:,}</b> after the {AUGMENT_FACTOR:g}× augmentation) · "
             f"validation <b>{s.n_val:,}</b>")
         self._suggest_name()
+        self._update_start_info()
         self._validate()
 
     def sampling_rows(self) -> list[dict]:
@@ -693,6 +833,7 @@ class TrainingDialog(QDialog):
             self.model_info.setText(" ".join(info))
         self._apply_defaults()
         self._suggest_name()
+        self._fill_start_from()
 
     def _apply_defaults(self) -> None:
         m = self.model_choice()
@@ -725,6 +866,179 @@ class TrainingDialog(QDialog):
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M")
         self._suggested_name = f"{model}-L{limit if limit else 'all'}-{stamp}"
         self.name_edit.setText(self._suggested_name)
+
+    # --- the model the run starts from ----------------------------------------------------
+    def _on_start_candidates(self, found: list[StartChoice]) -> None:
+        self._start_candidates = found
+        self._fill_start_from()
+
+    def _on_start_candidates_failed(self, message: str) -> None:
+        self._start_candidates = []
+        self._start_list_error = _red(f"Could not list the project's models: {message}")
+        self._fill_start_from()
+
+    def start_choices(self) -> list[StartChoice]:
+        """The model files offered now (those of the chosen architecture), in combo order."""
+        by_path = {str(c.path): c for c in [*self._picked.values(),
+                                            *(self._start_candidates or [])]}
+        return [by_path[d] for d in (self.start_combo.itemData(i)
+                                     for i in range(self.start_combo.count()))
+                if isinstance(d, str) and d in by_path]
+
+    def _fill_start_from(self, select: Path | None = None) -> None:
+        """Scratch, then the project's model files of the chosen architecture and the files
+        picked before, then "Choose file…". The choice is kept while it fits the model, else
+        the run starts from scratch again and the info line says why."""
+        combo = self.start_combo
+        current = str(select) if select is not None else combo.currentData()
+        previous = combo.currentText()
+        arch = self.model_combo.currentData()
+        combo.blockSignals(True)
+        combo.clear()
+        if arch != self._start_arch:  # a note about the previous architecture is stale now
+            self._start_note = ""
+        self._start_arch = arch
+        combo.addItem(SCRATCH_LABEL, None)
+        for c in [*(self._start_candidates or []), *self._picked.values()]:
+            if c.arch == arch and combo.findData(str(c.path)) < 0:
+                combo.addItem(c.label, str(c.path))
+                combo.setItemData(combo.count() - 1, str(c.path), Qt.ItemDataRole.ToolTipRole)
+        combo.insertSeparator(combo.count())
+        combo.addItem("Choose file…", CHOOSE_FILE)
+        combo.setItemData(combo.count() - 1, "Start from any model file (.cvmodel) of this "
+                          "architecture", Qt.ItemDataRole.ToolTipRole)
+        idx = combo.findData(current) if isinstance(current, str) else 0
+        if idx < 0:
+            self._start_note = html.escape(f"“{previous}” is not a {arch} model: the run "
+                                           "starts from random weights.")
+        combo.setCurrentIndex(max(idx, 0))
+        self._start_index = combo.currentIndex()
+        combo.blockSignals(False)
+        self._apply_start()
+
+    def _start_changed(self, _index: int = 0) -> None:
+        if self.start_combo.currentData() == CHOOSE_FILE:
+            # an action, not a choice: show the previous choice while the file dialog is open
+            self.start_combo.blockSignals(True)
+            self.start_combo.setCurrentIndex(self._start_index)
+            self.start_combo.blockSignals(False)
+            QTimer.singleShot(0, self._browse_start_file)
+            return
+        self._start_index = self.start_combo.currentIndex()
+        self._start_note = ""
+        self._apply_start()
+
+    def _apply_start(self) -> None:
+        self._read_start_header()
+        self._update_start_info()
+        self._validate()
+
+    def init_from_path(self) -> Path | None:
+        """The model file the run starts from (absolute), None for random weights."""
+        data = self.start_combo.currentData()
+        return Path(data) if isinstance(data, str) and data != CHOOSE_FILE else None
+
+    def _read_start_header(self) -> None:
+        """The chosen file's architecture and classes, from its header (stdlib, a few KB: no
+        torch in the GUI thread)."""
+        self._start_meta = self._start_error = None
+        path = self.init_from_path()
+        if path is None:
+            return
+        try:
+            self._start_meta = read_model_header(path)
+        except ModelHeaderError as exc:
+            self._start_error = str(exc)
+
+    def _update_start_info(self) -> None:
+        path = self.init_from_path()
+        arch = self.model_combo.currentData()
+        label = self.start_info
+        label.setToolTip(str(path) if path else "")
+        note = "<br>".join(n for n in (self._start_list_error, self._start_note) if n)
+        if path is None:
+            n = len(self.start_choices())
+            if note:
+                label.setText(note)
+            elif self._start_candidates is None:
+                label.setText("Looking for the project's saved models…")
+            elif n:
+                label.setText(html.escape(
+                    f"{n} saved {arch} model{'s' if n > 1 else ''} of this project can start "
+                    "the run instead (to retrain after correcting labels)."))
+            else:
+                label.setText("")
+            return
+        note = note + "<br>" if note else ""
+        problem = self._start_problem()
+        if problem:
+            label.setText(note + _red(problem))
+            return
+        meta = self._start_meta or {}
+        classes = [str(c) for c in meta.get("classes", [])]
+        head = (f"Starting from this {html.escape(str(meta.get('arch')))} model "
+                f"({len(classes)} classes)")
+        if not self._run_classes:  # no class kept (yet): the model's own classes
+            label.setText(f"{note}{head}: {html.escape(', '.join(classes))}.")
+            return
+        kept, new, dropped = carried_classes(classes, self._run_classes)
+        parts = ["classes carried over: " + (html.escape(", ".join(kept)) if kept else
+                                            "none (only the feature layers are)")]
+        if new:
+            parts.append("new (fresh weights): " + html.escape(", ".join(new)))
+        if dropped:
+            parts.append("dropped: " + html.escape(", ".join(dropped)))
+        label.setText(f"{note}{head}; {'; '.join(parts)}.")
+
+    def _start_problem(self) -> str:
+        """Why the run cannot start from the chosen file ("" when it can)."""
+        if self.init_from_path() is None:
+            return ""
+        if self._start_error:
+            return f"Cannot start from this model: {self._start_error}"
+        arch = (self._start_meta or {}).get("arch")
+        model = self.model_combo.currentData()
+        if arch != model:
+            return (f"{self.init_from_path()}: a {arch} model; a {model} run can only start "
+                    f"from a {model} model.")
+        return ""
+
+    def _browse_start_file(self) -> None:
+        folder = runs_mod.runs_root(self.project_path)
+        if not folder.is_dir():
+            folder = self.project_path.parent
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Model file to start from", str(folder),
+            "CellViewer models (*.cvmodel);;All files (*)")
+        if path:
+            self.choose_start_file(Path(path))
+
+    def choose_start_file(self, path: str | os.PathLike) -> bool:
+        """Offer and choose the model file ``path`` if it is a model of the chosen
+        architecture (read from its header); else say why in the info line and keep the
+        current choice. Returns whether it was taken."""
+        path = Path(path).resolve()
+        model = self.model_combo.currentData()
+        try:
+            meta = read_model_header(path)
+        except ModelHeaderError as exc:
+            self._refuse_start(str(exc))
+            return False
+        if meta["arch"] != model:
+            self._refuse_start(f"{path}: a {meta['arch']} model; a {model} run can only start "
+                               f"from a {model} model (choose {meta['arch']} above first).")
+            return False
+        known = {c.path for c in self._start_candidates or []}
+        if path not in known:
+            self._picked[path] = StartChoice(
+                path, str(meta["arch"]), f"file: {path.name} ({len(meta['classes'])} classes)")
+        self._start_note = ""
+        self._fill_start_from(select=path)
+        return True
+
+    def _refuse_start(self, message: str) -> None:
+        self._start_note = _red(message)  # shown until the next choice
+        self._update_start_info()
 
     # --- devices -------------------------------------------------------------------------
     def _on_probe_done(self, found: dict) -> None:
@@ -781,6 +1095,8 @@ class TrainingDialog(QDialog):
             problem = "Waiting for the trainer's list of models…"
         elif self.model_choice() is None:
             problem = "Choose a model."
+        elif self._start_problem():
+            problem = self._start_problem()
         busy = self.writer is not None
         self.start_button.setEnabled(not problem and not busy)
         if not busy:
@@ -802,7 +1118,7 @@ class TrainingDialog(QDialog):
             seed=int(self.seed_spin.value()),
             mode=self.mode_combo.currentData() if foundation else None,
             weights=str(self._weights[m.name]) if foundation else None,
-            name=run.name,
+            name=run.name, init_from=str(init) if (init := self.init_from_path()) else None,
         ).validate()
         return cfg
 
@@ -817,6 +1133,8 @@ class TrainingDialog(QDialog):
             # the message of a patch set that failed within those 60 ms.
             self._report_timer.stop()
             self.update_report()
+        self._read_start_header()  # the chosen model file may have changed or gone since
+        self._update_start_info()
         if not self._validate():
             return
         registry = runs_mod.RunRegistry(self.project_path)
