@@ -9,6 +9,7 @@ wrote them, from the evaluation JSON in the run folder. Nothing here imports tor
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 from pathlib import Path
 
@@ -267,6 +268,21 @@ class ResultsView(QWidget):
         lay.addWidget(body, 1)
         lay.addLayout(buttons)
 
+    @staticmethod
+    def _started_from(started: dict) -> str:
+        """Where a fine-tuned run's weights came from: "run cnn-1's best model" when the
+        file is another run's of this project, else the file's name."""
+        path = Path(str(started["init_from"]))
+        where = (f"run {path.parent.name}'s {path.stem} model"
+                 if path.parent.parent.name.endswith(".runs") else path.name)
+        text = f"<b>started from</b> {html.escape(where, quote=False)}"
+        matched, new = started.get("init_classes_matched"), started.get("init_classes_new")
+        if isinstance(matched, list) and isinstance(new, list):
+            text += f" ({len(matched)} of {len(matched) + len(new)} classes carried over"
+            names = html.escape(", ".join(map(str, new)), quote=False)
+            text += f"; new: {names})" if new else ")"
+        return text
+
     def show_run(self, run: Run) -> None:
         self.run = run
         summary = run.summary()
@@ -312,6 +328,8 @@ class ResultsView(QWidget):
             extra.append("excluded: " + ", ".join(map(str, started["excluded_classes"])))
         if sizes or extra:
             lines.append(" · ".join(sizes + extra))
+        if started.get("init_from"):
+            lines.append(self._started_from(started))
         self.summary_label.setText("<br>".join(lines))
 
         per_class = metrics.get("per_class") or []

@@ -142,6 +142,23 @@ def test_results_view_shows_the_evaluation(qtbot, tmp_path: Path):
     assert view.heatmap.grab().width() > 0
 
 
+def test_results_say_which_model_a_fine_tuned_run_started_from(qtbot, tmp_path: Path):
+    project = tmp_path / "p.cvproj"
+    first = write_run(project, "cnn-1", [])
+    events = finished_events(tmp_path)
+    events[0][1].update(init_from=str(first.folder / "best.cvmodel"),
+                        init_classes_matched=CLASSES[:2], init_classes_new=CLASSES[2:])
+    second = write_run(project, "cnn-2", events)
+    view = ResultsView()
+    qtbot.addWidget(view)
+    view.show_run(second)
+    text = view.summary_label.text()
+    assert "started from</b> run cnn-1's best model" in text
+    assert f"2 of 3 classes carried over; new: {CLASSES[2]}" in text
+    view.show_run(write_run(project, "scratch", finished_events(tmp_path)))
+    assert "started from" not in view.summary_label.text()
+
+
 def test_normalised_confusion_from_counts():
     m = normalised_confusion({"confusion": [[3, 1], [0, 0]]})
     np.testing.assert_allclose(m, [[0.75, 0.25], [0.0, 0.0]])
