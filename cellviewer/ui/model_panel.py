@@ -613,15 +613,22 @@ class ModelPanel(QWidget):
             return
         self.device_label.setText("Device in use: loading the model…")
 
-        def load() -> str:
+        def load() -> tuple[str, str | None, str | None]:
             predictor = self.session.predictor().predictor
             device = getattr(predictor, "device", None)
             from cellviewer.ui.prediction_worker import describe_device
+            from trainer.engine.device import gpu_status
 
-            return describe_device(device if device is not None else self.session.device)
+            text = describe_device(device if device is not None else self.session.device)
+            gpu = gpu_status() if text.startswith("CPU") else {}
+            return text, gpu.get("short"), gpu.get("advice")
 
-        def done(text: str) -> None:
-            self.device_label.setText(f"Device in use: {text}")
+        def done(found: tuple[str, str | None, str | None]) -> None:
+            text, short, advice = found
+            # on the CPU for want of a GPU: say why, and how to get one (tooltip)
+            self.device_label.setText(f"Device in use: {text}"
+                                      + (f" · no GPU: {short}" if short else ""))
+            self.device_label.setToolTip(advice or "")
             self.session.deviceInUse.emit(text)
 
         self._run(load, done, lambda msg: self.device_label.setText(

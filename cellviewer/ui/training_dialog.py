@@ -352,12 +352,12 @@ def _checked_rows(w: QListWidget) -> list[int]:
 # What the trainer offers (its models with their study defaults, and the devices torch sees),
 # asked of a separate Python: importing torch is slow and the GUI process stays free of it.
 TRAINER_PROBE = (
-    "import json, torch\n"
+    "import json\n"
+    "from trainer.engine.device import gpu_status\n"
     "from trainer.models.summary import model_rows\n"
-    "mps = getattr(torch.backends, 'mps', None)\n"
-    "print(json.dumps({'models': model_rows(), 'cuda': [torch.cuda.get_device_name(i) "
-    "for i in range(torch.cuda.device_count())], "
-    "'mps': bool(mps is not None and mps.is_available())}))\n"
+    "gpu = gpu_status()\n"
+    "print(json.dumps({'models': model_rows(), 'cuda': gpu['cuda_devices'], "
+    "'mps': gpu['mps'], 'gpu_advice': gpu['advice'], 'gpu_short': gpu['short']}))\n"
 )
 
 
@@ -1056,7 +1056,11 @@ class TrainingDialog(QDialog):
         else:
             found_any = [f"{len(cuda)} CUDA GPU(s)"] if cuda else []
             found_any += ["Apple MPS"] if mps else []
-            self.device_note.setText(", ".join(found_any) if found_any else "no GPU found")
+            short, advice = found.get("gpu_short"), found.get("gpu_advice")
+            self.device_note.setText(", ".join(found_any) if found_any else
+                                     "no GPU found" + (f": {short}" if short else ""))
+            # why there is none and what to do about it (GPU set-up is a common stumble)
+            self.device_note.setToolTip(advice or "")
         self._validate()
 
     def _on_probe_failed(self, message: str) -> None:

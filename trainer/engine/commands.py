@@ -108,6 +108,30 @@ def _train_config(args: argparse.Namespace):
         resume_path
 
 
+def _devices_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("devices", "the GPUs this PyTorch can use, and why none is used where none is",
+         _devices_args)
+def cmd_devices(args: argparse.Namespace) -> int:
+    from trainer.engine.device import gpu_status
+
+    status = gpu_status()
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return 0
+    print(f"PyTorch {status['torch']} (CUDA build: {status['cuda_build'] or 'none, CPU only'})")
+    for i, name in enumerate(status["cuda_devices"]):
+        print(f"cuda:{i}  {name}")
+    if status["mps"]:
+        print("mps     Apple MPS")
+    print("cpu     always available")
+    if status["advice"]:
+        print("\n" + status["advice"])
+    return 0
+
+
 @command("train", "train a model on a patch set (JSON progress lines on stdout)", _add_train_args)
 def cmd_train(args: argparse.Namespace) -> int:
     from trainer.engine.control import StopControl

@@ -95,3 +95,32 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+
+
+def gpu_status() -> dict:
+    """What this PyTorch can run on, and (``advice``) why no GPU is used where none is: a
+    CPU-only build of PyTorch (the usual cause) or a CUDA build that finds no usable GPU (a
+    missing or too old NVIDIA driver). ``advice`` (and ``short``, its gist in a few words) is
+    None when a GPU is there."""
+    cuda_build = torch.version.cuda
+    devices = []
+    if torch.cuda.is_available():
+        devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    mps = _mps_available()
+    advice = short = None
+    if not devices and not mps:
+        if cuda_build is None:
+            short = "this PyTorch is built for the CPU only"
+            advice = (f"This PyTorch ({torch.__version__}) is built for the CPU only. To use an "
+                      "NVIDIA GPU, install a CUDA build of PyTorch into this environment (the "
+                      "command for your system is on pytorch.org, 'Get started'; for example "
+                      "pip install torch torchvision --index-url "
+                      "https://download.pytorch.org/whl/cu126), then restart the app.")
+        else:
+            short = "no usable GPU (driver?)"
+            advice = (f"This PyTorch ({torch.__version__}) is built for CUDA {cuda_build} but "
+                      "finds no usable GPU. Check that the computer has an NVIDIA GPU and that "
+                      f"its driver is installed and supports CUDA {cuda_build} (nvidia-smi "
+                      "shows both); inside a container, that the GPU is passed through.")
+    return {"torch": torch.__version__, "cuda_build": cuda_build, "cuda_devices": devices,
+            "mps": mps, "advice": advice, "short": short}

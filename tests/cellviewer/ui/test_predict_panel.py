@@ -46,6 +46,11 @@ def test_panel_describes_the_model_and_predicts_the_project(qtbot, store, traine
     panel.list_devices()
     wait_for(qtbot, lambda: panel.device_combo.findData("cpu") >= 0)
     wait_for(qtbot, lambda: "CPU" in panel.device_label.text())
+    import torch
+
+    if not torch.cuda.is_available():  # on the CPU for want of a GPU: why, and what to do
+        assert "no GPU:" in panel.device_label.text()
+        assert "PyTorch" in panel.device_label.toolTip()
 
     progress = []
     session.jobProgress.connect(progress.append)

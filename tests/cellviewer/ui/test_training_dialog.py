@@ -66,6 +66,11 @@ def test_images_classes_and_limits_drive_the_sampling_table(qtbot, tmp_path: Pat
     dialog.class_list.item(0).setCheckState(Qt.CheckState.Unchecked)
     dialog.update_report()
     assert not dialog.start_button.isEnabled()
+    note = dialog.device_note
+    import torch
+
+    if not torch.cuda.is_available():  # the trainer's answer says why there is no GPU
+        assert note.text().startswith("no GPU found: ") and "PyTorch" in note.toolTip()
     store.close()
 
 

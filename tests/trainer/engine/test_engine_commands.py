@@ -150,3 +150,17 @@ def test_events_keep_going_to_the_run_folder_when_stdout_breaks(tmp_path):
     from trainer.protocol import read_events
 
     assert [e["epoch"] for e in read_events(tmp_path / "events.jsonl")] == [1, 2]
+
+
+def test_devices_says_why_no_gpu_is_used(capsys):
+    from trainer.engine.device import gpu_status
+
+    status = gpu_status()
+    if torch.cuda.is_available():
+        assert status["cuda_devices"] and status["advice"] is None
+    elif torch.version.cuda is None:  # a CPU-only build: install a CUDA one
+        assert "CPU only" in status["advice"] and "download.pytorch.org" in status["advice"]
+    else:  # a CUDA build without a usable GPU: the driver
+        assert f"CUDA {torch.version.cuda}" in status["advice"] and "driver" in status["advice"]
+    assert main(["devices", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == status
