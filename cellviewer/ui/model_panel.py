@@ -277,8 +277,13 @@ class ModelSession(QObject):
 
     def predict_scope(self, image_ids: Sequence[int], cell_ids: Sequence[str] | None = None,
                       batch_size: int = 1024, chunk_seconds: float = 0.5,
-                      min_chunk: int = 256) -> PredictionJob:
-        """Start a background job predicting (and storing) the cells of ``image_ids``."""
+                      min_chunk: int = 16) -> PredictionJob:
+        """Start a background job predicting (and storing) the cells of ``image_ids``.
+
+        The first chunk is ``min_chunk`` cells and later ones are sized from the measured
+        rate (``chunk_seconds`` each). A small first chunk keeps Cancel, and closing the
+        window, prompt with a slow model: a foundation model on the CPU does a few cells a
+        second, so 256 cells would take a minute or more."""
         if self.choice is None or self.choice.model_id is None or self.store is None:
             raise RuntimeError("choose a model for this project first")
         if self.job is not None and self.job.is_running():

@@ -144,7 +144,7 @@ class PredictionJob(QObject):
     def __init__(self, project_path: str | Path, model_path: str | Path, model_id: int | None,
                  image_ids: Sequence[int], *, cell_ids: Sequence[str] | None = None,
                  device: str = "auto", batch_size: int = 1024, chunk_seconds: float = 0.5,
-                 min_chunk: int = 256,
+                 min_chunk: int = 16,
                  fov_px: float | None = None, user: str | None = None,
                  store_results: bool = True, predict_kwargs: dict | None = None,
                  keep_source_crops: bool = False,

@@ -64,6 +64,8 @@ def test_panel_describes_the_model_and_predicts_the_project(qtbot, store, traine
     assert summary.done == summary.total == total and not summary.cancelled
     assert progress and progress[-1].done == total
     assert [p.done for p in progress] == sorted(p.done for p in progress)
+    # a first chunk of a few cells: with a slow model, Cancel (and closing) still act at once
+    assert progress[0].done == 16
     assert "cells/s" in panel.rate_label.text()
     assert panel.progress.value() == 1000
     # Stored in the project, per model: every cell has this model's probabilities.
