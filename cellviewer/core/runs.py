@@ -9,6 +9,7 @@ with one folder per run::
         config.json     the trainer's RunConfig (written by the app; the trainer reads it)
         data.patches/   the patch set the run trains on (kept so the run can be repeated exactly)
         events.jsonl    the trainer's progress protocol, one JSON object per line
+        robustness.json the blur robustness report (``python -m trainer robustness``), if measured
         ...             the trainer's model files, metrics.csv, evaluation
 
 The truth about a run is its ``events.jsonl`` (written by the trainer, which outlives a crashed
@@ -30,9 +31,11 @@ from pathlib import Path
 
 RUN_FILE = "run.json"
 LAST_MODEL = "last.cvmodel"  # the trainer's last model file, with the state to resume from
+BEST_MODEL = "best.cvmodel"  # the model a finished run keeps (its best validation epoch)
 CONFIG_FILE = "config.json"
 EVENTS_FILE = "events.jsonl"
 PATCHSET_DIR = "data.patches"
+ROBUSTNESS_FILE = "robustness.json"  # the trainer's blur robustness report
 
 CREATED = "created"  # folder and config written, trainer never started
 RUNNING = "running"
@@ -44,6 +47,7 @@ STATUSES = (CREATED, RUNNING, FINISHED, STOPPED, FAILED, INTERRUPTED)
 TERMINAL = frozenset({FINISHED, STOPPED, FAILED, INTERRUPTED})
 #: a run in these states may continue from its last model file
 RESUMABLE = frozenset({STOPPED, INTERRUPTED, FAILED})
+
 
 class RunError(ValueError):
     """A run folder or its files are unusable; the message names the file and the cause."""
@@ -403,15 +407,70 @@ class RunRegistry:
         return new
 
 
-def trainer_command(
-    config_path: str | os.PathLike, extra: list[str] | None = None
-) -> tuple[str, list[str]]:
-    """Program and arguments that start the trainer on a run configuration: the same Python
-    (``-m trainer``), or the frozen app itself with ``--run-trainer`` (it has no ``-m``)."""
-    args = ["train", "--config", str(config_path), *(extra or [])]
+def trainer_invocation(args: list[str]) -> tuple[str, list[str]]:
+    """Program and arguments that run the trainer CLI with ``args`` (``["robustness", ...]``):
+    the same Python (``-u -m trainer``), or the frozen app itself with ``--run-trainer`` (it
+    has no ``-m``). Start it with :func:`trainer_env`."""
     if getattr(sys, "frozen", False):
         return sys.executable, ["--run-trainer", *args]
     return sys.executable, ["-u", "-m", "trainer", *args]
+
+
+def trainer_command(
+    config_path: str | os.PathLike, extra: list[str] | None = None
+) -> tuple[str, list[str]]:
+    """Program and arguments that start the trainer on a run configuration (see
+    :func:`trainer_invocation`)."""
+    return trainer_invocation(["train", "--config", str(config_path), *(extra or [])])
+
+
+def robustness_args(run: Run) -> list[str]:
+    """Trainer arguments that measure the blur robustness of ``run``'s best model on the run's
+    validation cells (``split.npz`` beside the model) and write ``robustness.json`` (and
+    ``.csv``, ``.md``) into the run folder, where :func:`read_robustness` finds them."""
+    model = run.model_path()
+    if model is None:
+        raise RunError(f"{run.folder}: the run has no model file to measure")
+    return ["robustness", "--model", str(model), "--out", str(run.folder)]
+
+
+def read_robustness(folder: str | os.PathLike) -> dict | None:
+    """The blur robustness report in a run folder (``robustness.json`` as
+    ``trainer.robustness.RobustnessReport`` writes it), or None where it was not measured.
+    Raises :class:`RunError` naming the file when it is unreadable or not such a report."""
+    path = Path(folder) / ROBUSTNESS_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise RunError(f"{path}: not a blur robustness report (no list of 'rows')")
+    for key in ("clean_accuracy", "clean_macro_f1"):
+        if not _is_number(data.get(key)):
+            raise RunError(f"{path}: not a blur robustness report ({key!r} is not a number)")
+    for i, row in enumerate(data["rows"], 1):
+        if not (isinstance(row, dict) and row.get("mode") in ("post", "pre")
+                and _is_number(row.get("sigma")) and _is_number(row.get("macro_f1"))):
+            raise RunError(f"{path}: row {i} of 'rows' needs a mode ('post' or 'pre'), a sigma "
+                           "and a macro_f1")
+    return data
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def robustness_value(report: dict, sigma: float, mode: str = "post",
+                     key: str = "delta_macro_f1") -> float | None:
+    """One figure of a robustness report (from :func:`read_robustness`): ``key`` of the row
+    of ``mode`` at ``sigma`` (None where that sigma was not measured)."""
+    for row in report.get("rows", []):
+        if row.get("mode") == mode and abs(float(row.get("sigma", -1.0)) - sigma) < 1e-9:
+            value = row.get(key)
+            return float(value) if _is_number(value) else None
+    return None
 
 
 def can_resume(run: Run) -> bool:

@@ -149,7 +149,6 @@ START_TIP = (
     "model of the same architecture starts from what it has learnt: use it after correcting "
     "or adding labels (predict, correct, retrain), usually with fewer epochs. Its classes are "
     "matched by name: classes new to this run start fresh, classes this run lacks are dropped.")
-BEST_MODEL = "best.cvmodel"  # the model a finished run keeps (its best validation epoch)
 
 
 @dataclass
@@ -174,7 +173,7 @@ def start_candidates(store, project_path: Path) -> list[StartChoice]:
     out: list[StartChoice] = []
     seen: set[Path] = set()
     for run in reversed(runs_mod.RunRegistry(project_path).runs()):
-        best = run.folder / BEST_MODEL
+        best = run.folder / runs_mod.BEST_MODEL
         try:
             if run.status() not in (runs_mod.FINISHED, runs_mod.STOPPED) or not best.is_file():
                 continue

@@ -170,6 +170,9 @@ class TrainingController(QObject):
         if self.results_window is None:
             self.results_window = ResultsWindow(self.window)
             self.results_window.view.activate_requested.connect(self.make_active)
+            # a new blur measurement fills the run list's robustness column
+            self.results_window.view.robustness_measured.connect(
+                lambda _run: self.runs_panel.refresh())
         self.results_window.view.show_run(run.reload())
         self.results_window.show()
         self.results_window.raise_()

@@ -1,5 +1,6 @@
 """The results of a finished training run: summary, per-class table, the normalised confusion
-matrix as a heatmap, the final training curves, and "Make active model".
+matrix as a heatmap, the blur robustness of its model (:mod:`cellviewer.ui.training_blur`), the
+final training curves, and "Make active model".
 
 The numbers come from the run's ``finished`` event (its ``metrics``: accuracy, macro precision,
 recall and F1, ``per_class``, ``confusion``/``confusion_normalized``), or, where the trainer
@@ -14,7 +15,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import (
+    QPointF,
+    QRectF,
+    QSize,
+    Qt,
+    QUrl,
+    Signal,
+)
 from PySide6.QtGui import QColor, QDesktopServices, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,6 +34,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QToolTip,
     QVBoxLayout,
     QWidget,
@@ -33,6 +42,7 @@ from PySide6.QtWidgets import (
 
 from cellviewer.core import runs as runs_mod
 from cellviewer.core.runs import Run, RunSummary
+from cellviewer.ui.training_blur import BlurRobustnessView
 from cellviewer.ui.training_monitor import (
     TrainingCharts,
     field_value,
@@ -208,9 +218,11 @@ class ConfusionHeatmap(QWidget):
 class ResultsView(QWidget):
     """Everything about one ended run. ``make_active(run)`` is requested through the signal
     ``activate_requested(Run)``; the owner registers the model and answers with
-    :meth:`set_active`."""
+    :meth:`set_active`. ``robustness_measured(Run)``: the blur tab wrote a new
+    ``robustness.json`` (the run list may want to refresh)."""
 
     activate_requested = Signal(object)  # Run
+    robustness_measured = Signal(object)  # Run
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -237,6 +249,11 @@ class ResultsView(QWidget):
             header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
         self.class_table.setMinimumWidth(330)
         self.heatmap = ConfusionHeatmap()
+        self.blur = BlurRobustnessView()
+        self.blur.measured.connect(self.robustness_measured)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.heatmap, "Confusion matrix")
+        self.tabs.addTab(self.blur, "Blur robustness")
         self.charts = TrainingCharts(batches=False)
 
         self.activate_button = QPushButton("Make active model")
@@ -248,10 +265,10 @@ class ResultsView(QWidget):
 
         upper = QSplitter(Qt.Orientation.Horizontal)
         upper.addWidget(self.class_table)
-        upper.addWidget(self.heatmap)
+        upper.addWidget(self.tabs)
         upper.setStretchFactor(0, 2)
         upper.setStretchFactor(1, 3)
-        upper.setSizes([380, 560])
+        upper.setSizes([350, 610])  # the blur tab needs the width more
         body = QSplitter(Qt.Orientation.Vertical)
         body.addWidget(upper)
         body.addWidget(self.charts)
@@ -350,6 +367,7 @@ class ResultsView(QWidget):
         counts = metrics.get("confusion")
         self.heatmap.set_matrix(normalised_confusion(metrics), [str(c) for c in classes],
                                 None if counts is None else np.asarray(counts))
+        self.blur.show_run(run)
         self.charts.clear()
         for ev in summary.epochs:
             self.charts.add_epoch(ev)
@@ -362,6 +380,17 @@ class ResultsView(QWidget):
                                       f"#{run.meta['model_id']}.")
         else:
             self.active_label.setText("")
+
+    # a measurement belongs to the run on show: it ends with the window (not when the window is
+    # minimised, nor when the other tab is chosen)
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        if not event.spontaneous():
+            self.blur.cancel()
+        super().hideEvent(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self.blur.cancel()
+        super().closeEvent(event)
 
     def request_activate(self) -> None:
         if self.run is not None:

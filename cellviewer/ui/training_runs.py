@@ -138,21 +138,38 @@ class TrainingManager(QObject):
 
 
 # --- the list ---------------------------------------------------------------------------------
-COLUMNS = ("Run", "Model", "Status", "Epochs", "Best val. acc.", "Macro-F1", "Best epoch",
-           "FlagLimit", "Created")
+#: the blur of the robustness column (the study's headline figure), post-resize
+BLUR_SIGMA = 0.8
+BLUR_COLUMN = f"Blur ΔF1 σ{BLUR_SIGMA:g}"
+COLUMNS = ("Run", "Model", "Status", "Epochs", "Best val. acc.", "Macro-F1", BLUR_COLUMN,
+           "Best epoch", "FlagLimit", "Created")
+#: the figures, right-aligned so they line up
+FIGURE_COLUMNS = frozenset(COLUMNS.index(c) for c in (
+    "Epochs", "Best val. acc.", "Macro-F1", BLUR_COLUMN, "Best epoch", "FlagLimit"))
+HEADER_TIPS = {
+    BLUR_COLUMN: f"Change of macro-F1 when the validation cells are blurred with a Gaussian of "
+                 f"σ = {BLUR_SIGMA:g} px on the 40×40 patch (post-resize), from the run's "
+                 "robustness.json; closer to 0 is more robust. Empty: not measured yet "
+                 "(Results… → Blur robustness).",
+}
 SORT_KEY = Qt.ItemDataRole.UserRole + 1  # what a column sorts by, where not its text
 
 
 class _Item(QTableWidgetItem):
     """A cell that sorts by its ``SORT_KEY`` value (numbers as numbers: 10 after 9; empty
-    cells last) and by its text where it has none."""
+    cells last, in either order) and by its text where it has none."""
 
     def __lt__(self, other: QTableWidgetItem) -> bool:
         mine, theirs = self.data(SORT_KEY), other.data(SORT_KEY)
         if mine is None and theirs is None:
             return self.text() < other.text()
-        if mine is None or theirs is None:  # an empty cell sorts after every value
-            return mine is not None
+        if mine is None or theirs is None:
+            # an empty cell sorts after every value: Qt sorts descending by asking the
+            # reverse question, so the answer turns with the order the header shows
+            table = self.tableWidget()
+            descending = (table is not None and table.horizontalHeader().sortIndicatorOrder()
+                          == Qt.SortOrder.DescendingOrder)
+            return (mine is None) if descending else (mine is not None)
         return mine < theirs
 
 
@@ -172,6 +189,9 @@ class RunsPanel(QWidget):
         self._detached = False
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for col, name in enumerate(COLUMNS):
+            if name in HEADER_TIPS:
+                self.table.horizontalHeaderItem(col).setToolTip(HEADER_TIPS[name])
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -244,11 +264,13 @@ class RunsPanel(QWidget):
             limit = config.get("flag_limit")
             limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
             n_ep = len(summary.epochs)
+            blur, blur_tip = self._blur_delta(run)
             cells = [  # (text, sort key or None to sort by the text)
                 (run.name, None), (str(config.get("model", "")), None), (status, None),
                 (f"{n_ep} / {total}" if total else str(n_ep), n_ep),
                 (f"{acc:.3f}" if acc is not None else "", acc),
                 (f"{f1:.3f}" if f1 is not None else "", f1),
+                (f"{round(blur, 3) + 0.0:+.3f}" if blur is not None else "", blur),
                 (str(best_epoch) if best_epoch is not None else "", best_epoch),
                 (f"{limit:,}" if limit is not None else "all", limit),
                 (str(run.meta.get("created_at", ""))[:16].replace("T", " "),
@@ -258,17 +280,36 @@ class RunsPanel(QWidget):
                 item = _Item(text)
                 if key is not None:
                     item.setData(SORT_KEY, key)
-                if 3 <= col <= 7:  # the figures, right-aligned so they line up
+                if col in FIGURE_COLUMNS:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                           | Qt.AlignmentFlag.AlignVCenter)
                 if col == 2:
                     item.setForeground(QColor(STATUS_COLOURS.get(status, "#555")))
+                if COLUMNS[col] == BLUR_COLUMN and blur_tip:
+                    item.setToolTip(blur_tip)
                 item.setData(Qt.ItemDataRole.UserRole, str(run.folder))
                 self.table.setItem(row, col, item)
         self.table.setSortingEnabled(sorting)  # re-sorts by the column the user chose
         if keep is not None:
             self._select_folder(keep)
         self._update_buttons()
+
+    @staticmethod
+    def _blur_delta(run: Run) -> tuple[float | None, str]:
+        """Δ macro-F1 at ``BLUR_SIGMA`` post-resize from the run's robustness.json (None where
+        not measured) and a tooltip (a damaged file is named there, not raised)."""
+        try:
+            report = runs_mod.read_robustness(run.folder)
+        except runs_mod.RunError as exc:
+            return None, str(exc)
+        if report is None:
+            return None, ""
+        delta = runs_mod.robustness_value(report, BLUR_SIGMA, "post", "delta_macro_f1")
+        if delta is None:
+            return None, f"{run.folder / runs_mod.ROBUSTNESS_FILE}: σ {BLUR_SIGMA:g} not measured"
+        f1 = runs_mod.robustness_value(report, BLUR_SIGMA, "post", "macro_f1")
+        return delta, (f"macro-F1 {float(report['clean_macro_f1']):.3f} clean, "
+                       f"{f1:.3f} at σ {BLUR_SIGMA:g} (post-resize)")
 
     def _refresh_detached(self) -> None:
         if self._detached:

@@ -168,6 +168,49 @@ def test_trainer_command_same_python_or_frozen_app(monkeypatch, tmp_path: Path):
     assert args == ["--run-trainer", "train", "--config", str(cfg), "--resume", "x"]
 
 
+def test_trainer_invocation_runs_any_trainer_command(monkeypatch, tmp_path: Path):
+    program, args = runs.trainer_invocation(["robustness", "--model", "m.cvmodel"])
+    assert (program, args) == (sys.executable,
+                               ["-u", "-m", "trainer", "robustness", "--model", "m.cvmodel"])
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert runs.trainer_invocation(["models"]) == (sys.executable, ["--run-trainer", "models"])
+
+
+def test_robustness_args_name_the_best_model_and_the_run_folder(tmp_path: Path):
+    run = RunRegistry(tmp_path / "p.cvproj").create("r")
+    with pytest.raises(runs.RunError, match="no model file to measure"):
+        runs.robustness_args(run)
+    (run.folder / "best.cvmodel").write_bytes(b"x")
+    _write_events(run, ("started", {}), ("finished", {"model_path": "best.cvmodel"}))
+    assert runs.robustness_args(run) == ["robustness", "--model",
+                                         str(run.folder / "best.cvmodel"), "--out",
+                                         str(run.folder)]
+
+
+def test_read_robustness_and_its_figures(tmp_path: Path):
+    assert runs.read_robustness(tmp_path) is None  # not measured
+    report = {"n": 10, "clean_accuracy": 0.8, "clean_macro_f1": 0.7, "rows": [
+        {"mode": "post", "sigma": 0.8, "accuracy": 0.7, "macro_f1": 0.55,
+         "delta_accuracy": -0.1, "delta_macro_f1": -0.15},
+        {"mode": "pre", "sigma": 0.8, "accuracy": 0.75, "macro_f1": 0.65,
+         "delta_accuracy": -0.05, "delta_macro_f1": -0.05}]}
+    path = tmp_path / runs.ROBUSTNESS_FILE
+    path.write_text(json.dumps(report))
+    read = runs.read_robustness(tmp_path)
+    assert runs.robustness_value(read, 0.8) == pytest.approx(-0.15)
+    assert runs.robustness_value(read, 0.8, "pre", "macro_f1") == pytest.approx(0.65)
+    assert runs.robustness_value(read, 0.4) is None
+    path.write_text('{"rows": [')
+    with pytest.raises(runs.RunError, match="robustness.json: not valid JSON"):
+        runs.read_robustness(tmp_path)
+    path.write_text(json.dumps({**report, "rows": [{"mode": "sideways", "sigma": 1}]}))
+    with pytest.raises(runs.RunError, match="row 1 of 'rows' needs a mode"):
+        runs.read_robustness(tmp_path)
+    path.write_text(json.dumps({"rows": []}))
+    with pytest.raises(runs.RunError, match="'clean_accuracy' is not a number"):
+        runs.read_robustness(tmp_path)
+
+
 def test_a_moved_run_finds_its_model_and_resumes_in_place(tmp_path: Path):
     old = RunRegistry(tmp_path / "a" / "p.cvproj").create("r")
     old.patchset_path.mkdir()

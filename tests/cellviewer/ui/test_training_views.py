@@ -192,9 +192,9 @@ def test_run_list_shows_each_runs_state(qtbot, tmp_path: Path):
     assert panel.results_button.isEnabled() and panel.repeat_button.isEnabled()
     assert not panel.resume_button.isEnabled()
     row = panel.row_of("done")
-    assert panel.table.item(row, 3).text() == "3 / 3"
-    assert panel.table.item(row, 4).text() == "0.700"
-    assert panel.table.item(row, 6).text() == "3"  # the best epoch
+    assert panel.table.item(row, COLUMNS.index("Epochs")).text() == "3 / 3"
+    assert panel.table.item(row, COLUMNS.index("Best val. acc.")).text() == "0.700"
+    assert panel.table.item(row, COLUMNS.index("Best epoch")).text() == "3"
 
 
 def _run_with_curve(project: Path, name: str, val_accs: list[float], flag_limit=None):
