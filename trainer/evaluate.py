@@ -42,7 +42,12 @@ class EvalData:
 
     @property
     def source_crops(self) -> np.ndarray | None:
+        """The crops before resizing, where the patch set kept them. A patch set of a 40 px
+        field of view needs none: its patches are the crops, unresized (so the pre-resize
+        blur is the post-resize blur, and the robustness report says so)."""
         crops = self.patchset.source_crops
+        if crops is None and float(getattr(self.patchset, "fov_px", 0) or 0) == 40.0:
+            return self.patches
         return None if crops is None else np.ascontiguousarray(crops[self.idx])
 
 

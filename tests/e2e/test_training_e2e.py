@@ -139,6 +139,19 @@ def test_train_from_the_dialog_and_predict_with_the_result(qtbot, tmp_path: Path
     qtbot.waitExposed(results)
     _save(results, "training_results.png")
 
+    # The blur robustness of the new model, measured by a real trainer process in the
+    # background; the run list then compares it.
+    view.tabs.setCurrentWidget(view.blur)
+    with qtbot.waitSignal(view.robustness_measured, timeout=120_000):
+        view.blur.measure_button.click()
+    assert view.blur.table.rowCount() == 6  # clean + the study's five sigmas
+    from cellviewer.ui.training_runs import BLUR_COLUMN, COLUMNS
+
+    panel = training.runs_panel
+    qtbot.waitUntil(lambda: panel.table.item(panel.row_of("cnn_tiny"),
+                                             COLUMNS.index(BLUR_COLUMN)).text() != "")
+    _save(results, "training_blur.png")
+
     model_id = training.make_active(run)
     assert model_id is not None
     record = next(m for m in store.models() if m.id == model_id)

@@ -87,7 +87,12 @@ def test_evaluate_and_robustness_commands(run, tmp_path, capsys):
     assert main(["robustness", "--model", str(result.best_path), "--out", str(tmp_path),
                  "--sigmas", "0.2,1.6", "--device", "cpu"]) == 0
     assert "| post | 1.6 |" in capsys.readouterr().out
-    assert len(json.loads((tmp_path / "robustness.json").read_text())["rows"]) == 2
+    report = json.loads((tmp_path / "robustness.json").read_text())
+    # a 40 px field of view: the patches are the source crops, so pre-resize = post-resize
+    rows = {(r["mode"], r["sigma"]): r["macro_f1"] for r in report["rows"]}
+    assert sorted(rows) == [("post", 0.2), ("post", 1.6), ("pre", 0.2), ("pre", 1.6)]
+    assert rows[("pre", 1.6)] == rows[("post", 1.6)]
+    assert any("pre-resize blur equals post-resize" in n for n in report["notes"])
 
 
 def test_evaluate_a_corrupt_model_file_fails_clearly(tmp_path, capsys):
