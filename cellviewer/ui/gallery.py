@@ -53,6 +53,7 @@ class PatchGallery(QAbstractScrollArea):
         self._ids = np.empty(0, dtype=object)
         self._cls = np.empty(0, dtype=np.int64)
         self._array: np.ndarray | None = None
+        self._notes: list[str] | None = None
         self._images: OrderedDict[int, QImage] = OrderedDict()
         self._requested: set[int] = set()
         self._styles: dict[int, ClassStyle] = {}
@@ -70,12 +71,17 @@ class PatchGallery(QAbstractScrollArea):
         self._styles = {c.id: c for c in classes}
         self.viewport().update()
 
-    def set_items(self, ids, class_ids, patches: np.ndarray | None = None) -> None:
-        """Show these cells (in this order); ``patches`` (N, 40, 40, 3) uint8 if already cut."""
+    def set_items(self, ids, class_ids, patches: np.ndarray | None = None,
+                  notes=None) -> None:
+        """Show these cells (in this order); ``patches`` (N, 40, 40, 3) uint8 if already cut;
+        ``notes``: a short text per cell shown before its class name (e.g. a confidence)."""
         self._ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=object)
         self._cls = np.asarray(class_ids, dtype=np.int64).reshape(-1)
         if len(self._cls) != len(self._ids):
             raise ValueError(f"{len(self._ids)} ids but {len(self._cls)} class ids")
+        self._notes = None if notes is None else [str(n) for n in notes]
+        if self._notes is not None and len(self._notes) != len(self._ids):
+            raise ValueError(f"{len(self._ids)} ids but {len(self._notes)} notes")
         if patches is not None and (patches.ndim != 4 or len(patches) != len(self._ids)):
             raise ValueError(f"patches must be ({len(self._ids)}, 40, 40, 3), got {patches.shape}")
         self._array = patches
@@ -249,6 +255,8 @@ class PatchGallery(QAbstractScrollArea):
             else:
                 p.drawImage(rect, img)  # no smoothing: every pixel a crisp square
             name = style.name if style else "unlabelled"
+            if self._notes is not None and self._notes[i]:
+                name = f"{self._notes[i]} {name}"
             p.setPen(QColor("#000000") if i in self._selected else QColor("#e0e0e0"))
             text = p.fontMetrics().elidedText(name, Qt.TextElideMode.ElideRight, side)
             p.drawText(QRect(rect.left(), rect.bottom() + 1, side, LABEL_H),
@@ -315,16 +323,50 @@ class PatchGallery(QAbstractScrollArea):
         e.ignore()  # digits, Delete, undo: the main window applies them to the selection
 
 
+#: the gallery's orders: (label, key); the confidence ones need the active model's predictions
+ORDERS = (
+    ("Slide order", "slide"),
+    ("Unsure first", "confidence-up"),
+    ("Sure first", "confidence-down"),
+)
+
+
+def order_rows(rows: np.ndarray, confidence: np.ndarray | None, order: str) -> np.ndarray:
+    """``rows`` (indices into the image's cells) in the gallery's ``order``: as given for
+    "slide", else by the prediction's confidence (``confidence`` aligned with the cells, NaN
+    where a cell has none: those come last either way); ties keep the slide order."""
+    if order == "slide" or confidence is None or not len(rows):
+        return rows
+    conf = np.asarray(confidence, dtype=np.float64)[rows]
+    key = conf if order == "confidence-up" else -conf
+    key = np.where(np.isnan(key), np.inf, key)
+    return rows[np.argsort(key, kind="stable")]
+
+
 class GalleryPanel(QWidget):
-    """The gallery with its filter (selection, all cells, or one class) and magnification."""
+    """The gallery with its filter (selection, all cells, or one class), its order (slide, or
+    the active model's confidence: a montage from doubtful to sure) and magnification."""
 
     filterChanged = Signal(object)  # "selection", "all", or a class id (int)
+    orderChanged = Signal(str)  # a key of ORDERS
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.gallery = PatchGallery(self)
         self.filter = QComboBox(self)
         self.filter.setToolTip("Which cells of the current image to show")
+        self.order = QComboBox(self)
+        for label, key in ORDERS:
+            self.order.addItem(label, key)
+        self.order.setToolTip("Slide order, or by the active model's confidence in its "
+                              "prediction (shown on each crop): the doubtful calls first, or "
+                              "the surest")
+        self.order.currentIndexChanged.connect(
+            lambda _i: self.orderChanged.emit(self.current_order()))
+        for combo in (self.filter, self.order):  # may shrink: the dock must not crowd the slide
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
         self.zoom = QSpinBox(self)
         self.zoom.setRange(1, 6)
         self.zoom.setValue(2)
@@ -335,6 +377,7 @@ class GalleryPanel(QWidget):
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.filter, 1)
+        top.addWidget(self.order)
         top.addWidget(self.zoom)
         top.addWidget(self.count)
         layout = QVBoxLayout(self)
@@ -363,6 +406,14 @@ class GalleryPanel(QWidget):
 
     def current_filter(self):
         return self.filter.currentData() if self.filter.count() else "selection"
+
+    def current_order(self) -> str:
+        return str(self.order.currentData())
+
+    def set_order(self, key: str) -> None:
+        i = self.order.findData(key)
+        if i >= 0:
+            self.order.setCurrentIndex(i)
 
     def set_filter(self, value) -> None:
         i = self.filter.findData(value)

@@ -68,7 +68,7 @@ from PySide6.QtWidgets import (
 from cellviewer.ui.cell_details import CellDetails
 from cellviewer.ui.class_panel import ClassPanel
 from cellviewer.ui.dialogs import USER_KEY, current_user, show_error
-from cellviewer.ui.gallery import GalleryPanel
+from cellviewer.ui.gallery import GalleryPanel, order_rows
 from cellviewer.ui.image_list import ImageList
 from cellviewer.ui.markers import COLOR_MODES, MARKER_STYLES, ClassStyle
 from cellviewer.ui.settings import app_settings
@@ -280,6 +280,7 @@ class MainWindow(QMainWindow):
         self.gallery.selectionChanged.connect(self._on_gallery_selection)
         self.gallery.patchesNeeded.connect(self._crop_for_gallery)
         self.gallery_panel.filterChanged.connect(lambda _f: self._refresh_gallery())
+        self.gallery_panel.orderChanged.connect(lambda _o: self._refresh_gallery())
         sp = self.start_page
         sp.newRequested.connect(self._ask_new_project)
         sp.openRequested.connect(self._ask_open_project)
@@ -373,6 +374,8 @@ class MainWindow(QMainWindow):
             ids, pred, conf = result
             layer.set_predictions(list(ids), pred, conf)
         self.view.cells_updated()
+        if self.gallery_panel.current_order() != "slide":  # new confidences, new order
+            self._refresh_gallery()
 
     def centre_on_cell(self, cell_id: str, zoom: float | None = None) -> bool:
         """Centre the slide on a cell (switching image if needed); False if it is unknown."""
@@ -991,10 +994,19 @@ class MainWindow(QMainWindow):
             rows = np.arange(len(layer))
         else:
             rows = np.flatnonzero(layer.class_id == int(f))
+        order = self.gallery_panel.current_order()
+        conf = layer.pred_conf
+        notes = None
+        if order != "slide" and conf is not None:
+            rows = order_rows(rows, conf, order)
+            # the confidence on each crop, before its label
+            notes = ["" if np.isnan(c) else f"{c:.2f}" for c in conf[rows]]
         self._gallery_rows = rows
-        self.gallery.set_items(layer.ids[rows], layer.class_id[rows])
+        self.gallery.set_items(layer.ids[rows], layer.class_id[rows], notes=notes)
         self.gallery.select_ids(self.view.selected_ids())
         self.gallery_panel.show_count(len(rows))
+        if order != "slide" and conf is None:
+            self.gallery_panel.count.setText(f"{len(rows):,} cells · no predictions to order by")
 
     def _crop_for_gallery(self, indices: np.ndarray) -> None:
         handle = self._handle

@@ -89,6 +89,36 @@ def test_predictions_provider_recolours_by_agreement(qtbot, window):
         window.set_color_mode("rainbow")
 
 
+def test_gallery_orders_cells_by_the_models_confidence(qtbot, window):
+    image_id = window.current_image_id()
+    cells = window.store.cell_arrays(image_id)
+    order = np.argsort(cells.xy[:, 0])
+    left, right = (str(cells.ids[i]) for i in order)
+    normal = window.store.class_id("normal")
+    panel = window.gallery_panel
+    panel.set_filter("all")
+    panel.set_order("confidence-up")  # no predictions yet: slide order, and it says why
+    assert "no predictions" in panel.count.text()
+    window.set_predictions_provider(lambda iid: ([left, right], [normal, normal], [0.9, 0.35]))
+    assert window.gallery.ids() == [right, left]  # the doubtful call first
+    assert window.gallery._notes == ["0.35", "0.90"]
+    panel.set_order("confidence-down")
+    assert window.gallery.ids() == [left, right]
+    panel.set_order("slide")
+    assert window.gallery._notes is None and "no predictions" not in panel.count.text()
+
+
+def test_order_rows_puts_cells_without_a_prediction_last():
+    from cellviewer.ui.gallery import order_rows
+
+    conf = np.array([0.5, np.nan, 0.2, 0.9, 0.2])
+    rows = np.array([0, 1, 2, 3, 4])
+    assert order_rows(rows, conf, "confidence-up").tolist() == [2, 4, 0, 3, 1]
+    assert order_rows(rows, conf, "confidence-down").tolist() == [3, 0, 2, 4, 1]
+    assert order_rows(rows, conf, "slide").tolist() == [0, 1, 2, 3, 4]
+    assert order_rows(rows[::-1], None, "confidence-up").tolist() == [4, 3, 2, 1, 0]
+
+
 def test_signals_and_centring_on_a_cell_of_another_image(qtbot, window):
     store = window.store
     other = store.images()[1]
