@@ -47,3 +47,34 @@ def load_class_set(name: str = DEMO_CLASS_SET) -> dict:
     """A default class set from ``resources/classes`` (name, colour, key per class)."""
     with open(class_sets_dir() / name) as fh:
         return json.load(fh)
+
+
+DEMO_MODEL_NAME = "Demo CNN"  # the study's CNN, trained on the demo's own cells
+
+
+def demo_models(folder: Path | None = None) -> list[Path]:
+    """The trained models bundled with the demo (``models/*.cvmodel``; see
+    ``packaging/make_demo_model.py``), so that a first run can predict before any training."""
+    folder = folder or demo_dir()
+    return sorted((folder / "models").glob("*.cvmodel"))
+
+
+def missing_demo_models(store, folder: Path | None = None) -> list[Path]:
+    """The bundled demo models the project does not list yet (matched by file path)."""
+    known = {str(Path(m.path).resolve()) for m in store.models() if m.path}
+    return [p for p in demo_models(folder) if str(p.resolve()) not in known]
+
+
+def register_demo_models(store, folder: Path | None = None) -> list[int]:
+    """Add the bundled demo models the project does not list yet; returns the new model ids.
+    Reads only each file's header (no torch)."""
+    from cellviewer.core.model_header import read_model_header
+
+    added = []
+    for path in missing_demo_models(store, folder):
+        meta = read_model_header(path)
+        record = {"final": {"metrics": meta.get("metrics", {})}, "demo": meta.get("demo", True),
+                  "fov_px": meta.get("fov_px", 40)}
+        added.append(store.add_model(DEMO_MODEL_NAME, str(path.resolve()), meta["arch"],
+                                     meta["classes"], record))
+    return added

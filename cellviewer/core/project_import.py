@@ -95,21 +95,32 @@ def demo_project_path() -> Path:
 
 def create_demo_project(*, rebuild: bool = False) -> Path:
     """The demo project in ``user_data_dir()/demo/``, made from ``cellviewer.core.demo`` (the
-    bundled Chula RBC-12 tiles with their labelled cells, and the CMU slide, unlabelled).
+    bundled Chula RBC-12 tiles with their labelled cells, the CMU slide, unlabelled, and the
+    bundled demo model, registered).
 
     An existing demo project is reused unless ``rebuild`` or its images are no longer where it
     says (e.g. CellViewer was reinstalled elsewhere); then it is made afresh. The images stay in
     the package's resources; the project refers to them by absolute path.
     """
-    from cellviewer.core.demo import demo_images, load_class_set
+    from cellviewer.core.demo import (
+        demo_images,
+        load_class_set,
+        missing_demo_models,
+        register_demo_models,
+    )
     from cellviewer.paths import demo_dir
 
     path = demo_project_path()
     if path.exists() and not rebuild:
         try:
             with ProjectStore.open(path, readonly=True) as store:
-                if store.images() and not store.missing_images():
-                    return path
+                usable = bool(store.images()) and not store.missing_images()
+                lacks_model = bool(missing_demo_models(store))
+            if usable:
+                if lacks_model:  # a demo made before its model was bundled
+                    with ProjectStore.open(path) as store:
+                        register_demo_models(store)
+                return path
         except ProjectError:
             pass  # unreadable or foreign: make it again
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +134,7 @@ def create_demo_project(*, rebuild: bool = False) -> Path:
         extra = [p for p in demo_images() if p.absolute() not in known]
         if extra:
             add_images(store, extra)
+        register_demo_models(store)  # a trained model: predict at once, before any training
     # Closing the only connection folded the write-ahead log into the file: one file to move.
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)

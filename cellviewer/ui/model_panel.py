@@ -403,6 +403,7 @@ class ModelPanel(QWidget):
         self.device_combo = _LazyCombo(self.list_devices)
         self.device_combo.addItem("Auto", "auto")
         self.device_label = QLabel("Device in use: –")
+        self.device_label.setWordWrap(True)  # the why-no-GPU note must not widen the dock
         self.info = QLabel("No model chosen.")
         self.info.setWordWrap(True)
         self.info.setTextFormat(Qt.TextFormat.RichText)
