@@ -199,6 +199,7 @@ class RunsPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
+        self.table.setWordWrap(False)  # one line per run; a narrow dock scrolls sideways
         # oldest first until the user clicks a column header to compare runs by it
         header.setSortIndicator(COLUMNS.index("Created"), Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
