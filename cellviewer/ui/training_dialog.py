@@ -514,6 +514,7 @@ class TrainingDialog(QDialog):
         self.start_info.setStyleSheet("color: #555;")
         self._start_candidates: list[StartChoice] | None = None  # None: still being listed
         self._picked: dict[Path, StartChoice] = {}  # files chosen with "Choose file…"
+        self._preset: tuple[str, Path] | None = None  # start_from() before the lists came
         self._start_index = 0  # the choice to go back to when "Choose file…" is cancelled
         self._start_meta: dict | None = None  # the chosen file's header
         self._start_error: str | None = None  # why the chosen file cannot be read
@@ -867,14 +868,38 @@ class TrainingDialog(QDialog):
         self.name_edit.setText(self._suggested_name)
 
     # --- the model the run starts from ----------------------------------------------------
+    def start_from(self, arch: str, path: str | os.PathLike) -> None:
+        """Preset the run to fine-tune ``path`` (a model of ``arch``): the model choice and
+        "Start from" are set as soon as the dialog knows its models and files (at once when
+        it already does). What a results window's "Fine-tune…" asks for."""
+        self._preset = (str(arch), Path(path).resolve())
+        self._apply_preset()
+
+    def _apply_preset(self) -> None:
+        if self._preset is None or not (self.models_ready() and self.starts_ready()):
+            return
+        arch, path = self._preset
+        self._preset = None
+        idx = self.model_combo.findData(arch)
+        if idx < 0:
+            self._refuse_start(f"{path}: a {arch} model, which this trainer does not offer")
+            return
+        self.model_combo.setCurrentIndex(idx)
+        if self.start_combo.findData(str(path)) >= 0:
+            self._fill_start_from(select=path)
+        else:  # not one of the project's runs or models: as if picked by hand
+            self.choose_start_file(path)
+
     def _on_start_candidates(self, found: list[StartChoice]) -> None:
         self._start_candidates = found
         self._fill_start_from()
+        self._apply_preset()
 
     def _on_start_candidates_failed(self, message: str) -> None:
         self._start_candidates = []
         self._start_list_error = _red(f"Could not list the project's models: {message}")
         self._fill_start_from()
+        self._apply_preset()
 
     def start_choices(self) -> list[StartChoice]:
         """The model files offered now (those of the chosen architecture), in combo order."""
@@ -1061,6 +1086,7 @@ class TrainingDialog(QDialog):
             # why there is none and what to do about it (GPU set-up is a common stumble)
             self.device_note.setToolTip(advice or "")
         self._validate()
+        self._apply_preset()
 
     def _on_probe_failed(self, message: str) -> None:
         self.probe_error = f"Could not ask the trainer for its models: {message}"

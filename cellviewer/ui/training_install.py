@@ -170,6 +170,7 @@ class TrainingController(QObject):
         if self.results_window is None:
             self.results_window = ResultsWindow(self.window)
             self.results_window.view.activate_requested.connect(self.make_active)
+            self.results_window.view.finetune_requested.connect(self.fine_tune)
             # a new blur measurement fills the run list's robustness column
             self.results_window.view.robustness_measured.connect(
                 lambda _run: self.runs_panel.refresh())
@@ -177,6 +178,19 @@ class TrainingController(QObject):
         self.results_window.show()
         self.results_window.raise_()
         return self.results_window
+
+    def fine_tune(self, run: Run):
+        """Open the New training run dialog set to start from ``run``'s best model (the same
+        architecture); returns the dialog."""
+        dialog = self.new_run()
+        if dialog is not None:
+            try:
+                arch = str(run.config().get("model", ""))
+            except runs_mod.RunError as exc:
+                notify(self.window, "Fine-tune", str(exc))
+                return dialog
+            dialog.start_from(arch, run.folder / runs_mod.BEST_MODEL)
+        return dialog
 
     def make_active(self, run: Run) -> int | None:
         """Register the run's model in the project and make it the model for prediction."""

@@ -222,6 +222,7 @@ class ResultsView(QWidget):
     ``robustness.json`` (the run list may want to refresh)."""
 
     activate_requested = Signal(object)  # Run
+    finetune_requested = Signal(object)  # Run: a new run starting from its best model
     robustness_measured = Signal(object)  # Run
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -259,6 +260,11 @@ class ResultsView(QWidget):
         self.activate_button = QPushButton("Make active model")
         self.activate_button.setToolTip("Use this run's model for prediction in this project")
         self.activate_button.clicked.connect(self.request_activate)
+        self.finetune_button = QPushButton("Fine-tune…")
+        self.finetune_button.setToolTip(
+            "A new training run that starts from this run's best model (after correcting or "
+            "adding labels: predict, correct, retrain)")
+        self.finetune_button.clicked.connect(self.request_finetune)
         self.folder_button = QPushButton("Open run folder")
         self.folder_button.clicked.connect(self.open_folder)
         self.active_label = QLabel("")
@@ -278,6 +284,7 @@ class ResultsView(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.active_label, 1)
         buttons.addWidget(self.folder_button)
+        buttons.addWidget(self.finetune_button)
         buttons.addWidget(self.activate_button)
         lay = QVBoxLayout(self)
         lay.addWidget(self.title)
@@ -373,6 +380,7 @@ class ResultsView(QWidget):
             self.charts.add_epoch(ev)
         has_model = run.model_path() is not None
         self.activate_button.setEnabled(has_model)
+        self.finetune_button.setEnabled((run.folder / runs_mod.BEST_MODEL).is_file())
         if not has_model:
             self.active_label.setText("This run has no model file.")
         elif run.meta.get("model_id") is not None:
@@ -395,6 +403,10 @@ class ResultsView(QWidget):
     def request_activate(self) -> None:
         if self.run is not None:
             self.activate_requested.emit(self.run)
+
+    def request_finetune(self) -> None:
+        if self.run is not None:
+            self.finetune_requested.emit(self.run)
 
     def set_active(self, model_id: int) -> None:
         self.active_label.setText(f"Active model for prediction: #{model_id} ({self.run.name})")

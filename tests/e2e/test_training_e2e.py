@@ -152,6 +152,13 @@ def test_train_from_the_dialog_and_predict_with_the_result(qtbot, tmp_path: Path
                                              COLUMNS.index(BLUR_COLUMN)).text() != "")
     _save(results, "training_blur.png")
 
+    # Fine-tune: a new run set to start from this run's best model
+    dialog = training.fine_tune(run)
+    qtbot.waitUntil(lambda: dialog.init_from_path() is not None, timeout=90_000)
+    assert dialog.init_from_path() == (run.folder / "best.cvmodel").resolve()
+    assert dialog.model_combo.currentData() == "cnn"
+    dialog.reject()
+
     model_id = training.make_active(run)
     assert model_id is not None
     record = next(m for m in store.models() if m.id == model_id)

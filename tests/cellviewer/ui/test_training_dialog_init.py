@@ -186,3 +186,23 @@ def test_a_run_started_from_a_saved_model(qtbot, tmp_path: Path):
     assert (started["init_classes_matched"], started["init_classes_new"]) == (["a"], ["b"])
     dialog.manager.shutdown()
     store.close()
+
+
+def test_fine_tune_presets_the_model_and_the_start(qtbot, tmp_path: Path):
+    """What a results window's "Fine-tune…" does: set before the dialog's lists have come,
+    the model and "Start from" follow once they have."""
+    from cellviewer.ui.training_dialog import TrainingDialog
+    from cellviewer.ui.training_runs import TrainingManager
+
+    store = project_with_copied_images(tmp_path)
+    run = finished_run(store.path, "mlp-1", "mlp", ["a", "b"], 0.9)
+    dialog = TrainingDialog(store, TrainingManager(store.path))
+    qtbot.addWidget(dialog)
+    dialog.start_from("mlp", run.folder / "best.cvmodel")  # the lists are still coming
+    qtbot.waitUntil(dialog.ready, timeout=90_000)
+    assert dialog.model_combo.currentData() == "mlp"  # not the default cnn
+    assert dialog.init_from_path() == (run.folder / "best.cvmodel").resolve()
+    assert "run mlp-1" in dialog.start_combo.currentText()
+    dialog.start_from("no-such-model", run.folder / "best.cvmodel")  # ready now: at once
+    assert "does not offer" in dialog.start_info.text()
+    assert dialog.init_from_path() == (run.folder / "best.cvmodel").resolve()  # kept

@@ -159,6 +159,20 @@ def test_results_say_which_model_a_fine_tuned_run_started_from(qtbot, tmp_path: 
     assert "started from" not in view.summary_label.text()
 
 
+def test_fine_tune_asks_for_a_run_with_a_best_model(qtbot, tmp_path: Path):
+    project = tmp_path / "p.cvproj"
+    run = write_run(project, "done", finished_events(tmp_path))
+    view = ResultsView()
+    qtbot.addWidget(view)
+    view.show_run(run)
+    assert not view.finetune_button.isEnabled()  # no best.cvmodel in its folder
+    (run.folder / "best.cvmodel").write_bytes(b"x")
+    view.show_run(run)
+    with qtbot.waitSignal(view.finetune_requested) as asked:
+        view.finetune_button.click()
+    assert asked.args[0] is run
+
+
 def test_normalised_confusion_from_counts():
     m = normalised_confusion({"confusion": [[3, 1], [0, 0]]})
     np.testing.assert_allclose(m, [[0.75, 0.25], [0.0, 0.0]])
