@@ -24,8 +24,10 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import (
@@ -276,13 +278,16 @@ class PatchSetWriter(QRunnable):
         self.signals.finished.emit(self.out_folder)
 
 
-class CountsReader(QRunnable):
-    """Counts the project's labelled cells per image and class in a pool thread (a large
-    project takes a moment), through its own read-only connection."""
+class ProjectReader(QRunnable):
+    """Runs ``read(store)`` in a pool thread on a read-only connection of its own to the
+    project (a large project takes a moment; SQLite connections belong to the thread that
+    made them): ``signals.finished(result)``, or ``signals.failed(message)`` for the dialog to
+    show (training from scratch still works when the model list fails)."""
 
-    def __init__(self, project_path: Path) -> None:
+    def __init__(self, project_path: Path, read: Callable[[Any], Any]) -> None:
         super().__init__()
         self.project_path = project_path
+        self.read = read
         self.signals = _WorkerSignals()
 
     def run(self) -> None:
@@ -291,37 +296,13 @@ class CountsReader(QRunnable):
 
             store = ProjectStore.open(self.project_path, readonly=True)
             try:
-                data = ProjectCounts.from_store(store)
+                result = self.read(store)
             finally:
                 store.close()
         except Exception as exc:  # reported in the dialog
             self.signals.failed.emit(f"{type(exc).__name__}: {exc}")
             return
-        self.signals.finished.emit(data)
-
-
-class StartCandidatesReader(QRunnable):
-    """Lists the model files a run can start from (:func:`start_candidates`) in a pool
-    thread, through its own read-only connection to the project."""
-
-    def __init__(self, project_path: Path) -> None:
-        super().__init__()
-        self.project_path = project_path
-        self.signals = _WorkerSignals()
-
-    def run(self) -> None:
-        try:
-            from cellviewer.core.store import ProjectStore
-
-            store = ProjectStore.open(self.project_path, readonly=True)
-            try:
-                found = start_candidates(store, self.project_path)
-            finally:
-                store.close()
-        except Exception as exc:  # reported in the dialog; training from scratch still works
-            self.signals.failed.emit(f"{type(exc).__name__}: {exc}")
-            return
-        self.signals.finished.emit(found)
+        self.signals.finished.emit(result)
 
 
 # --- the dialog -------------------------------------------------------------------------------
@@ -626,11 +607,12 @@ class TrainingDialog(QDialog):
         self.model_combo.setPlaceholderText("asking the trainer for its models…")
         self.device_note.setText("asking the trainer for devices…")
         self.probe.start()
-        self.counter = CountsReader(self.project_path)
+        self.counter = ProjectReader(self.project_path, ProjectCounts.from_store)
         self.counter.signals.finished.connect(self._on_counts)
         self.counter.signals.failed.connect(self._on_counts_failed)
         QThreadPool.globalInstance().start(self.counter)
-        self.start_reader = StartCandidatesReader(self.project_path)
+        self.start_reader = ProjectReader(
+            self.project_path, lambda store: start_candidates(store, self.project_path))
         self.start_reader.signals.finished.connect(self._on_start_candidates)
         self.start_reader.signals.failed.connect(self._on_start_candidates_failed)
         QThreadPool.globalInstance().start(self.start_reader)
