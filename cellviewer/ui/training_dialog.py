@@ -7,7 +7,7 @@ here); the model from the registry with its study defaults (epochs, learning rat
 batch size) editable; foundation models only when their weights file is configured, with linear
 probing or last-block fine-tuning; the weights the run starts from (random, or a saved model of
 the same architecture: a finished run's best model, a registered model, any ``.cvmodel``, read
-from its header by :mod:`cellviewer.core.model_header` without torch); the device; the seed; a
+from its header by :mod:`trainer.model_header` without torch); the device; the seed; a
 name.
 
 On Start the dialog creates the run folder, writes the patch set from the project in a worker
@@ -66,9 +66,10 @@ from PySide6.QtWidgets import (
 )
 
 from cellviewer.core import runs as runs_mod
-from cellviewer.core.model_header import ModelHeaderError, read_model_header
 from cellviewer.ui.settings import app_settings
 from cellviewer.ui.training_monitor import notify
+from trainer.engine.errors import ModelFileError
+from trainer.model_header import read_model_header
 from trainer.weights_files import WEIGHTS_DIR_ENV, find_weights_file
 
 WEIGHTS_ENV = WEIGHTS_DIR_ENV
@@ -953,7 +954,7 @@ class TrainingDialog(QDialog):
             return
         try:
             self._start_meta = read_model_header(path)
-        except ModelHeaderError as exc:
+        except ModelFileError as exc:
             self._start_error = str(exc)
 
     def _update_start_info(self) -> None:
@@ -1027,7 +1028,7 @@ class TrainingDialog(QDialog):
         model = self.model_combo.currentData()
         try:
             meta = read_model_header(path)
-        except ModelHeaderError as exc:
+        except ModelFileError as exc:
             self._refuse_start(str(exc))
             return False
         if meta["arch"] != model:

@@ -37,10 +37,9 @@ from typing import Any
 import torch
 
 from trainer.engine.errors import ModelFileError, TrainerError
+from trainer.model_header import FORMAT, FORMAT_VERSION, check_metadata, read_model_header
 from trainer.protocol import ErrorKind
 
-FORMAT = "cellviewer-model"
-FORMAT_VERSION = 1
 EXTENSION = ".cvmodel"
 
 
@@ -161,31 +160,12 @@ def _open(path: Path):
         raise ModelFileError(
             f"{path}: not a CellViewer model file (cannot read it as safetensors: {exc})"
         ) from exc
-    header = handle.metadata() or {}
-    if header.get("format") != FORMAT:
-        raise ModelFileError(
-            f"{path}: a safetensors file but not a CellViewer model (no {FORMAT!r} metadata)"
-        )
-    try:
-        version = int(header.get("format_version", "0"))
-        meta = json.loads(header["meta"])
-    except (KeyError, ValueError) as exc:
-        raise ModelFileError(f"{path}: damaged CellViewer model metadata ({exc})") from exc
-    if version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: model file format {version} is newer than this trainer "
-            f"(format {FORMAT_VERSION}); update CellViewer"
-        )
-    for key in ("arch", "classes"):
-        if key not in meta:
-            raise ModelFileError(f"{path}: damaged CellViewer model metadata (no {key!r})")
-    return handle, meta
+    return handle, check_metadata(path, handle.metadata() or {})
 
 
 def read_model_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata only (reads the header, not the weights): for listing models quickly."""
-    _, meta = _open(Path(path))
-    return meta
+    return read_model_header(path)
 
 
 def load_model_file(path: str | os.PathLike, with_optimizer: bool = False) -> ModelFile:

@@ -1,5 +1,5 @@
 """The stdlib model-file header reader: it reads what the trainer writes (the same metadata as
-the trainer's own torch-based reader) and refuses anything else with a message naming the file."""
+the torch-based model-file reader) and refuses anything else with a message naming the file."""
 
 from __future__ import annotations
 
@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cellviewer.core.model_header import (
-    FORMAT,
-    FORMAT_VERSION,
-    ModelHeaderError,
-    read_model_header,
-)
 from trainer.engine import modelfile
+from trainer.engine.errors import ModelFileError
+from trainer.model_header import FORMAT, read_model_header
 
 
 def tiny_model_file(path: Path, classes: list[str], arch: str = "cnn") -> Path:
@@ -39,8 +35,7 @@ def test_reads_the_metadata_the_trainer_writes(tmp_path: Path):
     assert meta["arch"] == "cnn"
     assert meta["classes"] == ["normal", "target cell", "teardrop"]
     assert meta["num_classes"] == 3 and meta["metrics"] == {"val_acc": 0.5}
-    assert meta == modelfile.read_model_meta(path)  # the trainer's own reader agrees
-    assert (FORMAT, FORMAT_VERSION) == (modelfile.FORMAT, modelfile.FORMAT_VERSION)
+    assert meta == modelfile.load_model_file(path).meta  # the torch-based reader agrees
 
 
 @pytest.mark.parametrize(("content", "cause"), [
@@ -61,14 +56,14 @@ def test_reads_the_metadata_the_trainer_writes(tmp_path: Path):
 def test_refuses_what_is_not_a_model_file_naming_it(tmp_path: Path, content: bytes, cause: str):
     path = tmp_path / "not-a-model.cvmodel"
     path.write_bytes(content)
-    with pytest.raises(ModelHeaderError) as info:
+    with pytest.raises(ModelFileError) as info:
         read_model_header(path)
     assert str(info.value).startswith(f"{path}: ")
     assert cause in str(info.value)
 
 
 def test_missing_file_and_folder(tmp_path: Path):
-    with pytest.raises(ModelHeaderError, match="model file not found"):
+    with pytest.raises(ModelFileError, match="model file not found"):
         read_model_header(tmp_path / "gone.cvmodel")
-    with pytest.raises(ModelHeaderError, match="not a file"):
+    with pytest.raises(ModelFileError, match="not a file"):
         read_model_header(tmp_path)
