@@ -3,20 +3,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from foundation_testdata import SMALL
 
 from trainer.models import count_parameters, create_model, list_models
 from trainer.models.foundation import IMAGENET_MEAN, IMAGENET_STD, ConvStem
 
 torch.set_num_threads(1)
 
-# Small stand-ins: the real backbone's timm family and recipe (ConvStem, init_values...), with
-# few layers and a small input so a forward and backward take milliseconds.
-SMALL = {
-    "uni": dict(arch="vit_tiny_patch16_224", arch_kwargs={"depth": 2}, input_size=32),
-    "ctranspath": dict(arch_kwargs={"embed_dim": 16, "depths": (1, 1, 1, 1),
-                                    "num_heads": (1, 1, 2, 4), "window_size": 4}, input_size=64),
-    "resnetrs50": dict(arch_kwargs={"layers": (1, 1, 1, 1)}, input_size=64),
-}
 # What FT_last must unfreeze, per backbone (parameter-name prefixes of the wrapper).
 LAST = {
     "uni": ("backbone.blocks.1.", "backbone.norm."),

@@ -4,6 +4,7 @@ import re
 
 import pytest
 import torch
+from foundation_testdata import SMALL
 from safetensors.torch import save_file
 
 from trainer.models import InvalidWeightsError, WeightsNotFoundError, create_model
@@ -11,12 +12,6 @@ from trainer.models.weights import WEIGHTS_DIR_ENV, expected_files, find_weights
 
 torch.set_num_threads(1)
 
-SMALL = {
-    "uni": dict(arch="vit_tiny_patch16_224", arch_kwargs={"depth": 2}, input_size=32),
-    "ctranspath": dict(arch_kwargs={"embed_dim": 16, "depths": (1, 1, 1, 1),
-                                    "num_heads": (1, 1, 2, 4), "window_size": 4}, input_size=64),
-    "resnetrs50": dict(arch_kwargs={"layers": (1, 1, 1, 1)}, input_size=64),
-}
 
 
 class NotATensor:
