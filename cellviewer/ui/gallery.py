@@ -53,7 +53,7 @@ class PatchGallery(QAbstractScrollArea):
         self._ids = np.empty(0, dtype=object)
         self._cls = np.empty(0, dtype=np.int64)
         self._array: np.ndarray | None = None
-        self._notes: list[str] | None = None
+        self._scores: np.ndarray | None = None
         self._images: OrderedDict[int, QImage] = OrderedDict()
         self._requested: set[int] = set()
         self._styles: dict[int, ClassStyle] = {}
@@ -72,16 +72,17 @@ class PatchGallery(QAbstractScrollArea):
         self.viewport().update()
 
     def set_items(self, ids, class_ids, patches: np.ndarray | None = None,
-                  notes=None) -> None:
+                  scores: np.ndarray | None = None) -> None:
         """Show these cells (in this order); ``patches`` (N, 40, 40, 3) uint8 if already cut;
-        ``notes``: a short text per cell shown before its class name (e.g. a confidence)."""
+        ``scores``: a number per cell (e.g. a confidence; NaN for none) shown before its class
+        name, formatted only for the crops on screen."""
         self._ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=object)
         self._cls = np.asarray(class_ids, dtype=np.int64).reshape(-1)
         if len(self._cls) != len(self._ids):
             raise ValueError(f"{len(self._ids)} ids but {len(self._cls)} class ids")
-        self._notes = None if notes is None else [str(n) for n in notes]
-        if self._notes is not None and len(self._notes) != len(self._ids):
-            raise ValueError(f"{len(self._ids)} ids but {len(self._notes)} notes")
+        self._scores = None if scores is None else np.asarray(scores, dtype=np.float64)
+        if self._scores is not None and len(self._scores) != len(self._ids):
+            raise ValueError(f"{len(self._ids)} ids but {len(self._scores)} scores")
         if patches is not None and (patches.ndim != 4 or len(patches) != len(self._ids)):
             raise ValueError(f"patches must be ({len(self._ids)}, 40, 40, 3), got {patches.shape}")
         self._array = patches
@@ -255,8 +256,8 @@ class PatchGallery(QAbstractScrollArea):
             else:
                 p.drawImage(rect, img)  # no smoothing: every pixel a crisp square
             name = style.name if style else "unlabelled"
-            if self._notes is not None and self._notes[i]:
-                name = f"{self._notes[i]} {name}"
+            if self._scores is not None and not np.isnan(self._scores[i]):
+                name = f"{self._scores[i]:.2f} {name}"
             p.setPen(QColor("#000000") if i in self._selected else QColor("#e0e0e0"))
             text = p.fontMetrics().elidedText(name, Qt.TextElideMode.ElideRight, side)
             p.drawText(QRect(rect.left(), rect.bottom() + 1, side, LABEL_H),

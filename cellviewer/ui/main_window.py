@@ -996,13 +996,12 @@ class MainWindow(QMainWindow):
             rows = np.flatnonzero(layer.class_id == int(f))
         order = self.gallery_panel.current_order()
         conf = layer.pred_conf
-        notes = None
+        scores = None
         if order != "slide" and conf is not None:
             rows = order_rows(rows, conf, order)
-            # the confidence on each crop, before its label
-            notes = ["" if np.isnan(c) else f"{c:.2f}" for c in conf[rows]]
+            scores = conf[rows]  # the confidence on each crop, before its label
         self._gallery_rows = rows
-        self.gallery.set_items(layer.ids[rows], layer.class_id[rows], notes=notes)
+        self.gallery.set_items(layer.ids[rows], layer.class_id[rows], scores=scores)
         self.gallery.select_ids(self.view.selected_ids())
         self.gallery_panel.show_count(len(rows))
         if order != "slide" and conf is None:

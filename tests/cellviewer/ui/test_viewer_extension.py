@@ -101,11 +101,11 @@ def test_gallery_orders_cells_by_the_models_confidence(qtbot, window):
     assert "no predictions" in panel.count.text()
     window.set_predictions_provider(lambda iid: ([left, right], [normal, normal], [0.9, 0.35]))
     assert window.gallery.ids() == [right, left]  # the doubtful call first
-    assert window.gallery._notes == ["0.35", "0.90"]
+    assert window.gallery._scores.tolist() == pytest.approx([0.35, 0.90])  # on the crops
     panel.set_order("confidence-down")
     assert window.gallery.ids() == [left, right]
     panel.set_order("slide")
-    assert window.gallery._notes is None and "no predictions" not in panel.count.text()
+    assert window.gallery._scores is None and "no predictions" not in panel.count.text()
 
 
 def test_order_rows_puts_cells_without_a_prediction_last():
