@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
-from trainer.protocol import STOP_COMMAND, parse_line  # noqa: E402
+from trainer_run import run_trainer  # noqa: E402
 
 
 def synthetic_patchset(folder: Path, classes: int, per_class: int, seed: int = 0) -> Path:
@@ -67,28 +65,19 @@ def main(argv: list[str] | None = None) -> int:
                "--epochs", str(args.epochs), "--patience", "0", "--device", args.device,
                "--out", str(Path(tmp) / "run")]
         print("python " + " ".join(cmd[1:]), flush=True)
-        t0 = time.monotonic()
-        events, stop_sent, first_epoch_at = [], False, None
-        with subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, bufsize=1) as proc:
-            assert proc.stdout is not None and proc.stdin is not None
-            for line in proc.stdout:
-                ev = parse_line(line)
-                if ev is None or ev["event"] == "batch":
-                    continue
-                events.append(ev)
-                if ev["event"] == "epoch":
-                    first_epoch_at = first_epoch_at or time.monotonic() - t0
-                    print(f"epoch {ev['epoch']}/{ev['epochs']} at {time.monotonic() - t0:.0f} s:"
-                          f" val acc {ev['val_acc']:.3f}, {ev['samples_per_s']:,.0f} samples/s",
-                          flush=True)
-                elif ev["event"] in ("error", "notice", "stopped"):
-                    print(ev, flush=True)
-                if not stop_sent and time.monotonic() - t0 > args.budget:
-                    proc.stdin.write(STOP_COMMAND + "\n")
-                    proc.stdin.flush()
-                    stop_sent = True
-        wall = time.monotonic() - t0
+        first: list[float] = []  # when the first epoch ended (start-up and compilation)
+
+        def show(ev: dict, t: float) -> None:
+            if ev["event"] == "epoch":
+                first.append(t)
+                print(f"epoch {ev['epoch']}/{ev['epochs']} at {t:.0f} s: val acc "
+                      f"{ev['val_acc']:.3f}, {ev['samples_per_s']:,.0f} samples/s", flush=True)
+            elif ev["event"] in ("error", "notice", "stopped"):
+                print(ev, flush=True)
+
+        run = run_trainer(cmd, REPO, args.budget, on_event=show)
+        events, stop_sent, wall = run["events"], run["stop_sent"], run["wall_s"]
+        first_epoch_at = first[0] if first else None
     started = next((e for e in events if e["event"] == "started"), {})
     epochs = [e for e in events if e["event"] == "epoch"]
     finished = next((e for e in events if e["event"] == "finished"), {})

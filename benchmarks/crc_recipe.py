@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
-from trainer.protocol import STOP_COMMAND, parse_line  # noqa: E402
+from trainer_run import run_trainer  # noqa: E402
 
 DEFAULT_CRC = REPO.parent / "shared" / "data" / "crc"
 
@@ -70,30 +70,15 @@ def train(model: str, sets: dict[str, Path], run: Path, args, log: list[str]) ->
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     log.append(show(cmd))
-    t0 = time.monotonic()
-    events: list[dict] = []
-    stop_sent = False
-    with open(run.parent / f"{run.name}.stderr.log", "w") as err, subprocess.Popen(
-            cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-            text=True, bufsize=1) as proc:
-        assert proc.stdout is not None and proc.stdin is not None
-        for line in proc.stdout:
-            event = parse_line(line)
-            if event is None:
-                continue
-            if event["event"] != "batch":
-                events.append(event)
-            if event["event"] == "epoch":
-                print(f"  {model} epoch {event['epoch']}/{event['epochs']}: val acc "
-                      f"{event['val_acc']:.4f}, macro-F1 {event['macro_f1']:.4f}, "
-                      f"{event['samples_per_s']:,.0f} samples/s", flush=True)
-            if not stop_sent and time.monotonic() - t0 > args.budget:
-                proc.stdin.write(STOP_COMMAND + "\n")
-                proc.stdin.flush()
-                stop_sent = True
-        proc.wait()
-    return {"events": events, "wall_s": time.monotonic() - t0, "returncode": proc.returncode,
-            "stop_sent": stop_sent}
+
+    def show_epoch(event: dict, _t: float) -> None:
+        if event["event"] == "epoch":
+            print(f"  {model} epoch {event['epoch']}/{event['epochs']}: val acc "
+                  f"{event['val_acc']:.4f}, macro-F1 {event['macro_f1']:.4f}, "
+                  f"{event['samples_per_s']:,.0f} samples/s", flush=True)
+
+    with open(run.parent / f"{run.name}.stderr.log", "w") as err:
+        return run_trainer(cmd, REPO, args.budget, stderr=err, on_event=show_epoch)
 
 
 def evaluate(model_path: Path, val: Path, args, log: list[str]) -> dict:
