@@ -131,6 +131,7 @@ class MainWindow(QMainWindow):
         self.gallery = self.gallery_panel.gallery
         self._panels_menu: QMenu | None = None
         self._menus: dict[str, QMenu] = {}
+        self._close_guards: list = []
         self._build_menus()
         self._build_toolbar()
         self._build_status_bar()
@@ -299,6 +300,26 @@ class MainWindow(QMainWindow):
             self._panels_menu.addAction(dock.toggleViewAction())
         return dock
 
+    def tabify_with(self, name: str, dock: QDockWidget) -> None:
+        """Put ``dock`` in the tab group of the window's dock ``name`` ("details", "model"…:
+        the object name without ``_dock``), keeping that one in front."""
+        anchor = self.findChild(QDockWidget, f"{name}_dock")
+        if anchor is None or anchor is dock:
+            return
+        self.tabifyDockWidget(anchor, dock)
+        anchor.raise_()
+
+    def add_close_guard(self, guard) -> None:
+        """``guard(reason) -> bool`` is asked before the project closes (``"close-project"``,
+        also when another project is opened) or the app quits (``"quit"``); False cancels."""
+        self._close_guards.append(guard)
+
+    def _may_close(self, reason: str) -> bool:
+        return all(guard(reason) for guard in list(self._close_guards))
+
+    def show_status(self, text: str, ms: int = 4000) -> None:
+        self.statusBar().showMessage(text, ms)
+
     def menu(self, title: str) -> QMenu:
         """The top-level menu called ``title`` (created at the end of the menu bar)."""
         found = self._menus.get(title)
@@ -431,6 +452,8 @@ class MainWindow(QMainWindow):
         from cellviewer.core.store import ProjectStore
 
         path = Path(path)
+        if self.store is not None and not self._may_close("close-project"):
+            return False
         lock = self._lock_project(path)
         if lock is None:
             return False
@@ -449,6 +472,8 @@ class MainWindow(QMainWindow):
         path = Path(path)
         if path.suffix != PROJECT_SUFFIX:
             path = path.with_name(path.name + PROJECT_SUFFIX)
+        if self.store is not None and not self._may_close("close-project"):
+            return False
         lock = self._lock_project(path)
         if lock is None:
             return False
@@ -461,8 +486,12 @@ class MainWindow(QMainWindow):
         self._set_store(store, lock)
         return True
 
-    def close_project(self) -> None:
+    def close_project(self) -> bool:
+        """Close the open project (after asking the close guards); False if one said no."""
+        if self.store is not None and not self._may_close("close-project"):
+            return False
         self._set_store(None)
+        return True
 
     @staticmethod
     def _named(path: Path, exc: Exception) -> str:
@@ -1174,6 +1203,9 @@ class MainWindow(QMainWindow):
         self._fill_recent_menu()
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if not self._may_close("quit"):
+            event.ignore()
+            return
         s = app_settings()
         s.setValue("main_window/geometry", self.saveGeometry())
         s.setValue("main_window/state", self.saveState())

@@ -1,0 +1,58 @@
+"""Every project file written by an earlier schema version opens, migrates and loses nothing.
+
+``tests/fixtures/project-v<N>.cvproj`` was written by the code of schema version N
+(``packaging/make_schema_fixture.py``); each schema change adds a migration and its fixture stays.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cellviewer.core.store import SCHEMA_VERSION, ProjectStore
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+# What each fixture holds, as written by its version (made once, never changed).
+EXPECTED = {
+    1: {"images": 3, "classes": 13, "cells": 349, "history": 362, "predictions": 132,
+        "undone": 1, "checked": 5, "corrected": 5},
+}
+
+
+def _fixture_versions() -> list[int]:
+    return sorted(int(p.stem.split("-v")[1]) for p in FIXTURES.glob("project-v*.cvproj"))
+
+
+def test_a_fixture_exists_for_the_current_schema_version():
+    assert SCHEMA_VERSION in _fixture_versions(), (
+        f"commit tests/fixtures/project-v{SCHEMA_VERSION}.cvproj "
+        "(python packaging/make_schema_fixture.py) before changing the schema again")
+
+
+@pytest.mark.parametrize("version", _fixture_versions())
+def test_an_older_project_migrates_and_keeps_everything(tmp_path, version):
+    path = tmp_path / f"old-v{version}.cvproj"
+    shutil.copy(FIXTURES / f"project-v{version}.cvproj", path)
+    want = EXPECTED[version]
+    with ProjectStore.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.integrity_check() == "ok"
+        assert len(store.images()) == want["images"]
+        assert len(store.classes()) == want["classes"]
+        assert store.cell_count() == want["cells"]
+        assert len(store.history()) == want["history"]
+        cells = [c for i in store.images() for c in store.cell_arrays(i.id).ids]
+        model = store.models()[0]
+        preds = store.predictions(model.id, cells)
+        assert int(preds.has_prediction.sum()) == want["predictions"]
+        table = store.cell_table()
+        assert table["review_status"].count("checked") == want["checked"]
+        assert table["label_source"].count("corrected") == want["corrected"]
+        assert store.can_redo()  # the undone action is still on the redo stack
+        # and the migrated file takes new edits
+        store.user = "tester"
+        store.set_labels(cells[:1], None)
+        assert store.undo()
