@@ -113,6 +113,11 @@ class CellsMixin:
                 (op.id, lo, hi),
             )
 
+    def _selected_rows(self) -> np.ndarray:
+        """The internal keys in temp._sel (what an action is about to change)."""
+        return np.fromiter((r[0] for r in self._conn.execute("SELECT id FROM temp._sel")),
+                           dtype=np.int64)
+
     def _selected_images(self) -> list[int]:
         return [r[0] for r in self._conn.execute(
             "SELECT DISTINCT c.image_id FROM temp._sel s JOIN cells c ON c.id = s.id")]
@@ -188,7 +193,7 @@ class CellsMixin:
                 (op.id, self._user, now, lo, hi),
             )
             op.add_new_range(lo, hi)
-            op.note("cells", [image_id], n)
+            op.note("cells", [image_id], n, rows=np.arange(lo, hi + 1, dtype=np.int64))
         return ids
 
     def existing_cell_ids(self, ids: Sequence[str]) -> list[str]:
@@ -245,13 +250,14 @@ class CellsMixin:
 
     def _delete_selected(self, op, action: str) -> int:
         images = self._selected_images()
+        rows = self._selected_rows()
         self._snapshot_selected(op, predictions=True)
         self._history_selected(op, action, "NULL", "c.review_status", "NULL", "c.label_source")
         n = self._conn.execute(
             "DELETE FROM cells WHERE id IN (SELECT id FROM temp._sel)"
         ).rowcount
         if n:
-            op.note("cells", images, n)
+            op.note("cells", images, n, rows=rows)
         return n
 
     def move_cell(self, cell_id: str, x: float, y: float) -> None:
@@ -278,7 +284,7 @@ class CellsMixin:
             self._conn.execute(
                 "UPDATE cells SET x = s.x, y = s.y FROM temp._sel s WHERE s.id = cells.id"
             )
-            op.note("cells", images, n)
+            op.note("cells", images, n, rows=self._selected_rows())
 
     def set_labels(self, ids: Sequence[str] | np.ndarray, class_id,
                    source: str = "manual") -> int:
@@ -323,7 +329,7 @@ class CellsMixin:
             " updated_by = :user, updated_at = :now FROM temp._sel s WHERE s.id = cells.id",
             {"source": source, "user": self._user, "now": utc_now()},
         )
-        op.note("cells", images, n)
+        op.note("cells", images, n, rows=self._selected_rows())
         return n
 
     def set_review_status(self, ids: Sequence[str] | np.ndarray, status: str) -> int:
@@ -352,7 +358,7 @@ class CellsMixin:
                 "UPDATE cells SET review_status = ? WHERE id IN (SELECT id FROM temp._sel)",
                 (status,),
             )
-            op.note("cells", images, changed)
+            op.note("cells", images, changed, rows=self._selected_rows())
             return changed
 
     # ------------------------------------------------------------------ cells: reads

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 import re
 from datetime import UTC, datetime
 
@@ -22,14 +20,10 @@ PALETTE = (
 
 
 def current_user() -> str:
-    """``CELLVIEWER_USER`` when set, else the login name."""
-    env = os.environ.get("CELLVIEWER_USER")
-    if env:
-        return env
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "unknown"
+    """Who a store records when nobody said (scripts, tests): see cellviewer.core.users."""
+    from cellviewer.core.users import default_user
+
+    return default_user()
 
 
 def utc_now() -> str:

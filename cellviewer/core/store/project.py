@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from cellviewer.core.store import undo as _undo
+from cellviewer.core.store.cell_columns import CellColumnsMixin
 from cellviewer.core.store.cells import CellsMixin
 from cellviewer.core.store.checkpoint import Checkpointer
 from cellviewer.core.store.classes import ClassesMixin
@@ -47,7 +48,7 @@ from cellviewer.core.store.schema import APPLICATION_ID, SCHEMA_VERSION, migrate
 log = logging.getLogger(__name__)
 
 
-class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, ModelsMixin):
+class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, ModelsMixin):
     """A CellViewer project: images, classes, cells, models, predictions, history and undo.
 
     Use ``ProjectStore.create(path)`` or ``ProjectStore.open(path)``, ideally as a context
@@ -64,6 +65,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, ModelsMixin):
         self._op: _undo.PendingOp | None = None
         self._listeners: list[Callable[[ChangeEvent], None]] = []
         self._user = current_user()
+        self._user_provider: Callable[[], str] | None = None
         self._counts: dict[int, int] | None = None
         self._data_version = -1
         self._checkpointer: Checkpointer | None = None
@@ -215,9 +217,36 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, ModelsMixin):
         self._user = value
 
     @property
+    def user_provider(self) -> Callable[[], str] | None:
+        """Asked for the editing user's name before every change when set (the app's project
+        session sets it, so that no edit from any panel reaches the project without a name);
+        it may raise to refuse the edit. None: :attr:`user` as set (scripts, tests)."""
+        return self._user_provider
+
+    @user_provider.setter
+    def user_provider(self, provider: Callable[[], str] | None) -> None:
+        self._user_provider = provider
+
+    @property
     def name(self) -> str:
         row = self._conn.execute("SELECT value FROM project WHERE key = 'name'").fetchone()
         return row[0] if row else self.path.stem
+
+    def setting(self, key: str, default: str | None = None) -> str | None:
+        """A per-project setting of the app (the active model, ...), stored in the project."""
+        row = self._conn.execute(
+            "SELECT value FROM project WHERE key = ?", (f"setting:{key}",)).fetchone()
+        return row[0] if row else default
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        """Keep (None: forget) a per-project setting. Not an edit of the data: no user needed,
+        not undoable, no history."""
+        with self._write(kinds=("settings",), needs_user=False):
+            if value is None:
+                self._conn.execute("DELETE FROM project WHERE key = ?", (f"setting:{key}",))
+            else:
+                self._conn.execute("INSERT OR REPLACE INTO project (key, value) VALUES (?, ?)",
+                                   (f"setting:{key}", str(value)))
 
     def set_name(self, name: str) -> None:
         with self._write():
@@ -255,11 +284,13 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, ModelsMixin):
 
     # ------------------------------------------------------------------ transactions
 
-    def _check_writable(self) -> None:
+    def _check_writable(self, needs_user: bool = True) -> None:
         if self._conn is None:
             raise ProjectError(f"{self.path}: the project is closed")
         if self._readonly:
             raise ProjectError(f"{self.path}: opened read-only")
+        if needs_user and self._user_provider is not None and self._op is None:
+            self.user = self._user_provider()
 
     @contextlib.contextmanager
     def _operation(self, action: str, description: str) -> Iterator[_undo.PendingOp]:
@@ -296,14 +327,15 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, ModelsMixin):
             self._after_change(op)
 
     @contextlib.contextmanager
-    def _write(self, kinds: Iterable[str] = (), image_ids: Iterable[int] = ()) -> Iterator[None]:
+    def _write(self, kinds: Iterable[str] = (), image_ids: Iterable[int] = (),
+               needs_user: bool = True) -> Iterator[None]:
         """A change that is not undoable (models, predictions, relinking an image)."""
         if self._op is not None:  # inside a batch: part of its transaction
             yield
             self._op.changed = True
             self._op.kinds.update(kinds)
             return
-        self._check_writable()
+        self._check_writable(needs_user)
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -329,7 +361,9 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, ModelsMixin):
     def _after_change(self, op: _undo.PendingOp) -> None:
         if "cells" in op.kinds or "images" in op.kinds:
             self._counts = None
-        self._notify(ChangeEvent(frozenset(op.kinds), frozenset(op.image_ids), op.id, op.action))
+        rows = op.touched_rows() if "cells" in op.kinds else None
+        self._notify(ChangeEvent(frozenset(op.kinds), frozenset(op.image_ids), op.id, op.action,
+                                 rows))
 
     @contextlib.contextmanager
     def batch(self, description: str, action: str = "batch") -> Iterator[ProjectStore]:

@@ -13,6 +13,7 @@ __all__ = [
     "LABEL_SOURCES",
     "REVIEW_STATUSES",
     "CellArrays",
+    "CellColumns",
     "CellRecord",
     "ChangeEvent",
     "ClassRecord",
@@ -92,6 +93,35 @@ class CellArrays:
 
 
 @dataclass(frozen=True)
+class CellColumns:
+    """Cells with what a view shows of them, aligned by index (see ``cell_columns.py``):
+    ``class_id`` and ``pred_class`` are project class ids (-1: none), ``source`` indexes
+    ``LABEL_SOURCES``, ``review`` indexes ``REVIEW_STATUSES``, ``confidence`` is NaN without a
+    prediction; ``rows`` are the internal keys the store's change events name."""
+
+    ids: np.ndarray  # (N,) object, UUID strings
+    rows: np.ndarray  # (N,) int64
+    image_id: np.ndarray  # (N,) int64
+    xy: np.ndarray  # (N, 2) float64
+    class_id: np.ndarray  # (N,) int64
+    source: np.ndarray  # (N,) int8
+    review: np.ndarray  # (N,) int8
+    pred_class: np.ndarray  # (N,) int64
+    confidence: np.ndarray  # (N,) float32
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @staticmethod
+    def empty() -> CellColumns:
+        i64 = np.empty(0, dtype=np.int64)
+        i8 = np.empty(0, dtype=np.int8)
+        return CellColumns(np.empty(0, dtype=object), i64, i64.copy(), np.empty((0, 2)),
+                           i64.copy(), i8, i8.copy(), i64.copy(),
+                           np.empty(0, dtype=np.float32))
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     id: int
     name: str
@@ -157,11 +187,16 @@ class OperationRecord:
 class ChangeEvent:
     """Told to listeners after each committed change, so views can refresh what they show.
 
-    ``kinds`` is a subset of {"cells", "classes", "images", "models", "predictions"};
-    ``image_ids`` the images whose cells changed (empty when unknown or none).
+    ``kinds`` is a subset of {"cells", "classes", "images", "models", "predictions",
+    "settings"};
+    ``image_ids`` the images whose cells changed (empty when unknown or none);
+    ``cell_rows`` the internal keys (``CellArrays.rows``) of the cells an action touched
+    (added, changed, deleted, or brought back by undo), or None when not known: a view then
+    reads those rows again (:meth:`ProjectStore.columns_of_rows`) instead of everything.
     """
 
     kinds: frozenset[str]
     image_ids: frozenset[int]
     op_id: int | None = None
     action: str = ""
+    cell_rows: np.ndarray | None = None

@@ -30,6 +30,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "images": ("id", "path", "width", "height", "mpp", "fingerprint", "added_by", "added_at"),
     "classes": ("id", "name", "color", "key", "ord"),
@@ -72,12 +74,30 @@ class PendingOp:
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     image_ids: set[int] = field(default_factory=set)
     kinds: set[str] = field(default_factory=set)
+    # Internal keys of the cells this action touched, so that views update just those rows;
+    # ``rows_known`` turns False when a cell change was noted without them (views reload).
+    rows: list[np.ndarray] = field(default_factory=list)
+    rows_known: bool = True
 
-    def note(self, kind: str, image_ids=(), n_cells: int = 0) -> None:
+    def note(self, kind: str, image_ids=(), n_cells: int = 0,
+             rows: np.ndarray | None = None) -> None:
         self.changed = True
         self.kinds.add(kind)
         self.image_ids.update(int(i) for i in image_ids)
         self.n_cells += n_cells
+        if kind == "cells":
+            if rows is None:
+                self.rows_known = False
+            else:
+                self.rows.append(np.asarray(rows, dtype=np.int64))
+
+    def touched_rows(self) -> np.ndarray | None:
+        """The touched cells' internal keys (sorted, unique), or None when unknown."""
+        if not self.rows_known:
+            return None
+        if not self.rows:
+            return np.empty(0, dtype=np.int64)
+        return np.unique(np.concatenate(self.rows))
 
     def add_new_range(self, lo: int, hi: int) -> None:
         self.new_lo = lo if self.new_lo is None else self.new_lo
@@ -198,7 +218,9 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
             "SELECT image_id FROM temp._cur WHERE present = 1 UNION "
             "SELECT image_id FROM op_cells WHERE op_id = ? AND present = 1", (op_id,))
     )
-    n_cells = conn.execute("SELECT count(*) FROM temp._cur").fetchone()[0]
+    touched = np.array([r[0] for r in conn.execute("SELECT cell_id FROM temp._cur")],
+                       dtype=np.int64)
+    n_cells = len(touched)
 
     # Small tables: capture the current rows, bring back the stored ones.
     stored_tables: dict[str, dict[str, Any]] = json.loads(tables_json) if tables_json else {}
@@ -310,7 +332,7 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
     for table in current_tables:
         result.kinds.add("images" if table == "images" else "classes")
     if n_cells:
-        result.kinds.add("cells")
+        result.note("cells", (), 0, rows=touched)
     result.n_cells = n_cells
     result.changed = True
     return result

@@ -1,0 +1,110 @@
+"""Review rules and queues: which cells a reviewer walks, in which order, and what a decision does
+to a cell's review status. Qt-free, so a script reviews the way the app does.
+
+The ladder follows the study: unreviewed → annotated (an annotator verified it) → checked (a
+second annotator double-checked it) → reviewed (a pathologist's decision). A review action moves
+a cell one step up, never down.
+
+Orders of a queue (one vocabulary, :data:`QUEUE_ORDERS`): ``"confidence"`` (the active model's
+least confident calls first) and ``"blur"`` (the calls that move most under blur first; needs a
+blurred prediction of the queue's cells, see :func:`order_by_blur_sensitivity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cellviewer.core.predict_job import blur_sensitivity
+from cellviewer.core.store import REVIEW_STATUSES, ProjectStore
+
+#: Review statuses in order; a review action moves a cell one step up (never down).
+REVIEW_LADDER = REVIEW_STATUSES
+SORT_CONFIDENCE, SORT_BLUR = "confidence", "blur"
+QUEUE_ORDERS = (SORT_CONFIDENCE, SORT_BLUR)
+ACCEPTED, CORRECTED = "model-accepted", "corrected"
+
+
+def next_review_status(status: str | None) -> str:
+    """One step up the ladder: unreviewed → annotated → checked → reviewed (stays there)."""
+    try:
+        i = REVIEW_LADDER.index(status or "unreviewed")
+    except ValueError:
+        i = 0
+    return REVIEW_LADDER[min(i + 1, len(REVIEW_LADDER) - 1)]
+
+
+@dataclass
+class ReviewFilter:
+    """Which cells go into the queue."""
+
+    disagree: bool = False  # label ≠ the model's prediction
+    max_confidence: float | None = None  # the model's confidence below this
+    class_id: int | None = None  # labelled with this class
+    review_status: str | None = None  # in this review status (e.g. "unreviewed")
+    image_id: int | None = None  # None: the whole project
+    order: str = SORT_CONFIDENCE
+
+    def needs_model(self) -> bool:
+        return self.disagree or self.max_confidence is not None or self.order == SORT_BLUR
+
+
+def build_queue(store: ProjectStore, model_id: int | None, flt: ReviewFilter) -> list[str]:
+    """The cell ids the filter picks, least confident first (one indexed query). For the blur
+    order, this is the queue to predict blurred; :func:`order_by_blur_sensitivity` sorts it."""
+    if flt.needs_model() and model_id is None:
+        raise ValueError("this filter needs a model: choose one in the Model panel")
+    return list(store.query_cells(
+        image_id=flt.image_id,
+        class_id=flt.class_id,
+        disagree_model_id=model_id if flt.disagree else None,
+        max_confidence=flt.max_confidence,
+        review_status=flt.review_status,
+        order="confidence",
+        model_id=model_id,
+    ))
+
+
+def predicted(store: ProjectStore, model_id: int | None,
+              ids: list[str]) -> list[tuple[int, float]]:
+    """(project class id or -1, confidence or nan) of the model for each cell."""
+    if model_id is None or not ids:
+        return [(-1, float("nan"))] * len(ids)
+    arrays = store.predictions(model_id, ids)
+    return [(int(p), float(c)) for p, c in zip(arrays.predicted_class_id.tolist(),
+                                               arrays.confidence.tolist(), strict=True)]
+
+
+@dataclass(frozen=True)
+class BlurOrder:
+    ids: list[str]  # the queue, most blur-sensitive first (cells without a score last)
+    sensitivity: dict[str, float]
+    flips: int  # cells whose most probable class changes under the blur
+
+
+def order_by_blur_sensitivity(ids: list[str], clean: np.ndarray | None,
+                              blurred: dict[str, np.ndarray]) -> BlurOrder | None:
+    """Sort a queue by blur sensitivity: ``clean`` holds the stored probabilities of ``ids``
+    (rows aligned; NaN where none), ``blurred`` the blurred ones by cell id. Vectorised, so a
+    worker orders 100,000 cells in milliseconds. None when nothing can be scored."""
+    if clean is None or not ids:
+        return None
+    have = np.fromiter((i in blurred for i in ids), dtype=bool, count=len(ids))
+    if not have.any():
+        return None
+    picked = [i for i, h in zip(ids, have.tolist(), strict=True) if h]
+    clean_have = np.nan_to_num(np.asarray(clean)[have])
+    blur_have = np.stack([blurred[i] for i in picked])
+    sens = blur_sensitivity(clean_have, blur_have)
+    scores = np.full(len(ids), -1.0)
+    scores[have] = sens
+    order = np.argsort(-scores, kind="stable")
+    flips = int(np.count_nonzero(clean_have.argmax(1) != blur_have.argmax(1)))
+    ranked = [ids[i] for i in order.tolist()]
+    return BlurOrder(ranked, dict(zip(picked, sens.tolist(), strict=True)), flips)
+
+
+def image_ids_of(store: ProjectStore, ids: list[str]) -> list[int]:
+    """The images the cells lie in (one query, however many cells)."""
+    return store.images_of_cells(ids)

@@ -1,0 +1,90 @@
+"""Cells with everything a view shows of them, as columns: one query per image, or per set of
+touched rows after an edit.
+
+What the open image's observable model (:mod:`cellviewer.core.cells`) loads: ids, positions,
+labels, review status, label source and one model's prediction (project class and confidence),
+read by one SELECT joining cells with that model's predictions, converted in C by numpy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from cellviewer.core.store.records import CellColumns
+from cellviewer.core.store.schema import LABEL_SOURCES, REVIEW_STATUSES
+
+_REVIEW = "CASE c.review_status " + " ".join(
+    f"WHEN '{s}' THEN {i}" for i, s in enumerate(REVIEW_STATUSES)) + " ELSE 0 END"
+_SOURCE = "CASE c.label_source " + " ".join(
+    f"WHEN '{s}' THEN {i}" for i, s in enumerate(LABEL_SOURCES)) + " ELSE 0 END"
+assert len(REVIEW_STATUSES) <= 8 and len(LABEL_SOURCES) <= 16
+
+# class id (-1 none), review and source travel as one integer: fewer columns to hand to Python.
+_PACKED = f"((coalesce(c.class_id, -1) << 7) | ({_SOURCE} << 3) | {_REVIEW})"
+_DTYPE = np.dtype([("row", np.int64), ("uuid", object), ("image", np.int64), ("x", np.float64),
+                   ("y", np.float64), ("packed", np.int64), ("pred", np.int64),
+                   ("conf", np.float64)])
+
+
+class CellColumnsMixin:
+    """The column reads of ProjectStore (see project.py)."""
+
+    def _columns(self, where: str, args: tuple, model_id: int | None,
+                 hint: str = "") -> CellColumns:
+        model = -1 if model_id is None else int(model_id)
+        rows = self._conn.execute(  # type: ignore[attr-defined]
+            f"SELECT c.id, c.uuid, c.image_id, c.x, c.y, {_PACKED},"
+            " coalesce(mc.class_id, -1), coalesce(p.confidence, 'NaN')"
+            f" FROM cells c{hint}"
+            " LEFT JOIN predictions p ON p.cell_id = c.id AND p.model_id = ?"
+            " LEFT JOIN model_classes mc ON mc.model_id = p.model_id AND mc.idx = p.predicted"
+            f" WHERE {where} ORDER BY c.id", (model, *args)
+        ).fetchall()
+        if not rows:
+            return CellColumns.empty()
+        table = np.array(rows, dtype=_DTYPE)
+        del rows
+        xy = np.empty((len(table), 2), dtype=np.float64)
+        xy[:, 0] = table["x"]
+        xy[:, 1] = table["y"]
+        packed = table["packed"]
+        return CellColumns(
+            ids=table["uuid"].copy(),
+            rows=table["row"].copy(),
+            image_id=table["image"].copy(),
+            xy=xy,
+            class_id=packed >> 7,  # arithmetic shift: -1 stays -1
+            source=((packed >> 3) & 15).astype(np.int8),
+            review=(packed & 7).astype(np.int8),
+            pred_class=table["pred"].copy(),
+            confidence=table["conf"].astype(np.float32),
+        )
+
+    def image_columns(self, image_id: int, model_id: int | None = None) -> CellColumns:
+        """Every cell of one image with ``model_id``'s prediction (none: -1 / NaN), in
+        insertion order."""
+        image_id = int(image_id)
+        hint = self._scan_instead(image_id)  # type: ignore[attr-defined]
+        return self._columns("c.image_id = ?", (image_id,), model_id,
+                             " NOT INDEXED" if hint else "")
+
+    def columns_of_rows(self, rows: np.ndarray, model_id: int | None = None) -> CellColumns:
+        """The cells among ``rows`` (internal keys, e.g. a ChangeEvent's ``cell_rows``) that
+        still exist, with ``model_id``'s prediction. Rows that are gone are simply absent."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return CellColumns.empty()
+        # One JSON parameter, however many rows (no host-parameter limit).
+        return self._columns("c.id IN (SELECT value FROM json_each(?))",
+                             (json.dumps(rows.tolist()),), model_id)
+
+    def images_of_cells(self, ids) -> list[int]:
+        """The ids of the images holding these cells (UUIDs), sorted; one query."""
+        ids = [str(i) for i in ids]
+        if not ids:
+            return []
+        return [r[0] for r in self._conn.execute(  # type: ignore[attr-defined]
+            "SELECT DISTINCT image_id FROM cells WHERE uuid IN (SELECT value FROM json_each(?))"
+            " ORDER BY image_id", (json.dumps(ids),))]
