@@ -121,6 +121,17 @@ class ProjectSession:
         self._adopt(store, lock)
         return store
 
+    def attach(self, store: ProjectStore | None) -> None:
+        """Work on a store opened elsewhere (a script's, a test's; no lock is taken); the
+        session closes it with the project. None: close the project."""
+        if store is self.store:
+            return
+        if store is None:
+            self.close()
+            return
+        self._close_store()
+        self._adopt(store, None)
+
     def _take_lock(self, path: Path, lock_user: str | None,
                    confirm_in_use: Callable[[Exception], bool] | None):
         """The lock (None when locking is off), or False when the user chose not to open."""

@@ -1,5 +1,5 @@
 """Small dialogs: errors that never block (so tests and batch work never hang on them), and the
-user's name, asked once.
+user's name (asked by the project session once per launch, before the first edit).
 
 :func:`show_error` opens a ``QMessageBox`` with ``open()`` (window-modal, returns at once), so a
 caller keeps running and a test can find the box with ``window.findChildren(QMessageBox)``, read
@@ -8,12 +8,10 @@ it, and close it.
 
 from __future__ import annotations
 
-import getpass
-import os
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
 
+from cellviewer.core.users import clean_user, login_name
 from cellviewer.ui.settings import app_settings
 
 USER_KEY = "user/name"
@@ -31,26 +29,25 @@ def show_error(parent: QWidget | None, title: str, text: str, detail: str = "") 
     return box
 
 
-def current_user(parent: QWidget | None = None, ask: bool = True) -> str:
-    """Who is editing: ``CELLVIEWER_USER`` if set, else the name kept in the settings, else asked
-    once (defaulting to the login name) and kept."""
-    env = os.environ.get("CELLVIEWER_USER")
-    if env:
-        return env
-    settings = app_settings()
-    name = str(settings.value(USER_KEY, "") or "")
+def saved_user() -> str:
+    """The name kept in the settings from the last launch ("" when none)."""
+    return str(app_settings().value(USER_KEY, "") or "")
+
+
+def ask_user_name(parent: QWidget | None, suggestion: str) -> str | None:
+    """Ask who is editing (once per launch; see cellviewer.core.session), pre-filled with
+    ``suggestion`` (the name kept from last time, else the login name); the answer is kept for
+    the next launch. None when the user cancels."""
+    dialog = QInputDialog(parent)
+    dialog.setObjectName("user_name_dialog")
+    dialog.setWindowTitle("Your name")
+    dialog.setLabelText("Every change you make is recorded with your name.\nName or initials:")
+    dialog.setTextValue(suggestion or login_name())
+    if dialog.exec() != QInputDialog.DialogCode.Accepted:
+        dialog.deleteLater()
+        return None
+    name = clean_user(dialog.textValue())
+    dialog.deleteLater()
     if name:
-        return name
-    try:
-        default = getpass.getuser()
-    except Exception:  # no login name (some containers): the user types one
-        default = ""
-    if ask:
-        text, ok = QInputDialog.getText(
-            parent, "Your name",
-            "Every label you set is recorded with your name.\nName or initials:",
-            text=default)
-        name = text.strip() if ok else ""
-    name = name or default or "unknown"
-    settings.setValue(USER_KEY, name)
+        app_settings().setValue(USER_KEY, name)
     return name

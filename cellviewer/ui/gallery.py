@@ -54,6 +54,7 @@ class PatchGallery(QAbstractScrollArea):
         self._cls = np.empty(0, dtype=np.int64)
         self._array: np.ndarray | None = None
         self._scores: np.ndarray | None = None
+        self._pred: np.ndarray | None = None
         self._images: OrderedDict[int, QImage] = OrderedDict()
         self._requested: set[int] = set()
         self._styles: dict[int, ClassStyle] = {}
@@ -72,10 +73,13 @@ class PatchGallery(QAbstractScrollArea):
         self.viewport().update()
 
     def set_items(self, ids, class_ids, patches: np.ndarray | None = None,
-                  scores: np.ndarray | None = None) -> None:
+                  scores: np.ndarray | None = None, predicted: np.ndarray | None = None,
+                  keep_scroll: bool = False) -> None:
         """Show these cells (in this order); ``patches`` (N, 40, 40, 3) uint8 if already cut;
-        ``scores``: a number per cell (e.g. a confidence; NaN for none) shown before its class
-        name, formatted only for the crops on screen."""
+        ``scores``: a model's confidence per cell (NaN for none), shown with the name of its
+        ``predicted`` class (project class ids, -1 none) — the call the number belongs to — and
+        formatted only for the crops on screen. ``keep_scroll``: stay where the user was (a
+        refresh after an edit), else go back to the top."""
         self._ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=object)
         self._cls = np.asarray(class_ids, dtype=np.int64).reshape(-1)
         if len(self._cls) != len(self._ids):
@@ -83,16 +87,21 @@ class PatchGallery(QAbstractScrollArea):
         self._scores = None if scores is None else np.asarray(scores, dtype=np.float64)
         if self._scores is not None and len(self._scores) != len(self._ids):
             raise ValueError(f"{len(self._ids)} ids but {len(self._scores)} scores")
+        self._pred = None if predicted is None else np.asarray(predicted, dtype=np.int64)
+        if self._pred is not None and len(self._pred) != len(self._ids):
+            raise ValueError(f"{len(self._ids)} ids but {len(self._pred)} predicted classes")
+        scroll = self.verticalScrollBar().value() if keep_scroll else 0
         if patches is not None and (patches.ndim != 4 or len(patches) != len(self._ids)):
             raise ValueError(f"patches must be ({len(self._ids)}, 40, 40, 3), got {patches.shape}")
         self._array = patches
+        self._missing = []
         self._images.clear()
         self._requested.clear()
         self._row_of = None
         self._selected = set()
         self._anchor = self._current = -1
-        self.verticalScrollBar().setValue(0)
         self._update_scroll_range()
+        self.verticalScrollBar().setValue(scroll)
         self.viewport().update()
 
     def count(self) -> int:
@@ -134,12 +143,37 @@ class PatchGallery(QAbstractScrollArea):
             self._row_of = {str(c): i for i, c in enumerate(self._ids.tolist())}
         return self._row_of.get(str(cell_id), -1)
 
-    def update_labels(self, ids, class_id: int | None) -> None:
-        for cid in ids:
+    def update_labels(self, ids, class_ids) -> None:
+        """New labels for some of the cells shown (``class_ids``: one per id, -1 none)."""
+        for cid, k in zip(ids, np.asarray(class_ids, dtype=np.int64).tolist(), strict=True):
             i = self.index_of(cid)
             if i >= 0:
-                self._cls[i] = -1 if class_id is None else class_id
+                self._cls[i] = k
         self.viewport().update()
+
+    def update_predictions(self, ids, scores, predicted) -> None:
+        """New confidences and predicted classes for some of the cells shown."""
+        if self._scores is None or self._pred is None:
+            return
+        for cid, sc, k in zip(ids, np.asarray(scores).tolist(),
+                              np.asarray(predicted).tolist(), strict=True):
+            i = self.index_of(cid)
+            if i >= 0:
+                self._scores[i], self._pred[i] = sc, k
+        self.viewport().update()
+
+    def caption(self, i: int) -> str:
+        """What is written under crop ``i``: its label, or, when ordered by a model's
+        confidence, that confidence with the class the model called ("0.53 burr cell");
+        nothing numeric for a cell the model has not predicted."""
+        if self._scores is not None and self._pred is not None:
+            score = self._scores[i]
+            if np.isnan(score):
+                return "not predicted"
+            style = self._styles.get(int(self._pred[i]))
+            return f"{score:.2f} {style.name if style else 'no class'}"
+        style = self._styles.get(int(self._cls[i]))
+        return style.name if style else "unlabelled"
 
     def class_ids(self) -> np.ndarray:
         return self._cls.copy()
@@ -255,9 +289,7 @@ class PatchGallery(QAbstractScrollArea):
                 missing.append(i)
             else:
                 p.drawImage(rect, img)  # no smoothing: every pixel a crisp square
-            name = style.name if style else "unlabelled"
-            if self._scores is not None and not np.isnan(self._scores[i]):
-                name = f"{self._scores[i]:.2f} {name}"
+            name = self.caption(i)
             p.setPen(QColor("#000000") if i in self._selected else QColor("#e0e0e0"))
             text = p.fontMetrics().elidedText(name, Qt.TextElideMode.ElideRight, side)
             p.drawText(QRect(rect.left(), rect.bottom() + 1, side, LABEL_H),
@@ -273,7 +305,9 @@ class PatchGallery(QAbstractScrollArea):
                 self._need_timer.start()
 
     def _emit_needed(self) -> None:
-        want = [i for i in self._missing if i not in self._images and i not in self._requested]
+        n = len(self._ids)  # (the items may have changed since the paint that asked)
+        want = [i for i in self._missing if i < n and i not in self._images
+                and i not in self._requested]
         self._missing = []
         if want:
             self._requested.update(want)

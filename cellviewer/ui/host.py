@@ -14,6 +14,8 @@ from typing import Any, Protocol
 from PySide6.QtCore import Qt, SignalInstance
 from PySide6.QtWidgets import QDockWidget, QMenu
 
+from cellviewer.core.session import ProjectSession
+
 #: What a close guard is asked about: the project is about to close, or the app to quit.
 CLOSE_PROJECT, QUIT = "close-project", "quit"
 
@@ -26,6 +28,11 @@ class Host(Protocol):
 
     # Signals: projectChanged(store or None), imageChanged(image id, -1 none),
     # selectionChanged(list of cell ids), cellsChanged(), colorModeChanged(str).
+    #: the open project, who edits it, its active model and the current image's cells
+    session: ProjectSession
+    view: Any  # the SlideView (its ``viewChanged`` signal: the visible area moved)
+    close_action: Any  # File → Close project (tools insert their File actions before it)
+
     projectChanged: SignalInstance
     imageChanged: SignalInstance
     selectionChanged: SignalInstance
@@ -47,6 +54,8 @@ class Host(Protocol):
     def centre_on_cell(self, cell_id: str, zoom: float | None = None) -> bool: ...
     def color_mode(self) -> str: ...
     def set_color_mode(self, mode: str) -> None: ...
+    def set_prediction_overlay(self, ids: Sequence[str] | None,
+                               classes: Sequence[int] | None) -> None: ...
     def undo(self) -> bool: ...
     def show_status(self, text: str, ms: int = 4000) -> None: ...
     def report_error(self, title: str, message: str) -> None: ...

@@ -1,56 +1,28 @@
 """The main window: a project's images, the slide view in the centre, docked panels around it.
 
-It owns the open :class:`~cellviewer.core.store.ProjectStore` and applies every edit the view,
-the gallery and the keyboard ask for (through the store, so each one is undoable and recorded in
-the history with the user's name), then updates the markers in memory without reloading.
-While a project is open the window holds its lock file (``<project>.lock``, see
-:mod:`cellviewer.core.project_lock`), so a second CellViewer asks before opening it too.
+The window is a view of one :class:`~cellviewer.core.session.ProjectSession` (the open project,
+its lock, who is editing, the active model, the current image and its cells): it opens and closes
+projects through it, shows the image it names, and turns the user's gestures into the core's
+editing functions (:mod:`cellviewer.core.editing`). It never copies an edit into a panel by
+hand: every edit, from any panel, reaches the session's cells through the store's change events,
+and the markers, gallery, counts and details follow them (:mod:`cellviewer.ui.cell_panels`).
 
-Extension surface (for the model, blur-preview, review and training panels)
----------------------------------------------------------------------------
-Other parts of the app dock into this window without editing it:
-
-``add_panel(dock: QDockWidget, area=Qt.RightDockWidgetArea) -> QDockWidget``
-    Dock a panel (give it an ``objectName`` so its place is saved) and list it in View → Panels.
-``menu(title: str) -> QMenu``
-    The top-level menu with that title (``"&Model"``, ``"&Training"``...), created if absent.
-``store`` / ``current_store() -> ProjectStore | None``
-    The open project (None before one is opened). Edits made by a panel through the store are
-    picked up by :meth:`refresh_cells` (call it after them; ``cellsChanged`` follows).
-``current_image_id() -> int | None``, ``current_image_source() -> ImageSource | None``
-    The image on screen and its open source (thread-safe ``read_region``; do not close it).
-``selected_cell_ids() -> list[str]``, ``select_cells(ids)``, ``visible_cell_ids() -> list[str]``
-``centre_on_cell(cell_id: str, zoom: float | None = None) -> bool``
-    Switch to the cell's image if needed and centre the slide on it.
-``set_color_mode(mode: str)`` with mode ``"label"``, ``"prediction"`` or ``"agreement"``;
-``color_mode() -> str``
-``set_predictions_provider(provider: Callable[[int], tuple | None] | None)``
-    ``provider(image_id) -> (cell_ids, predicted_class_ids, confidence)`` (sequences aligned;
-    class ids are the project's, -1 for none) or None. Called on the GUI thread when an image is
-    shown, its cells reload, or :meth:`refresh_predictions` is called, so keep it quick (one store
-    query). It feeds the "prediction" and "agreement" colour modes.
-``refresh_predictions()``, ``refresh_cells()``
-``install_tools()``
-    Installs the prediction/review and training tools (cellviewer.ui.prediction_install and
-    training_install); the application calls it once after creating the window.
+Tools (the model, blur-preview, review and training panels) dock in through the surface described
+by :class:`cellviewer.ui.host.Host` and reach the project through :attr:`MainWindow.session`.
 Signals: ``projectChanged(object)`` (the store or None), ``imageChanged(int)`` (-1: none),
-``selectionChanged(list)`` (cell ids), ``cellsChanged()`` (after any edit, undo or redo, and after
-:meth:`refresh_cells`), ``colorModeChanged(str)``.
+``selectionChanged(list)`` (cell ids), ``cellsChanged()`` (after any committed change),
+``colorModeChanged(str)``.
 
-The GUI start-up path: nothing here imports torch, timm or pandas; the core's store, sources and
-cropper are imported inside the functions that need them.
+The GUI start-up path: nothing here imports torch, timm or pandas.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -62,13 +34,22 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QSpinBox,
     QStackedWidget,
+    QToolButton,
     QWidget,
 )
 
+from cellviewer.core import editing
+from cellviewer.core.editing import EditError, EditResult
+from cellviewer.core.image_cells import load_image_cells
+from cellviewer.core.session import ProjectSession
+from cellviewer.core.sources.folder import IMAGE_SUFFIXES
+from cellviewer.core.spatial import GridIndex
 from cellviewer.ui.cell_details import CellDetails
+from cellviewer.ui.cell_panels import CellPanels
 from cellviewer.ui.class_panel import ClassPanel
-from cellviewer.ui.dialogs import USER_KEY, current_user, show_error
-from cellviewer.ui.gallery import GalleryPanel, order_rows
+from cellviewer.ui.dialogs import ask_user_name, saved_user, show_error
+from cellviewer.ui.gallery import GalleryPanel
+from cellviewer.ui.host import CLOSE_PROJECT, QUIT, CloseGuard
 from cellviewer.ui.image_list import ImageList
 from cellviewer.ui.markers import COLOR_MODES, MARKER_STYLES, ClassStyle
 from cellviewer.ui.settings import app_settings
@@ -78,10 +59,8 @@ from cellviewer.ui.tiles import SourceHandle, TileCache, TileLoader
 from cellviewer.ui.workers import BackgroundRunner
 
 PROJECT_SUFFIX = ".cvproj"
-IMAGE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".svslide", ".bif",
-                  ".vms", ".vmu", ".dcm", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 MAX_RECENT = 10
-SYNC_CELLS_BELOW = 50_000  # smaller images load their cells on the GUI thread (a few ms)
+SYNC_CELLS_BELOW = 20_000  # smaller images load their cells on the GUI thread (a few ms)
 TILE_CACHE_BYTES = 384 * 1024 * 1024
 
 
@@ -95,28 +74,21 @@ class MainWindow(QMainWindow):
     def __init__(self) -> None:
         super().__init__()
         self.setWindowTitle("CellViewer")
-        self.store = None
-        self._lock = None  # the open project's ProjectLock (cellviewer.core.project_lock)
-        self._image_id: int | None = None
+        self.session = ProjectSession(ask_user=lambda hint: ask_user_name(self, hint),
+                                      suggested_user=saved_user)
         self._handle: SourceHandle | None = None
-        self._image_rec = None
-        self._classes: list = []
-        self._user: str | None = None
-        self._predictions_provider: Callable | None = None
-        self._gallery_generation = 0
-        self._selection_from_gallery = False
+        self._shown_image: int | None = None  # the image on the view (its tiles)
         self._image_generation = 0
-        self.last_error: str = ""
-        self._own_depth = 0
         self._pending_selection: list[str] = []
-        self._cells_generation = 0
-        self._pending_refresh: set[str] = set()
-        self._refresh_timer = QTimer(self, singleShot=True, interval=0)
-        self._refresh_timer.timeout.connect(self._apply_pending_refresh)
+        self._writing: str | None = None  # a background write (an import) in progress
+        self._close_guards: list[CloseGuard] = []
+        self._menus: dict[str, QMenu] = {}
+        self._panels_menu: QMenu | None = None
+        self.last_error: str = ""
         self.runner = BackgroundRunner(2, self)
         self.loader = TileLoader(TileCache(TILE_CACHE_BYTES), threads=3, parent=self)
 
-        self.view = SlideView(self.loader, self)
+        self.view = SlideView(self.loader, self, cells=self.session.cells)
         self.view.message = "Choose an image in the list on the left."
         self.start_page = StartPage(self)
         self.stack = QStackedWidget(self)
@@ -129,22 +101,21 @@ class MainWindow(QMainWindow):
         self.details = CellDetails(self)
         self.gallery_panel = GalleryPanel(self)
         self.gallery = self.gallery_panel.gallery
-        self._panels_menu: QMenu | None = None
-        self._menus: dict[str, QMenu] = {}
-        self._close_guards: list = []
         self._build_menus()
         self._build_toolbar()
         self._build_status_bar()
+        self.panels = CellPanels(self.session, self.view, self.gallery_panel, self.class_panel,
+                                 self.details, self.image_list, lambda: self._handle,
+                                 self.runner, self.count_label.setText, self)
+        left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
         self.images_dock = self.add_panel(self._dock("Images", "images_dock", self.image_list),
-                                          Qt.DockWidgetArea.LeftDockWidgetArea)
+                                          left)
         self.classes_dock = self.add_panel(self._dock("Classes", "classes_dock",
-                                                      self.class_panel),
-                                           Qt.DockWidgetArea.LeftDockWidgetArea)
+                                                      self.class_panel), left)
         self.details_dock = self.add_panel(self._dock("Cell", "details_dock", self.details),
-                                           Qt.DockWidgetArea.RightDockWidgetArea)
+                                           right)
         self.gallery_dock = self.add_panel(self._dock("Gallery", "gallery_dock",
-                                                      self.gallery_panel),
-                                           Qt.DockWidgetArea.RightDockWidgetArea)
+                                                      self.gallery_panel), right)
         self._connect()
         self._restore_settings()
         self._show_start_page()
@@ -190,6 +161,7 @@ class MainWindow(QMainWindow):
         self._action(edit, "Clear selectio&n", lambda: self.select_cells([]))
         edit.addSeparator()
         self._action(edit, "&Classes…", self.edit_classes)
+        self._action(edit, "Switch &user…", self.switch_user)
 
         view = self.menu("&View")
         self._action(view, "&Fit to window", self.view.fit, QKeySequence("Ctrl+0"))
@@ -261,34 +233,41 @@ class MainWindow(QMainWindow):
         self.cursor_label = QLabel("", self)
         self.zoom_label = QLabel("", self)
         self.count_label = QLabel("", self)
-        self.user_label = QLabel("", self)
-        for w in (self.cursor_label, self.zoom_label, self.count_label, self.user_label):
+        self.user_button = QToolButton(self)
+        self.user_button.setObjectName("user_button")
+        self.user_button.setAutoRaise(True)
+        self.user_button.setToolTip("Who is recorded with every change; click to switch")
+        self.user_button.clicked.connect(self.switch_user)
+        for w in (self.cursor_label, self.zoom_label, self.count_label, self.user_button):
             status.addPermanentWidget(w)
+        self._show_user(self.session.user)
 
     def _connect(self) -> None:
         v = self.view
-        v.selectionChanged.connect(self._on_view_selection)
+        v.selectionChanged.connect(self.selectionChanged)
         v.addRequested.connect(lambda x, y: self.add_cell(x, y))
         v.moveRequested.connect(self.move_cell)
         v.cursorMoved.connect(self._on_cursor)
         v.viewChanged.connect(self._update_zoom_label)
         v.toolChanged.connect(lambda t: self.add_mode_action.setChecked(t == "add"))
         self.image_list.imageActivated.connect(self.show_image)
-        self.class_panel.hiddenChanged.connect(self._on_hidden_changed)
+        self.class_panel.hiddenChanged.connect(self.view.layer.set_hidden)
         self.class_panel.applyRequested.connect(self.label_selection)
         self.class_panel.editRequested.connect(self.edit_classes)
         self.gallery.cellActivated.connect(lambda cid: self.centre_on_cell(cid))
-        self.gallery.selectionChanged.connect(self._on_gallery_selection)
-        self.gallery.patchesNeeded.connect(self._crop_for_gallery)
-        self.gallery_panel.filterChanged.connect(lambda _f: self._refresh_gallery())
-        self.gallery_panel.orderChanged.connect(lambda _o: self._refresh_gallery())
         sp = self.start_page
         sp.newRequested.connect(self._ask_new_project)
         sp.openRequested.connect(self._ask_open_project)
         sp.demoRequested.connect(self.open_demo)
         sp.recentRequested.connect(self.open_path)
+        ev = self.session.events
+        ev.project.connect(self._on_project)
+        ev.reload_needed.connect(self._load_cells)
+        ev.store_changed.connect(self._on_store_changed)
+        ev.user.connect(self._show_user)
+        self.session.cells.events.reset.connect(self._apply_pending_selection)
 
-    # --- extension surface -----------------------------------------------------------------
+    # --- the host surface (cellviewer.ui.host.Host) ----------------------------------------
     def add_panel(self, dock: QDockWidget,
                   area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea) -> QDockWidget:
         """Dock a panel and list it in View → Panels; its saved place is restored if known."""
@@ -309,17 +288,6 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(anchor, dock)
         anchor.raise_()
 
-    def add_close_guard(self, guard) -> None:
-        """``guard(reason) -> bool`` is asked before the project closes (``"close-project"``,
-        also when another project is opened) or the app quits (``"quit"``); False cancels."""
-        self._close_guards.append(guard)
-
-    def _may_close(self, reason: str) -> bool:
-        return all(guard(reason) for guard in list(self._close_guards))
-
-    def show_status(self, text: str, ms: int = 4000) -> None:
-        self.statusBar().showMessage(text, ms)
-
     def menu(self, title: str) -> QMenu:
         """The top-level menu called ``title`` (created at the end of the menu bar)."""
         found = self._menus.get(title)
@@ -328,24 +296,35 @@ class MainWindow(QMainWindow):
             self._menus[title] = found
         return found
 
+    def add_close_guard(self, guard: CloseGuard) -> None:
+        """``guard(reason) -> bool`` is asked before the project closes (``"close-project"``,
+        also when another project is opened) or the app quits (``"quit"``); False cancels."""
+        self._close_guards.append(guard)
+
+    def _may_close(self, reason: str) -> bool:
+        return all(guard(reason) for guard in list(self._close_guards))
+
     def install_tools(self) -> None:
         """Add the model, blur-preview, review and export tools and the training panels (they
-        dock in through this surface). The app calls it once after creating the window; tests
-        that want the tools call their ``install(window)`` themselves. Safe to call twice."""
-        if getattr(self, "prediction_tools", None) is None:
-            from cellviewer.ui.prediction_install import install as install_prediction
+        dock in through this surface). The app calls it once after creating the window."""
+        from cellviewer.ui.prediction_install import install as install_prediction
+        from cellviewer.ui.training_install import install as install_training
 
+        if not hasattr(self, "prediction_tools"):
             self.prediction_tools = install_prediction(self)
-        if getattr(self, "training", None) is None:
-            from cellviewer.ui.training_install import install as install_training
-
+        if not hasattr(self, "training"):
             self.training = install_training(self)
 
+    @property
+    def store(self):
+        """The open project's store (None before one is opened)."""
+        return self.session.store
+
     def current_store(self):
-        return self.store
+        return self.session.store
 
     def current_image_id(self) -> int | None:
-        return self._image_id
+        return self.session.image_id
 
     def current_image_source(self):
         return self._handle.source if self._handle is not None else None
@@ -359,7 +338,7 @@ class MainWindow(QMainWindow):
     def visible_cell_ids(self) -> list[str]:
         x0, y0, x1, y1 = self.view.visible_image_rect()
         rows = self.view.layer.query(x0, y0, x1, y1)
-        return [str(i) for i in self.view.layer.ids[np.sort(rows)]]
+        return [str(i) for i in self.view.layer.ids[sorted(rows.tolist())]]
 
     def color_mode(self) -> str:
         return self.view.layer.mode
@@ -370,39 +349,23 @@ class MainWindow(QMainWindow):
         if mode == self.view.layer.mode:
             return
         self.view.layer.set_mode(mode)
-        self.view.cells_updated()
         self._mode_actions[mode].setChecked(True)
         self.mode_combo.blockSignals(True)
         self.mode_combo.setCurrentIndex(self.mode_combo.findData(mode))
         self.mode_combo.blockSignals(False)
         self.colorModeChanged.emit(mode)
 
-    def set_predictions_provider(self, provider: Callable | None) -> None:
-        self._predictions_provider = provider
-        self.refresh_predictions()
-
-    def refresh_predictions(self) -> None:
-        layer = self.view.layer
-        result = None
-        if self._predictions_provider is not None and self._image_id is not None:
-            try:
-                result = self._predictions_provider(self._image_id)
-            except Exception as exc:  # a panel's bug must not take the viewer down
-                self.statusBar().showMessage(f"Predictions unavailable: {exc}", 8000)
-        if result is None:
-            layer.clear_predictions()
-        else:
-            ids, pred, conf = result
-            layer.set_predictions(list(ids), pred, conf)
-        self.view.cells_updated()
-        if self.gallery_panel.current_order() != "slide":  # new confidences, new order
-            self._refresh_gallery()
+    def set_prediction_overlay(self, ids, classes) -> None:
+        """Colour these cells by ``classes`` (project class ids) instead of the active model's
+        stored call, e.g. their prediction under the blur preview's σ; None ids: stop."""
+        self.view.layer.set_prediction_override(ids, classes)
 
     def centre_on_cell(self, cell_id: str, zoom: float | None = None) -> bool:
         """Centre the slide on a cell (switching image if needed); False if it is unknown."""
-        row = self.view.layer.rows_of([cell_id])[0] if len(self.view.layer) else -1
+        cells = self.session.cells
+        row = int(cells.indices_of([cell_id])[0]) if len(cells) else -1
         if row >= 0:
-            x, y = self.view.layer.xy[row]
+            x, y = cells.xy[row]
             self.view.centre_on(float(x), float(y), zoom if zoom is not None else
                                 max(self.view.zoom(), 1.0))
             return True
@@ -410,13 +373,32 @@ class MainWindow(QMainWindow):
             return False
         try:
             cell = self.store.cell(cell_id)
-        except Exception:
+        except Exception:  # noqa: BLE001 (not a cell of this project)
             return False
         self.show_image(cell.image_id)
         self.image_list.set_current_image(cell.image_id)
         self.view.centre_on(cell.x, cell.y, zoom if zoom is not None else 1.0)
         self._pending_selection = [str(cell_id)]  # applied once the image's cells are in
+        self._apply_pending_selection()  # (a small image's are in already)
         return True
+
+    def show_status(self, text: str, ms: int = 4000) -> None:
+        self.statusBar().showMessage(text, ms)
+
+    def report_error(self, title: str, message: str) -> None:
+        """Tell the user what failed and why, without blocking (see dialogs.show_error)."""
+        self.last_error = message
+        self.statusBar().showMessage(message, 10000)
+        show_error(self, title, message)
+
+    # --- the user ----------------------------------------------------------------------------
+    def _show_user(self, name: str | None) -> None:
+        self.user_button.setText(f"user: {name}" if name else "user: (asked at the first edit)")
+
+    def switch_user(self) -> None:
+        name = ask_user_name(self, self.session.user or saved_user())
+        if name:
+            self.session.set_user(name)
 
     # --- projects ----------------------------------------------------------------------------
     def open_demo(self) -> bool:
@@ -425,7 +407,7 @@ class MainWindow(QMainWindow):
 
         try:
             path = create_demo_project()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (shown to the user)
             self.report_error("Cannot open the demo project", str(exc))
             return False
         return self.open_project(path)
@@ -447,50 +429,41 @@ class MainWindow(QMainWindow):
         return self.open_project(p)
 
     def open_project(self, path) -> bool:
-        """Open a project; False (and the open project stays) when it cannot be opened or the
-        user declines to open a project another CellViewer has open."""
-        from cellviewer.core.store import ProjectStore
-
-        path = Path(path)
-        if self.store is not None and not self._may_close("close-project"):
-            return False
-        lock = self._lock_project(path)
-        if lock is None:
-            return False
-        try:
-            store = ProjectStore.open(path)
-        except Exception as exc:  # ProjectError names the file; anything else gets named here
-            lock.release()  # (a lock shared with the open project only drops its count)
-            self.report_error("Cannot open project", self._named(path, exc))
-            return False
-        self._set_store(store, lock)
-        return True
+        """Open a project; False (and the open project stays) when it cannot be opened, a
+        close guard said no, or the user declined to open a project another CellViewer has."""
+        return self._open(Path(path), create=False)
 
     def new_project(self, path) -> bool:
-        from cellviewer.core.store import ProjectStore
-
         path = Path(path)
         if path.suffix != PROJECT_SUFFIX:
             path = path.with_name(path.name + PROJECT_SUFFIX)
-        if self.store is not None and not self._may_close("close-project"):
-            return False
-        lock = self._lock_project(path)
-        if lock is None:
+        return self._open(path, create=True)
+
+    def _open(self, path: Path, create: bool) -> bool:
+        if self.store is not None and not self._may_close(CLOSE_PROJECT):
             return False
         try:
-            store = ProjectStore.create(path)
-        except Exception as exc:
-            lock.release()
-            self.report_error("Cannot create project", self._named(path, exc))
+            if create:
+                store = self.session.create(path, lock_user=self._lock_user())
+            else:
+                store = self.session.open(path, lock_user=self._lock_user(),
+                                          confirm_in_use=self._confirm_open_in_use)
+        except Exception as exc:  # noqa: BLE001 (ProjectError names the file; else we do)
+            self.report_error("Cannot create project" if create else "Cannot open project",
+                              self._named(path, exc))
             return False
-        self._set_store(store, lock)
+        if store is None:
+            self.statusBar().showMessage(f"Not opened: {path} is open in another CellViewer",
+                                         10000)
+            return False
         return True
 
     def close_project(self) -> bool:
         """Close the open project (after asking the close guards); False if one said no."""
-        if self.store is not None and not self._may_close("close-project"):
+        if self.store is not None and not self._may_close(CLOSE_PROJECT):
             return False
-        self._set_store(None)
+        self._close_image()
+        self.session.close()
         return True
 
     @staticmethod
@@ -498,25 +471,12 @@ class MainWindow(QMainWindow):
         text = str(exc)
         return text if str(path) in text or path.name in text else f"{path}: {text}"
 
-    # --- the project lock: one CellViewer at a time edits a project -------------------------
-    def _lock_project(self, path: Path):
-        """The lock for ``path`` (see cellviewer.core.project_lock), or None when another
-        CellViewer has the project open and the user chose not to open it anyway. A folder
-        where no lock can be made gives an unheld lock: the project still opens."""
-        from cellviewer.core.project_lock import ProjectInUseError, ProjectLock
+    def _lock_user(self) -> str:
+        """The name the lock shows to others: the editing user once known, else the name
+        kept in the settings or the login name; never asks, since opening is not editing."""
+        from cellviewer.core.users import default_user
 
-        user = self._lock_user()
-        try:
-            try:
-                return ProjectLock.acquire(path, user=user)
-            except ProjectInUseError as exc:
-                if not self._confirm_open_in_use(exc):
-                    self.statusBar().showMessage(f"Not opened: {exc}", 10000)
-                    return None
-                return ProjectLock.acquire(path, user=user, force=True)
-        except Exception as exc:  # a bug in the lock must not lose the user's project
-            self.report_error("Cannot open project", self._named(path, exc))
-            return None
+        return self.session.user or saved_user() or default_user()
 
     def _confirm_open_in_use(self, error) -> bool:
         """Ask whether to open a project another CellViewer has open (a ProjectInUseError);
@@ -524,7 +484,7 @@ class MainWindow(QMainWindow):
         box = QMessageBox(QMessageBox.Icon.Warning, "Project already open", str(error),
                           QMessageBox.StandardButton.NoButton, self)
         box.setObjectName("project_in_use_box")
-        if getattr(error, "checkable", True):
+        if error.checkable:
             hint = ("If both change it, their edits and undo steps mix and work can be lost. "
                     "Open it anyway only if that CellViewer is no longer working on it.")
         else:
@@ -541,50 +501,31 @@ class MainWindow(QMainWindow):
         box.deleteLater()
         return answer
 
-    def _lock_user(self) -> str:
-        """The name the lock shows to others: the editing user once known, else
-        CELLVIEWER_USER, the name kept in the settings, or the login name (as
-        dialogs.current_user and the store's default); never asks, since opening is not
-        editing."""
-        from cellviewer.core.store import current_user as default_user
-
-        name = (self._user or os.environ.get("CELLVIEWER_USER")
-                or str(app_settings().value(USER_KEY, "") or ""))
-        return name or default_user()
-
-    def _set_store(self, store, lock=None) -> None:
-        """Show ``store`` (None: no project), holding ``lock`` while it is open; the previous
-        project is closed first, then its lock given back."""
-        old, old_lock = self.store, self._lock
+    def _on_project(self, store) -> None:
+        """The session opened ``store`` (or closed the project: None): every per-project
+        view starts afresh."""
         self._close_image()
-        self.store = store
-        self._lock = lock
-        if old is not None:
-            old.remove_listener(self._on_store_change)
-            old.close()
-        if old_lock is not None and old_lock is not lock:
-            old_lock.release()
-        if lock is not None and not lock.held and lock.reason:
-            self.statusBar().showMessage(
-                f"Not locked ({lock.reason}): another CellViewer could open it too", 15000)
         self.view.select_ids([], emit=False)
+        self.set_color_mode("label")
+        self.view.layer.set_prediction_override(None, None)
         self._update_undo_actions()
         if store is None:
             self.setWindowTitle("CellViewer")
             self.image_list.set_images([])
+            self.panels.clear()
             self._show_start_page()
             self.projectChanged.emit(None)
             return
-        if self._user:
-            store.user = self._user
-        store.add_listener(self._on_store_change)
+        lock = self.session.lock
+        if lock is not None and not lock.held and lock.reason:
+            self.statusBar().showMessage(
+                f"Not locked ({lock.reason}): another CellViewer could open it too", 15000)
         self._remember_recent(str(store.path))
         self.setWindowTitle(f"CellViewer: {Path(store.path).name}")
         self.stack.setCurrentWidget(self.view)
         self._reload_classes()
         images = store.images()
         self.image_list.set_images(images)
-        self._update_counts()
         self.projectChanged.emit(store)
         if images:
             self.image_list.set_current_image(images[0].id)
@@ -597,14 +538,18 @@ class MainWindow(QMainWindow):
         self.start_page.set_recent(self._recent())
         self.stack.setCurrentWidget(self.start_page)
 
-    def _ensure_user(self) -> bool:
-        """Ask for the user's name once, before the first edit (never while only viewing)."""
-        if self._user is None:
-            self._user = current_user(self)
-            self.user_label.setText(f"user: {self._user}")
-        if self.store is not None and getattr(self.store, "user", None) != self._user:
-            self.store.user = self._user
-        return True
+    def _on_store_changed(self, event) -> None:
+        """A committed change of the project (from any panel): the cells have followed it
+        already; here the menus, classes and image list do."""
+        kinds = event.kinds
+        if "classes" in kinds:
+            self._reload_classes()
+        if "images" in kinds and self.store is not None:
+            self.image_list.set_images(self.store.images())
+        elif "cells" in kinds:
+            self.panels.update_image_counts()
+        self._update_undo_actions()
+        self.cellsChanged.emit()
 
     # --- images ------------------------------------------------------------------------------
     def image_count(self) -> int:
@@ -615,21 +560,19 @@ class MainWindow(QMainWindow):
 
     def show_image(self, image_id: int) -> None:
         """Show an image of the project: its tiles and cells load in the background."""
-        if self.store is None or image_id == self._image_id:
+        if self.store is None or image_id == self.session.image_id:
             return
         try:
             rec = self.store.image(image_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (shown to the user)
             self.report_error("Cannot show image", str(exc))
             return
         self._close_image()
         self._pending_selection = []
-        self._image_id, self._image_rec = int(image_id), rec
         self._image_generation += 1
         generation = self._image_generation
         self.view.message = f"Opening {rec.path.name}…"
-        self.view.set_source(None)
-        self.view.update()
+        self.session.set_image(int(image_id))  # its cells start loading now
 
         def opened(source) -> None:
             if generation != self._image_generation:  # the user moved on meanwhile
@@ -637,7 +580,6 @@ class MainWindow(QMainWindow):
                 return
             self._handle = SourceHandle(source)
             self.view.set_source(self._handle)
-            self._load_cells()
 
         def failed(message: str) -> None:
             if generation != self._image_generation:
@@ -648,86 +590,55 @@ class MainWindow(QMainWindow):
 
         from cellviewer.core.sources import open_image
 
+        self._shown_image = int(image_id)
         self.runner.submit(lambda: open_image(rec.path), opened, failed, priority=10)
-        self._update_counts()
-        self.imageChanged.emit(self._image_id)
+        self.panels.update_count()
+        self.imageChanged.emit(int(image_id))
 
     def _close_image(self) -> None:
-        handle, had_image = self._handle, self._image_id is not None
-        self._handle = None
-        self._image_id = None
-        self._image_rec = None
+        handle, had_image = self._handle, self._shown_image is not None
+        self._handle, self._shown_image = None, None
         self._image_generation += 1
         self.view.set_source(None)
-        self.gallery.set_items([], [])
-        self.details.clear()
+        self.session.set_image(None)
         if handle is not None:
             handle.mark_closed()  # workers still holding it stop quietly
             self.runner.submit(handle.close)  # close waits for reads in flight: not here
         if had_image:
             self.imageChanged.emit(-1)
 
-    def _load_cells(self, then: Callable[[], None] | None = None) -> None:
-        """Put the image's cells on the view. A large image's cells (and their grid index) are
-        read by a worker through its own read-only connection, so the window stays live."""
-        if self.store is None or self._image_id is None:
+    def _load_cells(self) -> None:
+        """Read the current image's cells (the session asked): a large image's in a worker,
+        through its own read-only connection, with its spatial index, so the window stays
+        live; the session applies edits made meanwhile on arrival."""
+        request = self.session.load_request()
+        store = self.store
+        if request is None or store is None:
             return
-        self._cells_generation += 1
-        generation, image_id, store = self._cells_generation, self._image_id, self.store
-        n = store.cell_count(image_id)
+        n = store.cell_count(request.image_id)
         if n < SYNC_CELLS_BELOW:
-            cells = store.cell_arrays(image_id)
-            self._apply_cells(cells, None, then)
+            self.session.loaded(request, store.image_columns(request.image_id,
+                                                             request.model_id))
             return
-        from cellviewer.core.store import ProjectStore
-        from cellviewer.ui.markers import GridIndex
-
-        path, rec = store.path, self._image_rec
+        rec = store.image(request.image_id)
 
         def job():
-            with ProjectStore.open(path, readonly=True) as ro:
-                cells = ro.cell_arrays(image_id)
-            return cells, GridIndex(cells.xy, rec.width, rec.height)
+            cols = load_image_cells(request)
+            return cols, GridIndex(cols.xy, rec.width, rec.height)
 
         def done(result) -> None:
-            if image_id != self._image_id or store is not self.store:
-                return
-            if generation != self._cells_generation:  # edited meanwhile: read again
-                self._load_cells(then)
-                return
-            self.statusBar().clearMessage()
-            self._apply_cells(result[0], result[1], then)
+            cols, index = result
+            if self.session.loaded(request, cols):
+                self.view.layer.set_index(index)
+                self.statusBar().clearMessage()
 
         self.statusBar().showMessage(f"Loading {n:,} cells…")
         self.runner.submit(job, done, lambda msg: self.report_error("Cannot load cells", msg))
 
-    def _apply_cells(self, cells, index, then) -> None:
-        self.view.set_cells(cells.ids, cells.xy, cells.class_id, index=index)
-        if self._pending_selection:
+    def _apply_pending_selection(self) -> None:
+        if self._pending_selection and not self.session.cells.loading:
             pending, self._pending_selection = self._pending_selection, []
             self.view.select_ids(pending)
-        self._after_cells_loaded()
-        self.refresh_predictions()
-        if then is not None:
-            then()
-
-    def _after_cells_loaded(self) -> None:
-        self._update_class_counts()
-        self._refresh_gallery()
-        self._update_counts()
-
-    def refresh_cells(self) -> None:
-        """Reload the current image's cells (and counts) from the store; emits cellsChanged."""
-        if self.store is None:
-            return
-        self._reload_classes()
-        if self._handle is not None:
-            selected = self.view.selected_ids()
-            self._load_cells(then=lambda: self.view.select_ids(selected))
-        self.image_list.update_counts(self.store.images())
-        self._update_counts()
-        self._update_undo_actions()
-        self.cellsChanged.emit()
 
     def add_images(self, paths: list[str]) -> None:
         """Add image files to the project; each is opened in a worker to read its size.
@@ -748,57 +659,70 @@ class MainWindow(QMainWindow):
                 p, w, h, mpp, fp = info
                 try:
                     image_id = store.add_image(p, w, h, mpp=mpp, fingerprint=fp)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 (shown to the user)
                     self.report_error("Cannot add image", self._named(Path(p), exc))
                     return
-                self.image_list.set_images(store.images())
-                self._update_counts()
-                if self._image_id is None:
+                if self.session.image_id is None:
                     self.image_list.set_current_image(image_id)
                     self.show_image(image_id)
 
             self.runner.submit(lambda p=path: probe(p), done,
                                lambda msg: self.report_error("Cannot add image", msg))
 
-    def import_points(self, csv_path: str, image_dir: str | None = None) -> None:
-        """Import cells from a points CSV (see cellviewer.core.project_import)."""
+    def import_points(self, csv_path: str, image_dir: str | None = None) -> bool:
+        """Import cells from a points CSV (see cellviewer.core.io_csv) in the background,
+        through a connection of its own: the window stays live, edits wait until it is done.
+        Returns False when it could not start."""
         if self.store is None:
             self.report_error("No project", "Open or create a project before importing points.")
-            return
-        from PySide6.QtWidgets import QApplication
-
-        from cellviewer.core import project_import
-
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            return False
+        if self._writing:
+            self.report_error("Busy", f"Wait until {self._writing} has finished.")
+            return False
         try:
-            self._ensure_user()
-            result = project_import.import_points_csv(self.store, csv_path, image_dir=image_dir)
-        except Exception as exc:
-            self.report_error("Cannot import points", self._named(Path(csv_path), exc))
-            return
-        finally:
-            QApplication.restoreOverrideCursor()
-        self.statusBar().showMessage(
-            f"Imported {result.n_cells:,} cells from {Path(csv_path).name}", 8000)
-        self.image_list.set_images(self.store.images())
-        self.refresh_cells()
+            user = self.session.require_user()
+        except Exception as exc:  # noqa: BLE001 (no name given: nothing imported)
+            self.report_error("Cannot import points", str(exc))
+            return False
+        store, name = self.store, Path(csv_path).name
+
+        def job():
+            from cellviewer.core.io_csv import import_points_csv
+            from cellviewer.core.store import ProjectStore
+
+            with ProjectStore.open(store.path) as own:
+                own.user = user
+                return import_points_csv(own, csv_path, image_dir=image_dir)
+
+        def finished() -> None:
+            self._writing = None
+            if store is self.store:
+                store.external_change()  # everything is read again, in the background
+
+        def done(result) -> None:
+            finished()
+            self.statusBar().showMessage(f"Imported {result.n_cells:,} cells from {name}", 8000)
+
+        def failed(message: str) -> None:
+            finished()
+            self.report_error("Cannot import points", self._named(Path(csv_path),
+                                                                  Exception(message)))
+
+        self._writing = f"the import of {name}"
+        self.statusBar().showMessage(f"Importing {name}…")
+        self.runner.submit(job, done, failed)
+        return True
 
     # --- classes -----------------------------------------------------------------------------
     def _reload_classes(self) -> None:
-        if self.store is None:
-            self._classes = []
-        else:
-            self._classes = [ClassStyle(c.id, c.name, c.color, c.key)
-                             for c in self.store.classes()]
-        self.view.layer.set_classes(self._classes)
-        self.class_panel.set_classes(self._classes, self.view.layer.counts_by_class())
-        self.gallery_panel.set_classes(self._classes, self.view.layer.counts_by_class())
-        self.view.cells_updated()
+        classes = [] if self.store is None else [ClassStyle(c.id, c.name, c.color, c.key)
+                                                 for c in self.store.classes()]
+        self.view.layer.set_classes(classes)
+        self.panels.set_classes(classes)
 
-    def _update_class_counts(self) -> None:
-        counts = self.view.layer.counts_by_class()
-        self.class_panel.set_counts(counts)
-        self.gallery_panel.set_classes(self._classes, counts)
+    @property
+    def _classes(self) -> list[ClassStyle]:
+        return self.panels.classes
 
     def class_for_key(self, key: str) -> int | None:
         for c in self._classes:
@@ -811,158 +735,64 @@ class MainWindow(QMainWindow):
             return
         from cellviewer.ui.class_editor import ClassEditorDialog
 
-        self._ensure_user()
         dialog = ClassEditorDialog(self.store, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
-        dialog.classesChanged.connect(self.refresh_cells)
         self.class_editor = dialog
         dialog.open()
 
-    def _on_hidden_changed(self, hidden: set) -> None:
-        self.view.layer.set_hidden(hidden)
-        self.view.cells_updated()
-
-    # --- editing -----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _own_change(self):
-        """Our own edits update the markers in place; the store's change events for them are
-        not a reason to reload."""
-        self._own_depth += 1
-        try:
-            yield
-        finally:
-            self._own_depth -= 1
-
-    def _on_store_change(self, event) -> None:
-        """Another panel changed the project: refresh what we show (once, after it is done)."""
-        if self._own_depth:
-            return
-        kinds = set(event.kinds)
-        if "predictions" in kinds:
-            self._pending_refresh.add("predictions")
-        if kinds & {"cells", "classes", "images"}:
-            if "cells" in kinds and event.image_ids and self._image_id not in event.image_ids \
-                    and not kinds & {"classes", "images"}:
-                self._pending_refresh.add("counts")
-            else:
-                self._pending_refresh.add("cells")
-        if self._pending_refresh:
-            self._refresh_timer.start()
-
-    def _apply_pending_refresh(self) -> None:
-        what, self._pending_refresh = self._pending_refresh, set()
+    # --- editing: gestures become the core's edits -------------------------------------------
+    def _edit(self, title: str, fn, *args) -> EditResult | None:
+        """Run one edit of the core (recorded with the user, asked first if need be)."""
         if self.store is None:
-            return
-        if "cells" in what:
-            self.image_list.set_images(self.store.images())
-            self.refresh_cells()
-            self._refresh_gallery()
-            self._show_details()
-        elif "predictions" in what:
-            self.refresh_predictions()
-        if "counts" in what:
-            self.image_list.update_counts(self.store.images())
-
-    def _can_edit(self) -> bool:
-        return self.store is not None and self._image_id is not None and self._ensure_user()
+            return None
+        if self._writing:
+            self.report_error(title, f"Wait until {self._writing} has finished.")
+            return None
+        try:
+            result = fn(self.session, *args)
+        except EditError as exc:
+            self.report_error(title, str(exc))
+            return None
+        self.statusBar().showMessage(result.message, 4000)
+        return result
 
     def label_selection(self, class_id: int | None) -> int:
         """Give the selected cells a class (-1 or None: unlabelled); returns how many."""
         ids = self.view.selected_ids()
-        if not ids or not self._can_edit():
+        if not ids:
             return 0
-        cid = None if class_id is None or class_id < 0 else int(class_id)
-        try:
-            with self._own_change():
-                self.store.set_labels(ids, cid)
-        except Exception as exc:
-            self.report_error("Cannot set the class", str(exc))
-            return 0
-        layer = self.view.layer
-        layer.set_labels(layer.rows_of(ids), cid)
-        self.gallery.update_labels(ids, cid)
-        self._edited(f"{len(ids)} cell(s) → {self._class_name(cid)}")
-        self._show_details()
-        return len(ids)
+        result = self._edit("Cannot set the class", editing.label, ids, class_id)
+        return result.count if result else 0
 
     def delete_selection(self) -> int:
         ids = self.view.selected_ids()
-        if not ids or not self._can_edit():
+        if not ids:
             return 0
-        try:
-            with self._own_change():
-                self.store.delete_cells(ids)
-        except Exception as exc:
-            self.report_error("Cannot delete cells", str(exc))
-            return 0
-        layer = self.view.layer
-        layer.remove(layer.rows_of(ids))
-        self.view.select_ids([])
-        self._refresh_gallery()
-        self._edited(f"deleted {len(ids)} cell(s)")
-        return len(ids)
+        result = self._edit("Cannot delete cells", editing.delete, ids)
+        return result.count if result else 0
 
     def add_cell(self, x: float, y: float, class_id: int | None = None) -> str | None:
         """Add a cell at level-0 (x, y) with ``class_id`` (default: the current class)."""
-        if not self._can_edit():
+        if self.session.image_id is None:
             return None
         if class_id is None:
             class_id = self.class_panel.current_class()
-        cid = None if class_id is None or class_id < 0 else int(class_id)
-        try:
-            with self._own_change():
-                new_ids = self.store.add_cells(self._image_id, np.array([[x, y]]), [cid])
-        except Exception as exc:
-            self.report_error("Cannot add a cell", str(exc))
+        result = self._edit("Cannot add a cell", editing.add, [[x, y]], class_id)
+        if not result or not result.ids:
             return None
-        self.view.layer.append(new_ids, [[x, y]], [-1 if cid is None else cid])
-        self.view.select_ids(list(new_ids))
-        self._edited(f"added a {self._class_name(cid)} cell")
-        return str(new_ids[0])
+        self.view.select_ids(list(result.ids))
+        return result.ids[0]
 
     def move_cell(self, cell_id: str, x: float, y: float) -> None:
-        if not self._can_edit():
-            return
-        try:
-            with self._own_change():
-                self.store.move_cell(cell_id, x, y)
-        except Exception as exc:
-            self.report_error("Cannot move the cell", str(exc))
-            return
-        layer = self.view.layer
-        row = int(layer.rows_of([cell_id])[0])
-        if row >= 0:
-            layer.move(row, x, y)
-            i = self.gallery.index_of(cell_id)
-            if i >= 0:
-                self.gallery.forget_patches([i])
-        self._edited("moved a cell")
-        self._show_details()
+        self._edit("Cannot move the cell", editing.move, cell_id, x, y)
 
     def undo(self) -> bool:
-        return self._undo_redo("undo")
+        result = self._edit("Cannot undo", editing.undo)
+        return bool(result and result.count)
 
     def redo(self) -> bool:
-        return self._undo_redo("redo")
-
-    def _undo_redo(self, which: str) -> bool:
-        if self.store is None:
-            return False
-        self._ensure_user()
-        try:
-            with self._own_change():
-                done = getattr(self.store, which)()
-        except Exception as exc:
-            self.report_error(f"Cannot {which}", str(exc))
-            return False
-        if done:
-            self.refresh_cells()
-            self._refresh_gallery()
-            self._show_details()
-            self.statusBar().showMessage(f"{which} done", 4000)
-        else:
-            self.statusBar().showMessage(f"Nothing to {which}", 4000)
-        return bool(done)
+        result = self._edit("Cannot redo", editing.redo)
+        return bool(result and result.count)
 
     def _update_undo_actions(self) -> None:
         """ "Undo Label 3 cells as normal" / "Redo …": what the store would revert or repeat."""
@@ -975,117 +805,7 @@ class MainWindow(QMainWindow):
         self.redo_action.setText(f"&Redo {redo}" if redo else "&Redo")
 
     def select_all(self) -> None:
-        self.view.select_ids([str(i) for i in self.view.layer.ids])
-
-    def _edited(self, what: str) -> None:
-        self._cells_generation += 1  # a load in flight predates this edit
-        self.view.cells_updated()
-        self._update_class_counts()
-        if self.store is not None:
-            self.image_list.update_counts(self.store.images())
-        self._update_counts()
-        self.statusBar().showMessage(what, 4000)
-        self._update_undo_actions()
-        self.cellsChanged.emit()
-
-    def _class_name(self, class_id: int | None) -> str:
-        for c in self._classes:
-            if c.id == class_id:
-                return c.name
-        return "unlabelled"
-
-    # --- selection, details, gallery ---------------------------------------------------------
-    def _on_view_selection(self, ids: list) -> None:
-        if not self._selection_from_gallery:
-            self.gallery.select_ids(ids)
-            if self.gallery_panel.current_filter() == "selection":
-                self._refresh_gallery()
-        self._show_details()
-        self._update_counts()
-        self.selectionChanged.emit(list(ids))
-
-    def _on_gallery_selection(self, ids: list) -> None:
-        self._selection_from_gallery = True
-        try:
-            self.view.select_ids(ids)
-        finally:
-            self._selection_from_gallery = False
-
-    def _refresh_gallery(self) -> None:
-        """Fill the gallery from the in-memory cells (fast for 100,000)."""
-        self._gallery_generation += 1
-        layer = self.view.layer
-        f = self.gallery_panel.current_filter()
-        if f == "selection":
-            rows = layer.rows_of(self.view.selected_ids())
-            rows = rows[rows >= 0]
-        elif f == "all":
-            rows = np.arange(len(layer))
-        else:
-            rows = np.flatnonzero(layer.class_id == int(f))
-        order = self.gallery_panel.current_order()
-        conf = layer.pred_conf
-        scores = None
-        if order != "slide" and conf is not None:
-            rows = order_rows(rows, conf, order)
-            scores = conf[rows]  # the confidence on each crop, before its label
-        self._gallery_rows = rows
-        self.gallery.set_items(layer.ids[rows], layer.class_id[rows], scores=scores)
-        self.gallery.select_ids(self.view.selected_ids())
-        self.gallery_panel.show_count(len(rows))
-        if order != "slide" and conf is None:
-            self.gallery_panel.count.setText(f"{len(rows):,} cells · no predictions to order by")
-
-    def _crop_for_gallery(self, indices: np.ndarray) -> None:
-        handle = self._handle
-        if handle is None or not len(indices):
-            return
-        rows = self.view.layer.rows_of(self.gallery.ids_at(indices))
-        ok = rows >= 0
-        indices, rows = np.asarray(indices)[ok], rows[ok]
-        xy = self.view.layer.xy[rows].copy()
-        generation = self._gallery_generation
-
-        def crop():
-            from cellviewer.core.crop import crop_patches
-
-            return handle.call(crop_patches, xy).patches
-
-        def done(patches) -> None:
-            if generation == self._gallery_generation:
-                self.gallery.set_patches(indices, patches)
-
-        self.runner.submit(crop, done, lambda msg: None if handle.closed else
-                           self.statusBar().showMessage(msg, 8000))
-
-    def _show_details(self) -> None:
-        ids = self.view.selected_ids()
-        if len(ids) != 1 or self.store is None:
-            if ids:
-                self.details.show_many(len(ids))
-            else:
-                self.details.clear()
-            return
-        cid = ids[0]
-        try:
-            cell = self.store.cell(cid)
-            history = self.store.history(cid)
-        except Exception as exc:
-            self.details.clear(str(exc))
-            return
-        mpp = self._image_rec.mpp if self._image_rec is not None else None
-        self.details.show_cell(cell, self._class_name(cell.class_id), history, mpp)
-        handle = self._handle
-        if handle is None:
-            return
-        xy = np.array([[cell.x, cell.y]])
-
-        def crop():
-            from cellviewer.core.crop import crop_patches
-
-            return handle.call(crop_patches, xy).patches[0]
-
-        self.runner.submit(crop, lambda patch: self.details.set_patch(cid, patch))
+        self.view.select_ids([str(i) for i in self.session.cells.ids])
 
     # --- status bar --------------------------------------------------------------------------
     def _on_cursor(self, x: float, y: float) -> None:
@@ -1100,21 +820,6 @@ class MainWindow(QMainWindow):
 
     def _update_zoom_label(self) -> None:
         self.zoom_label.setText(f"zoom {self.view.zoom() * 100:.0f}%" if self._handle else "")
-
-    def _update_counts(self) -> None:
-        n = len(self.view.layer)
-        sel = len(self.view.selected_ids())
-        text = f"{n:,} cells" if self._image_id is not None else ""
-        if sel:
-            text += f" · {sel:,} selected"
-        self.count_label.setText(text)
-
-    # --- errors ------------------------------------------------------------------------------
-    def report_error(self, title: str, message: str) -> None:
-        """Tell the user what failed and why, without blocking (see dialogs.show_error)."""
-        self.last_error = message
-        self.statusBar().showMessage(message, 10000)
-        show_error(self, title, message)
 
     # --- keyboard ----------------------------------------------------------------------------
     def keyPressEvent(self, e: QKeyEvent) -> None:  # noqa: N802
@@ -1203,7 +908,7 @@ class MainWindow(QMainWindow):
         self._fill_recent_menu()
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        if not self._may_close("quit"):
+        if self.store is not None and not self._may_close(QUIT):
             event.ignore()
             return
         s = app_settings()
@@ -1211,13 +916,14 @@ class MainWindow(QMainWindow):
         s.setValue("main_window/state", self.saveState())
         s.setValue("view/marker_style", self.view.marker_style)
         s.setValue("view/marker_size", self.view.marker_size)
-        self._set_store(None)
+        self._close_image()
+        self.session.close()
         self.loader.runner.wait(3000)
         self.runner.wait(3000)
         self.image_list.runner.wait(3000)
         super().closeEvent(event)
 
-    # --- timers for callers that wait (tests, self-test, benchmark) --------------------------
+    # --- for callers that wait (tests, self-test, benchmark) ---------------------------------
     def wait_idle(self, timeout_ms: int = 5000) -> bool:
         """Process events until no background job of the window is pending."""
         from PySide6.QtCore import QCoreApplication, QElapsedTimer
@@ -1226,6 +932,8 @@ class MainWindow(QMainWindow):
         timer.start()
         while timer.elapsed() < timeout_ms:
             QCoreApplication.processEvents()
-            if not self.runner.pending() and not self.loader.pending_count():
+            if not self.runner.pending() and not self.loader.pending_count() \
+                    and not self.session.cells.loading:
+                self.panels.flush()
                 return True
         return False

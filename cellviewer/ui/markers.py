@@ -1,8 +1,9 @@
-"""Cell markers: the in-memory cells of one image, a grid index over them, and batch drawing.
+"""Cell markers: how the cells of one image are drawn, in batches.
 
-:class:`MarkerLayer` keeps the image's cells as numpy arrays (``ids``, ``xy`` level-0 pixels,
-``class_id`` with -1 for unlabelled, optional predictions) and a :class:`GridIndex` so the view
-asks only for the markers inside the visible rectangle. Drawing never loops in Python: markers are
+:class:`MarkerLayer` is a view over the open image's cells (``cellviewer.core.image_cells``:
+``ids``, ``xy`` level-0 pixels, ``class_id`` with -1 for unlabelled, predictions) with a
+:class:`~cellviewer.core.spatial.GridIndex` so the view asks only for the markers inside the
+visible rectangle. Drawing never loops in Python: markers are
 pre-rendered sprites (one small pixmap per colour and style) blitted with one
 ``QPainter.drawPixmapFragments`` call per colour from a numpy array of positions. When more
 markers are visible than there are screen pixels for them (a whole slide with 500,000 cells),
@@ -12,7 +13,7 @@ the screen size, not the cell count. The view caches the result as an overlay im
 it again only when the zoom, the cells or the style change, or a pan leaves its margin.
 
 Colour modes: ``"label"`` (the cell's class colour), ``"prediction"`` (the predicted class's
-colour, set with :meth:`MarkerLayer.set_predictions`) and ``"agreement"`` (green where label and
+colour, from the active model's predictions) and ``"agreement"`` (green where label and
 prediction agree, red where they differ, grey where either is missing).
 """
 
@@ -26,6 +27,10 @@ import shiboken6
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap
 
+from cellviewer.core.image_cells import ImageCells
+from cellviewer.core.spatial import GridIndex
+from cellviewer.core.store import CellColumns
+
 COLOR_MODES = ("label", "prediction", "agreement")
 MARKER_STYLES = ("circle", "dot", "cross", "square")
 UNLABELLED_COLOUR = "#ffffff"
@@ -37,82 +42,6 @@ CROWDED = 2.0  # markers covering their area this many times over become a class
 DENSITY_ALPHA = 235
 
 
-class GridIndex:
-    """Points bucketed on a regular grid: rectangle and nearest-point queries without a scan.
-
-    The points are sorted by bucket once (``O(N log N)``); a query visits only the buckets the
-    rectangle touches, each one a contiguous slice of the sorted order.
-    """
-
-    def __init__(self, xy: np.ndarray, width: float, height: float) -> None:
-        self.xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        n = len(self.xy)
-        width, height = max(1.0, float(width)), max(1.0, float(height))
-        if n:  # the image's true extent may be smaller than the points' (cells outside)
-            width = max(width, float(self.xy[:, 0].max()) + 1)
-            height = max(height, float(self.xy[:, 1].max()) + 1)
-        # about 4 points per bucket, never finer than 16 px nor more than ~4 M buckets
-        cell = math.sqrt(width * height * 4.0 / max(n, 1))
-        cell = max(16.0, cell, math.sqrt(width * height / 4e6))
-        self.cell = cell
-        self.cols = max(1, int(math.ceil(width / cell)))
-        self.rows = max(1, int(math.ceil(height / cell)))
-        gx = np.clip((self.xy[:, 0] // cell).astype(np.int64), 0, self.cols - 1)
-        gy = np.clip((self.xy[:, 1] // cell).astype(np.int64), 0, self.rows - 1)
-        keys = gy * self.cols + gx
-        if n:
-            lo, hi = self.xy.min(axis=0), self.xy.max(axis=0)
-            self.bbox = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
-        else:
-            self.bbox = (0.0, 0.0, -1.0, -1.0)
-        self.order = np.argsort(keys, kind="stable")
-        self.starts = np.searchsorted(keys[self.order], np.arange(self.cols * self.rows + 1))
-
-    def __len__(self) -> int:
-        return len(self.xy)
-
-    def query(self, x0: float, y0: float, x1: float, y1: float,
-              exact: bool = True) -> np.ndarray:
-        """Indices of the points with x0 <= x <= x1 and y0 <= y <= y1 (int64, unordered).
-
-        ``exact=False`` returns every point of the buckets the rectangle touches, a few more
-        than asked, without testing them: what drawing wants (the painter clips the rest)."""
-        n = len(self.xy)
-        if n == 0 or x1 < x0 or y1 < y0:
-            return np.empty(0, dtype=np.int64)
-        bx0, by0, bx1, by1 = self.bbox
-        if x0 <= bx0 and y0 <= by0 and x1 >= bx1 and y1 >= by1:
-            return np.arange(n, dtype=np.int64)  # everything: no per-point test
-        c0 = max(0, int(x0 // self.cell))
-        c1 = min(self.cols - 1, int(x1 // self.cell))
-        r0 = max(0, int(y0 // self.cell))
-        r1 = min(self.rows - 1, int(y1 // self.cell))
-        if c1 < c0 or r1 < r0:
-            return np.empty(0, dtype=np.int64)
-        if c0 == 0 and r0 == 0 and c1 == self.cols - 1 and r1 == self.rows - 1:
-            cand = self.order
-        else:
-            rows = np.arange(r0, r1 + 1) * self.cols
-            lo, hi = self.starts[rows + c0], self.starts[rows + c1 + 1]
-            cand = np.concatenate([self.order[a:b] for a, b in zip(lo, hi, strict=True)])
-        if not exact:
-            return cand
-        pts = self.xy[cand]
-        inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
-        return cand[inside]
-
-    def nearest(self, x: float, y: float, radius: float, mask: np.ndarray | None = None) -> int:
-        """The index of the point nearest (x, y) within ``radius`` (allowed by ``mask``), or -1."""
-        cand = self.query(x - radius, y - radius, x + radius, y + radius)
-        if mask is not None and len(cand):
-            cand = cand[mask[cand]]
-        if len(cand) == 0:
-            return -1
-        d2 = ((self.xy[cand] - (x, y)) ** 2).sum(axis=1)
-        best = int(np.argmin(d2))
-        return int(cand[best]) if d2[best] <= radius * radius else -1
-
-
 @dataclass
 class ClassStyle:
     id: int
@@ -122,123 +51,136 @@ class ClassStyle:
 
 
 class MarkerLayer:
-    """The cells of the image on screen, with their colours, visibility and index."""
+    """How the cells of the image on screen are drawn: a view over an
+    :class:`~cellviewer.core.image_cells.ImageCells` (the one source of truth), adding only
+    what drawing needs: colours by mode, hidden classes, the spatial index, and an optional
+    override of predicted classes (the blur preview applied to the visible cells). It follows
+    the model's events and calls ``on_change()`` (the view repaints)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cells: ImageCells | None = None) -> None:
+        self.cells = cells if cells is not None else ImageCells()
         self.width = 1
         self.height = 1
-        self.ids = np.empty(0, dtype=object)
-        self.xy = np.empty((0, 2), dtype=np.float64)
-        self.class_id = np.empty(0, dtype=np.int64)
-        self.pred_class = None  # (N,) int64 class ids, -1 none; aligned with ids
-        self.pred_conf = None
         self.classes: list[ClassStyle] = []
         self.hidden: set[int] = set()
         self.mode = "label"
         self.version = 0  # bumps on every change that alters what is drawn
+        self.on_change = lambda: None
         self._index: GridIndex | None = None
         self._colour_key: np.ndarray | None = None
         self._visible: np.ndarray | None = None
-        self._row_of: dict[str, int] | None = None
+        self._override: np.ndarray | None = None  # predicted class per cell, -1: none
+        self._override_ids: dict[str, int] | None = None
+        ev = self.cells.events
+        ev.reset.connect(self._on_structure)
+        ev.inserted.connect(lambda _i: self._on_structure())
+        ev.removed.connect(lambda _i, _ids: self._on_structure())
+        ev.changed.connect(self._on_changed)
+        ev.predictions.connect(lambda _i: self._on_colours())
 
-    # --- data ------------------------------------------------------------------------------
+    # --- the model's columns ---------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.cells)
 
+    @property
+    def ids(self) -> np.ndarray:
+        return self.cells.ids
+
+    @property
+    def xy(self) -> np.ndarray:
+        return self.cells.xy
+
+    @property
+    def class_id(self) -> np.ndarray:
+        return self.cells.class_id
+
+    @property
+    def pred_class(self) -> np.ndarray:
+        """Predicted project class per cell (-1: none; the override where set)."""
+        if self._override is None:
+            return self.cells.pred_class
+        return np.where(self._override >= 0, self._override, self.cells.pred_class)
+
+    @property
+    def pred_conf(self) -> np.ndarray:
+        """The active model's confidence per cell (NaN: no prediction)."""
+        return self.cells.confidence
+
+    def rows_of(self, ids) -> np.ndarray:
+        """Row of each id in the arrays (-1 where unknown)."""
+        return self.cells.indices_of(ids)
+
+    # --- loading without a project (a standalone view, tests, benchmarks) -------------------
     def set_cells(self, ids, xy, class_id, width: int, height: int,
                   index: GridIndex | None = None) -> None:
-        self.ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=object)
-        self.xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2).copy()
-        cid = np.asarray(class_id if class_id is not None else [], dtype=np.int64)
-        self.class_id = cid.copy() if len(cid) else np.full(len(self.ids), -1, dtype=np.int64)
+        """Show these cells (a model of their own: no project behind them)."""
+        n = len(ids)
+        cid = np.asarray(class_id if class_id is not None and len(class_id) else
+                         np.full(n, -1), dtype=np.int64)
+        cols = CellColumns(
+            np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=object),
+            np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
+            np.asarray(xy, dtype=np.float64).reshape(-1, 2).copy(), cid.copy(),
+            np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.int8),
+            np.full(n, -1, dtype=np.int64), np.full(n, np.nan, dtype=np.float32))
+        self.set_extent(width, height)
+        self.cells.replace(cols)
+        self.set_index(index)
+
+    def set_extent(self, width: int, height: int) -> None:
         self.width, self.height = int(width), int(height)
-        self.pred_class = self.pred_conf = None
-        self._structure_changed()
-        if index is not None and len(index) == len(self.xy):
+        self._index = None
+
+    def set_index(self, index: GridIndex | None) -> None:
+        """Adopt an index built elsewhere (by the worker that loaded the cells)."""
+        if index is not None and len(index) == len(self.cells):
             self._index = index
 
+    # --- drawing options ---------------------------------------------------------------------
     def set_classes(self, classes: list[ClassStyle]) -> None:
         self.classes = list(classes)
-        self._colours_changed()
+        self._on_colours()
 
     def set_hidden(self, hidden: set[int]) -> None:
         self.hidden = set(hidden)
         self._visible = None
         self.version += 1
+        self.on_change()
 
     def set_mode(self, mode: str) -> None:
         if mode not in COLOR_MODES:
             raise ValueError(f"colour mode must be one of {COLOR_MODES}, not {mode!r}")
         self.mode = mode
-        self._colours_changed()
+        self._on_colours()
 
-    def set_predictions(self, ids, pred_class, confidence=None) -> None:
-        """Predicted class ids (and confidences) for some of the cells; others get none."""
-        pred = np.full(len(self.ids), -1, dtype=np.int64)
-        conf = np.full(len(self.ids), np.nan, dtype=np.float32)
-        rows = self.rows_of(list(ids))
-        ok = rows >= 0
-        pred[rows[ok]] = np.asarray(pred_class, dtype=np.int64)[ok]
-        if confidence is not None:
-            conf[rows[ok]] = np.asarray(confidence, dtype=np.float32)[ok]
-        self.pred_class, self.pred_conf = pred, conf
-        self._colours_changed()
+    def set_prediction_override(self, ids, classes) -> None:
+        """Colour these cells by ``classes`` instead of the model's stored call (None: stop)."""
+        if ids is None:
+            self._override = None
+        else:
+            over = np.full(len(self.cells), -1, dtype=np.int64)
+            at = self.cells.indices_of(ids)
+            ok = at >= 0
+            over[at[ok]] = np.asarray(classes, dtype=np.int64)[ok]
+            self._override = over
+        self._on_colours()
 
-    def clear_predictions(self) -> None:
-        self.pred_class = self.pred_conf = None
-        self._colours_changed()
-
-    def rows_of(self, ids) -> np.ndarray:
-        """Row of each id in the arrays (-1 where unknown)."""
-        if len(ids) == 0:
-            return np.empty(0, dtype=np.int64)
-        if self._row_of is None:
-            self._row_of = {cid: i for i, cid in enumerate(self.ids.tolist())}
-        get = self._row_of.get
-        return np.fromiter((get(c, -1) for c in ids), dtype=np.int64, count=len(ids))
-
-    def set_labels(self, rows: np.ndarray, class_id: int | None) -> None:
-        self.class_id[np.asarray(rows, dtype=np.int64)] = -1 if class_id is None else class_id
-        self._colours_changed()
-
-    def move(self, row: int, x: float, y: float) -> None:
-        self.xy[row] = (x, y)
-        self._structure_changed(keep_rows=True)
-
-    def append(self, ids, xy, class_id) -> None:
-        n_old = len(self.ids)
-        ids = [str(i) for i in ids]
-        self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=object)])
-        self.xy = np.concatenate([self.xy, np.asarray(xy, dtype=np.float64).reshape(-1, 2)])
-        self.class_id = np.concatenate([self.class_id, np.asarray(class_id, dtype=np.int64)])
-        if self.pred_class is not None:
-            extra = len(self.ids) - n_old
-            self.pred_class = np.concatenate([self.pred_class, np.full(extra, -1, np.int64)])
-            self.pred_conf = np.concatenate([self.pred_conf, np.full(extra, np.nan, np.float32)])
-        row_of = self._row_of
-        self._structure_changed()
-        if row_of is not None:  # extend instead of rebuilding (500,000 ids take 0.1 s)
-            row_of.update({cid: n_old + i for i, cid in enumerate(ids)})
-            self._row_of = row_of
-
-    def remove(self, rows) -> None:
-        keep = np.ones(len(self.ids), dtype=bool)
-        keep[np.asarray(rows, dtype=np.int64)] = False
-        self.ids, self.xy, self.class_id = self.ids[keep], self.xy[keep], self.class_id[keep]
-        if self.pred_class is not None:
-            self.pred_class, self.pred_conf = self.pred_class[keep], self.pred_conf[keep]
-        self._structure_changed()
-
-    def _structure_changed(self, keep_rows: bool = False) -> None:
+    # --- following the model ---------------------------------------------------------------
+    def _on_structure(self) -> None:
         self._index = None
-        if not keep_rows:
-            self._row_of = None
-        self._colours_changed()
+        self._override = None  # positions moved: an override would point at other cells
+        self._on_colours()
 
-    def _colours_changed(self) -> None:
+    def _on_changed(self, _indices, fields) -> None:
+        if "xy" in fields:
+            self._index = None
+        self._on_colours()
+
+    def _on_colours(self) -> None:
         self._colour_key = None
         self._visible = None
         self.version += 1
+        self.on_change()
 
     # --- derived ---------------------------------------------------------------------------
     @property
@@ -265,15 +207,14 @@ class MarkerLayer:
 
     def colour_keys(self) -> np.ndarray:
         if self._colour_key is None:
-            if self.mode == "label" or self.pred_class is None and self.mode == "prediction":
-                src = self.class_id if self.mode == "label" else np.full(len(self.ids), -1)
-                self._colour_key = self._lut(src)
+            if self.mode == "label":
+                self._colour_key = self._lut(self.class_id)
             elif self.mode == "prediction":
                 self._colour_key = self._lut(self.pred_class)
             else:
-                pred = self.pred_class if self.pred_class is not None else -1
+                pred = self.pred_class
                 key = np.where(self.class_id == pred, 1, 2).astype(np.int32)
-                key[(self.class_id < 0) | (np.asarray(pred) < 0)] = 0
+                key[(self.class_id < 0) | (pred < 0)] = 0
                 self._colour_key = key
         return self._colour_key
 

@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
 )
 
 from cellviewer.core.predict_job import ClassMatch, PredictProgress, PredictSummary, match_classes
+from cellviewer.core.session import ProjectSession
 from cellviewer.ui.prediction_worker import PREDICTORS, PredictionJob, SerialisedPredictor
 from cellviewer.ui.workers import BackgroundRunner
 
@@ -189,18 +190,30 @@ class ModelSession(QObject):
     jobFailed = Signal(str)
     deviceInUse = Signal(str)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, project: ProjectSession | None = None,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
+        # the app's project session: its store, and the active model kept in the project
+        self.project = project if project is not None else ProjectSession()
         self.choice: ModelChoice | None = None
         self.device = "auto"
-        self.store: Any = None
         self.job: PredictionJob | None = None
 
-    # --- choosing ---------------------------------------------------------------------------
+    @property
+    def store(self) -> Any:
+        return self.project.store
+
     def set_store(self, store: Any) -> None:
+        """Work on ``store`` without a window (tests, benchmarks): the project session adopts
+        it, and the panel follows as it does when the window opens a project."""
+        self.project.attach(store)
+        self.reset()
+
+    # --- choosing ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Another project: no model chosen until its active model is loaded again."""
         if self.job is not None:
             self.job.cancel()
-        self.store = store
         self.choice = None
         self.changed.emit()
 
@@ -232,6 +245,8 @@ class ModelSession(QObject):
             record = self.store.model(model_id)
             name, class_ids = record.name, list(record.class_ids)
         self.choice = ModelChoice(path, name, meta, model_id, match, class_ids)
+        if model_id is not None and self.store is not None:
+            self.project.set_active_model(int(model_id))  # kept in the project
         self.changed.emit()
         return self.choice
 
@@ -292,7 +307,7 @@ class ModelSession(QObject):
                             cell_ids=cell_ids, device=self.device, batch_size=batch_size,
                             chunk_seconds=chunk_seconds, min_chunk=min_chunk,
                             fov_px=self.choice.meta.get("fov_px"),
-                            user=getattr(self.store, "user", None), parent=self)
+                            user=self.store.user, parent=self)
         job.progress.connect(self._on_progress)
         job.finished.connect(self.jobFinished)
         job.failed.connect(self.jobFailed)
@@ -454,9 +469,39 @@ class ModelPanel(QWidget):
         session.jobFinished.connect(self._on_job_finished)
         session.jobFailed.connect(self._on_job_failed)
         session.changed.connect(self._refresh_info)
+        session.project.events.project.connect(self._on_project)
+        session.project.events.active_model.connect(self._on_active_model)
         self._job_t0 = 0.0
         self.last_message: QMessageBox | None = None
         self.refresh_models()
+
+    # --- the project and its active model ----------------------------------------------------
+    def _on_project(self, _store: Any) -> None:
+        """Another project: nothing of the last one's predictions stays on the panel."""
+        self.session.reset()
+        self.progress.setValue(0)
+        self.rate_label.setText("")
+        self.cancel_button.setEnabled(False)
+        self.refresh_models()
+
+    def _on_active_model(self, model_id: int | None) -> None:
+        """The project's active model (kept in it, e.g. on reopening): load it, unless it is
+        the one chosen already."""
+        store, choice = self.session.store, self.session.choice
+        if model_id is None or store is None or (choice is not None
+                                                 and choice.model_id == model_id):
+            return
+        try:
+            record = store.model(model_id)
+        except KeyError:
+            return
+        if not record.path or not Path(record.path).is_file():
+            self.info.setText(f"The active model {_esc(record.name)} has no file here "
+                              f"({_esc(record.path or 'none')}): choose a model.")
+            return
+        # its classes were accepted (or mapped by name) when it was chosen
+        self.load_model(Path(record.path), model_id=int(model_id), name=record.name,
+                        ask=lambda _match: True)
 
     # --- the store's models -----------------------------------------------------------------
     def refresh_models(self) -> None:
@@ -489,13 +534,10 @@ class ModelPanel(QWidget):
     @staticmethod
     def _finished_runs(store: Any) -> list[tuple[Any, Path]]:
         """The project's training runs that wrote a model file (``cellviewer.core.runs``)."""
-        path = getattr(store, "path", None)
-        if path is None:
-            return []
         from cellviewer.core.runs import RunRegistry
 
         out = []
-        for run in RunRegistry(path).runs():
+        for run in RunRegistry(store.path).runs():
             try:
                 model = run.model_path()
             except Exception:  # noqa: BLE001 (a damaged run hides itself, not the list)
@@ -684,8 +726,7 @@ class ModelPanel(QWidget):
             ids = list(window.selected_cell_ids()) if window is not None else []
             if not ids:
                 return [], None
-            images = sorted({int(store.cell(i).image_id) for i in ids})
-            return images, ids
+            return store.images_of_cells(ids), ids
         dialog = ImageChoiceDialog(store.images(), self)
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return [], None

@@ -1,18 +1,15 @@
 """Plugging the model panel, the blur preview, the review queue and export into the main window.
 
-``install(window)`` uses only the main window's extension surface (``add_panel``, ``menu``,
-``store``, ``current_image_id``, ``selected_cell_ids``, ``select_cells``, ``visible_cell_ids``,
-``centre_on_cell``, ``current_image_source``, ``set_predictions_provider``,
-``refresh_predictions``, ``set_color_mode``/``color_mode`` and the signals ``projectChanged``,
-``imageChanged``, ``selectionChanged``) and returns a :class:`PredictionTools` that it also keeps
-as ``window.prediction_tools``. It adds:
+``install(window)`` uses only the window's :class:`~cellviewer.ui.host.Host` surface and returns
+a :class:`PredictionTools` that the window keeps as ``window.prediction_tools``. It adds:
 
 - docks "Model", "Blur preview" and "Review" (listed in View → Panels);
 - Model → Predict…, Open model file…, Blur preview, Review queue; File → Export… (Ctrl+E);
-- a predictions provider: the markers' "prediction" and "agreement" colours come from the chosen
-  model's stored predictions, refreshed as a batch job stores each chunk of the current image;
-  with the blur preview's "apply to every visible cell", the visible cells are predicted under
-  the preview's σ in the background and coloured by that blurred prediction instead;
+- predictions on the markers: the chosen model is the project's active model (kept in the
+  project, see cellviewer.core.session), whose stored predictions the session's cells carry;
+  a batch job's chunks update those cells directly as they are predicted; with the blur
+  preview's "apply to every visible cell", the visible cells are predicted under the preview's
+  σ in the background and coloured by that blurred prediction instead (an overlay);
 - the blur preview follows the selected cell (its patch is cropped in the background).
 
 Nothing here imports torch: the model is loaded in worker threads the first time it is needed.
@@ -20,7 +17,6 @@ Nothing here imports torch: the model is loaded in worker threads the first time
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -33,7 +29,6 @@ from cellviewer.ui.model_panel import ModelPanel, ModelSession
 from cellviewer.ui.prediction_worker import LatestRunner, PredictionJob
 from cellviewer.ui.review import ReviewPanel
 
-RECOLOUR_EVERY_S = 0.3  # a batch job refreshes the markers at most this often
 MAX_VISIBLE_BLUR = 20_000  # "apply blur to visible cells" predicts at most this many cells
 NO_MODEL_COLOUR = "#9e9e9e"
 
@@ -53,7 +48,7 @@ class PredictionTools(QObject):
     def __init__(self, window: Any) -> None:
         super().__init__(window)
         self.window = window
-        self.session = ModelSession(self)
+        self.session = ModelSession(window.session, self)
         self.model_panel = ModelPanel(self.session, window)
         self.blur_preview = BlurPreview()
         self.review_panel = ReviewPanel(self.session, window)
@@ -63,41 +58,31 @@ class PredictionTools(QObject):
         right = Qt.DockWidgetArea.RightDockWidgetArea
         for dock in (self.model_dock, self.blur_dock, self.review_dock):
             window.add_panel(dock, right)
-        if hasattr(window, "tabifyDockWidget"):
-            window.tabifyDockWidget(self.model_dock, self.review_dock)
-            self.model_dock.raise_()
-            # The blur preview is about the selected cell: it shares a tab group with the cell
-            # details, so the right column stays readable on a laptop screen.
-            details = getattr(window, "details_dock", None)
-            if details is not None:
-                window.tabifyDockWidget(details, self.blur_dock)
-                details.raise_()
+        window.tabify_with("model", self.review_dock)
+        # The blur preview is about the selected cell: it shares a tab group with the cell
+        # details, so the right column stays readable on a laptop screen.
+        window.tabify_with("details", self.blur_dock)
 
         self._blurred: dict[str, int] = {}  # cell id -> project class id under the blur
         self._blur_job: PredictionJob | None = None
-        self._last_recolour = 0.0
         self._crop_runner = LatestRunner(self)
         self._crop_runner.resultReady.connect(self._on_cell_cropped)
         self._visible_timer = QTimer(self, singleShot=True, interval=250)
         self._visible_timer.timeout.connect(self._predict_visible_blurred)
-        self._recolour_timer = QTimer(self, singleShot=True, interval=int(RECOLOUR_EVERY_S * 1e3))
-        self._recolour_timer.timeout.connect(self._recolour)
 
         self._build_actions()
-        window.projectChanged.connect(self._on_project)
+        project = window.session.events
+        project.project.connect(self._on_project)
+        project.store_changed.connect(self._on_store_event)
         window.imageChanged.connect(self._on_image)
         window.selectionChanged.connect(self._on_selection)
-        view = getattr(window, "view", None)
-        if view is not None and hasattr(view, "viewChanged"):
-            view.viewChanged.connect(self._on_view_moved)
+        window.view.viewChanged.connect(self._on_view_moved)
         self.session.changed.connect(self._on_model_changed)
         self.session.chunkPredicted.connect(self._on_chunk)
         self.session.jobStarted.connect(self._on_job_started)
-        self.session.jobFinished.connect(lambda _s: self._recolour())
         self.review_panel.currentCellChanged.connect(self._on_review_cell)
         self.blur_preview.blurChanged.connect(self._on_blur_changed)
         self.blur_preview.applyToVisibleChanged.connect(self._on_apply_visible)
-        window.set_predictions_provider(self.predictions_for_image)
         # Background jobs must end before the window (and their QThreads) go away.
         window.installEventFilter(self)
         if window.store is not None:
@@ -142,12 +127,9 @@ class PredictionTools(QObject):
         self.export_action.setStatusTip("Export cells as CSV (with predictions), a summary per "
                                         "image and class, or QuPath GeoJSON")
         self.export_action.triggered.connect(self.export)
-        before = getattr(w, "close_action", None)
-        if before is not None and before in file_menu.actions():
-            file_menu.insertAction(before, self.export_action)
-            file_menu.insertSeparator(before)
-        else:
-            file_menu.addAction(self.export_action)
+        before = w.close_action
+        file_menu.insertAction(before, self.export_action)
+        file_menu.insertSeparator(before)
         self._update_enabled()
 
     def _show(self, dock: QDockWidget) -> None:
@@ -170,7 +152,7 @@ class PredictionTools(QObject):
             return None
         choice = self.session.choice
         dialog = ExportDialog(self.window, default_model_id=choice.model_id if choice else None)
-        dialog.exported.connect(lambda paths: self.window.statusBar().showMessage(
+        dialog.exported.connect(lambda paths: self.window.show_status(
             f"Exported {len(paths)} file(s): " + ", ".join(p.name for p in paths), 8000))
         dialog.exec()
         return dialog
@@ -182,23 +164,21 @@ class PredictionTools(QObject):
             action.setEnabled(has_project)
 
     # --- project, image, selection ----------------------------------------------------------
-    def _on_project(self, store: Any) -> None:
-        old = self.session.store
-        if old is not None and old is not store:
-            old.remove_listener(self._on_store_event)
-        if store is not None and store is not old:
-            store.add_listener(self._on_store_event)
+    def _on_project(self, _store: Any) -> None:
+        """Another project (or none): nothing of the last one stays on the blur preview (the
+        model panel and the review queue reset themselves)."""
         self._blurred.clear()
-        self.session.set_store(store)
-        self.model_panel.refresh_models()
-        self.review_panel.refresh_classes()
+        if self._blur_job is not None:
+            self._blur_job.cancel()
+        self.blur_preview.set_predictor(None)
+        self.blur_preview.set_classes([], [])
         self.blur_preview.set_cell(None, None)
         self._update_enabled()
 
     def _on_store_event(self, event: Any) -> None:
         """A model was added elsewhere (e.g. a training run finished): list it; classes
         changed: the review filters and the colours follow."""
-        kinds = set(getattr(event, "kinds", ()))
+        kinds = event.kinds
         if "models" in kinds:
             self.model_panel.refresh_models()
         if "classes" in kinds:
@@ -242,7 +222,7 @@ class PredictionTools(QObject):
             return
         xy = np.array([[cell.x, cell.y]])
         fov = self._fov()
-        title = f"({self.window.store.class_record(cell.class_id).name})" \
+        title = f"({store.class_record(cell.class_id).name})" \
             if cell.class_id is not None else ""
 
         def crop() -> tuple:
@@ -268,7 +248,7 @@ class PredictionTools(QObject):
             colours = self._class_colours(choice)
             self.blur_preview.set_classes(choice.classes, colours)
             self.blur_preview.set_predictor(self.session.preview_predict_fn(), _blur_for_display)
-        self.window.refresh_predictions()
+        self.window.set_prediction_overlay(None, None)
 
     def _class_colours(self, choice: Any) -> list[str]:
         store = self.window.store
@@ -276,41 +256,24 @@ class PredictionTools(QObject):
         return [by_id.get(cid, NO_MODEL_COLOUR) if cid is not None else NO_MODEL_COLOUR
                 for cid in choice.class_ids]
 
-    def predictions_for_image(self, image_id: int) -> tuple | None:
-        """The window's predictions provider: (cell ids, project class ids, confidence) of the
-        chosen model for the image, the blurred predictions overriding visible cells when the
-        blur preview applies to them."""
-        choice, store = self.session.choice, self.window.store
-        if choice is None or choice.model_id is None or store is None:
-            return None
-        cells = store.cell_arrays(image_id)
-        pred = store.predictions(choice.model_id, cells.rows)
-        classes = pred.predicted_class_id.copy()
-        confidence = np.nan_to_num(pred.confidence, nan=0.0)
-        if self._blurred and self.blur_preview.apply_visible.isChecked():
-            index = {cid: i for i, cid in enumerate(cells.ids.tolist())}
-            for cid, cls in self._blurred.items():
-                i = index.get(cid)
-                if i is not None:
-                    classes[i] = cls
-        return list(cells.ids), classes, confidence
-
     def _on_job_started(self) -> None:
         if self.window.color_mode() == "label":
             self.window.set_color_mode("prediction")
 
     def _on_chunk(self, chunk: Any) -> None:
+        """A chunk of a batch prediction: its cells of the current image take their new call
+        at once, from the chunk itself (no store round trip; the job stored it already)."""
+        choice = self.session.choice
         current = self.window.current_image_id()
-        if current is None or not np.any(np.asarray(chunk.image_ids) == current):
+        if choice is None or current is None:
             return
-        if time.perf_counter() - self._last_recolour >= RECOLOUR_EVERY_S:
-            self._recolour()
-        elif not self._recolour_timer.isActive():
-            self._recolour_timer.start()
-
-    def _recolour(self) -> None:
-        self._last_recolour = time.perf_counter()
-        self.window.refresh_predictions()
+        here = np.flatnonzero(np.asarray(chunk.image_ids) == current)
+        if not len(here):
+            return
+        probs = np.asarray(chunk.probs)[here]
+        ids = [chunk.cell_ids[i] for i in here.tolist()]
+        self.window.session.cells.set_predictions(
+            ids, choice.predicted_class_ids(probs), probs.max(axis=1), choice.model_id)
 
     # --- blur on every visible cell ---------------------------------------------------------
     def _on_blur_changed(self, sigma: float, mode: str) -> None:
@@ -327,7 +290,7 @@ class PredictionTools(QObject):
             if self._blur_job is not None:
                 self._blur_job.cancel()
             self._blurred.clear()
-            self.window.refresh_predictions()
+            self.window.set_prediction_overlay(None, None)
 
     def _predict_visible_blurred(self) -> None:
         """Predict the visible cells under the preview's blur in the background (newest wins:
@@ -359,9 +322,9 @@ class PredictionTools(QObject):
             if summary.cancelled:
                 return
             self._blurred = results
-            self.window.refresh_predictions()
+            self.window.set_prediction_overlay(list(results), list(results.values()))
             flips = self._count_flips(results)
-            self.window.statusBar().showMessage(
+            self.window.show_status(
                 f"Blur σ {sigma:.2f} ({mode}-resize) on {len(results):,} visible cells: "
                 f"{flips:,} prediction{'' if flips == 1 else 's'} change"
                 f"{'s' if flips == 1 else ''}", 8000)
@@ -398,11 +361,8 @@ class PredictionTools(QObject):
 
 def install(window: Any) -> PredictionTools:
     """Add the model panel, blur preview, review queue, their menu actions and File → Export…
-    to ``window`` (a ``MainWindow``); returns the tools, also kept as
-    ``window.prediction_tools``. Call it once, after the window is built."""
-    existing = getattr(window, "prediction_tools", None)
-    if existing is not None:
-        return existing
+    to ``window`` (a :class:`~cellviewer.ui.host.Host`); returns the tools (the window keeps
+    them as ``window.prediction_tools``). Call it once, after the window is built."""
     tools = PredictionTools(window)
     window.prediction_tools = tools
     return tools

@@ -40,33 +40,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cellviewer.core.predict_job import blur_sensitivity
-
-#: Review statuses in order; a review action moves a cell one step up (never down).
-REVIEW_LADDER = ("unreviewed", "annotated", "checked", "reviewed")
-SORT_CONFIDENCE, SORT_BLUR = "confidence", "blur"
-ACCEPTED, CORRECTED = "model-accepted", "corrected"
-
-
-def next_review_status(status: str | None) -> str:
-    """One step up the ladder: unreviewed → annotated → checked → reviewed (stays there)."""
-    try:
-        i = REVIEW_LADDER.index(status or "unreviewed")
-    except ValueError:
-        i = 0
-    return REVIEW_LADDER[min(i + 1, len(REVIEW_LADDER) - 1)]
-
-
-@dataclass
-class ReviewFilter:
-    """Which cells go into the queue."""
-
-    disagree: bool = False  # label ≠ the model's prediction
-    max_confidence: float | None = None  # the model's confidence below this
-    class_id: int | None = None  # labelled with this class
-    review_status: str | None = None  # in this review status (e.g. "unreviewed")
-    image_id: int | None = None  # None: the whole project
-    order: str = SORT_CONFIDENCE
+from cellviewer.core import editing
+from cellviewer.core.editing import EditError
+from cellviewer.core.review import (
+    REVIEW_LADDER,
+    SORT_BLUR,
+    SORT_CONFIDENCE,
+    ReviewFilter,
+    build_queue,
+    order_by_blur_sensitivity,
+    predicted,
+)
+from cellviewer.ui.host import Host
+from cellviewer.ui.workers import BackgroundRunner
 
 
 @dataclass
@@ -128,6 +114,11 @@ class ReviewQueueModel(QAbstractTableModel):
         self._done[cell_id] = text
         self.forget([cell_id])
 
+    def clear_marks(self, ids: Sequence[str]) -> None:
+        """Forget the decisions shown for ``ids`` (they were undone)."""
+        for i in ids:
+            self._done.pop(i, None)
+
     def row_of(self, cell_id: str) -> int:
         try:
             return self.ids.index(cell_id)
@@ -144,7 +135,8 @@ class ReviewQueueModel(QAbstractTableModel):
         return row
 
     def _fetch(self, ids: list[str]) -> dict[str, _Row]:
-        preds = _predicted(self.store, self.choice, ids)
+        model_id = self.choice.model_id if self.choice is not None else None
+        preds = predicted(self.store, model_id, ids)
         out = {}
         for cid, (pred, conf) in zip(ids, preds, strict=True):
             c = self.store.cell(cid)
@@ -204,48 +196,24 @@ class ReviewQueueModel(QAbstractTableModel):
         return self._done.get(cid, "")
 
 
-def _predicted(store: Any, choice: Any, ids: list[str]) -> list[tuple[int, float]]:
-    """(project class id or -1, confidence or nan) of the chosen model for each cell."""
-    if choice is None or choice.model_id is None or not ids:
-        return [(-1, float("nan"))] * len(ids)
-    arrays = store.predictions(choice.model_id, ids)
-    return [(int(p), float(c)) for p, c in zip(arrays.predicted_class_id.tolist(),
-                                               arrays.confidence.tolist(), strict=True)]
-
-
-def build_queue(store: Any, choice: Any, flt: ReviewFilter) -> list[str]:
-    """The cell ids the filter picks, least confident first (the store's indexed query)."""
-    model_id = None if choice is None else choice.model_id
-    needs_model = flt.disagree or flt.max_confidence is not None
-    if needs_model and model_id is None:
-        raise ValueError("this filter needs a model: choose one in the Model panel")
-    return list(store.query_cells(
-        image_id=flt.image_id,
-        class_id=flt.class_id,
-        disagree_model_id=model_id if flt.disagree else None,
-        max_confidence=flt.max_confidence,
-        review_status=flt.review_status,
-        order="confidence",
-        model_id=model_id,
-    ))
-
-
 class ReviewPanel(QWidget):
-    """The review queue panel. ``host`` is the main window (``store``, ``centre_on_cell``,
-    ``current_image_id``, ``cellsChanged``); ``session`` the ``ModelSession``.
+    """The review queue panel. ``host`` is the main window (a :class:`~cellviewer.ui.host.
+    Host`: its project session, ``centre_on_cell``, ``current_image_id``, ``undo``);
+    ``session`` the ``ModelSession``. Decisions are the core's (:func:`cellviewer.core.
+    editing.review`); the queue follows every change of the project (an undo from anywhere).
 
     Signals: ``currentCellChanged(str)`` when the queue moves to a cell; ``edited(list)``
-    after an action changed cells (the host refreshes its markers from it).
+    after an action of the queue changed cells.
     """
 
     currentCellChanged = Signal(str)
-    # The main window needs no call: it listens to the store and reloads what an edit touched.
     edited = Signal(list)
 
-    def __init__(self, session: Any, host: Any = None, parent: QWidget | None = None) -> None:
+    def __init__(self, session: Any, host: Host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.host = host
+        self.runner = BackgroundRunner(1, self)  # blur-sensitivity ordering
         self.model = ReviewQueueModel(self)
         self.filter = ReviewFilter()
         self._sensitivity: dict[str, float] = {}
@@ -313,12 +281,27 @@ class ReviewPanel(QWidget):
         self.build_button.clicked.connect(self.build_from_controls)
         self.table.selectionModel().currentRowChanged.connect(self._on_row_changed)
         session.changed.connect(self._on_session_changed)
+        host.session.events.store_changed.connect(self._on_store_changed)
         self._on_session_changed()
 
     # --- context ----------------------------------------------------------------------------
     @property
     def store(self) -> Any:
         return self.session.store
+
+    def _on_store_changed(self, event: Any) -> None:
+        """Any change of the project (an undo from the window, another panel's edit): the
+        queue's rows are read again; an undone or redone decision loses its mark."""
+        if not self.model.ids or not event.kinds & {"cells", "classes", "predictions"}:
+            return
+        if event.action in ("undo", "redo") and event.cell_rows is not None \
+                and self.store is not None:
+            touched = self.store.columns_of_rows(event.cell_rows).ids.tolist()
+            self.model.clear_marks(touched)
+        if "classes" in event.kinds:
+            self.model.refresh_classes()
+        self.model.forget()
+        self._describe_current()
 
     def _on_session_changed(self) -> None:
         self.model.set_context(self.store, self.session.choice)
@@ -354,9 +337,9 @@ class ReviewPanel(QWidget):
         """Build the queue from ``flt`` and go to its first cell; returns the cell ids."""
         self.filter = flt
         self.model.set_context(self.store, self.session.choice)
+        model_id = self.session.choice.model_id if self.session.choice is not None else None
         try:
-            ids = build_queue(self.store, self.session.choice, flt) \
-                if self.store is not None else []
+            ids = build_queue(self.store, model_id, flt) if self.store is not None else []
         except ValueError as exc:
             self.model.set_ids([])
             self.status.setText(str(exc))
@@ -379,7 +362,7 @@ class ReviewPanel(QWidget):
         from cellviewer.ui.prediction_worker import PredictionJob
 
         ids = list(self.model.ids)
-        images = sorted({int(self.store.cell(i).image_id) for i in ids})
+        images = self.store.images_of_cells(ids)
         job = PredictionJob(self.store.path, choice.path, None, images, cell_ids=ids,
                             device=self.session.device, store_results=False,
                             predict_kwargs={"blur_sigma": self.blur_sigma,
@@ -405,21 +388,34 @@ class ReviewPanel(QWidget):
         job.start()
 
     def _apply_sensitivity(self, ids: list[str], blurred: dict[str, np.ndarray]) -> None:
-        have = [i for i in ids if i in blurred]
-        clean = self.session.stored_probs(have)
-        if clean is None or not have:
-            self.status.setText("Blur sensitivity needs stored predictions: predict first.")
+        """Order the queue by blur sensitivity in the background (the stored clean
+        probabilities are read through a connection of the worker's own)."""
+        choice, store = self.session.choice, self.store
+        if choice is None or choice.model_id is None or store is None:
             return
-        sens = blur_sensitivity(np.nan_to_num(clean), np.stack([blurred[i] for i in have]))
-        self._sensitivity = dict(zip(have, sens.tolist(), strict=True))
-        order = sorted(ids, key=lambda i: -self._sensitivity.get(i, -1.0))
-        self.model.set_ids(order)
-        flips = int(np.count_nonzero(np.argmax(np.nan_to_num(clean), 1)
-                                     != np.argmax(np.stack([blurred[i] for i in have]), 1)))
-        self.status.setText(f"{len(order):,} cells, most blur-sensitive first (σ "
-                            f"{self.blur_sigma:g}, {self.blur_mode}-resize): {flips:,} calls "
-                            "flip.")
-        self.go_to(0)
+        path, model_id = store.path, choice.model_id
+
+        def order():
+            from cellviewer.core.store import ProjectStore
+
+            with ProjectStore.open(path, readonly=True) as ro:
+                clean = np.asarray(ro.predictions(model_id, ids).probs, dtype=np.float32)
+            return order_by_blur_sensitivity(ids, clean, blurred)
+
+        def done(result: Any) -> None:
+            if result is None:
+                self.status.setText("Blur sensitivity needs stored predictions: predict first.")
+                return
+            self._sensitivity = result.sensitivity
+            self.model.set_ids(result.ids)
+            self.status.setText(f"{len(result.ids):,} cells, most blur-sensitive first (σ "
+                                f"{self.blur_sigma:g}, {self.blur_mode}-resize): "
+                                f"{result.flips:,} calls flip.")
+            self.go_to(0)
+
+        self.status.setText(f"Blur sensitivity: ordering {len(ids):,} cells…")
+        self.runner.submit(order, done,
+                           lambda msg: self.status.setText(f"Blur sensitivity failed: {msg}"))
 
     def sensitivity(self, cell_id: str) -> float | None:
         return self._sensitivity.get(cell_id)
@@ -446,8 +442,15 @@ class ReviewPanel(QWidget):
         if not current.isValid():
             return
         cid = self.model.ids[current.row()]
-        if self.host is not None and hasattr(self.host, "centre_on_cell"):
-            self.host.centre_on_cell(cid)
+        self.host.centre_on_cell(cid)
+        self._describe_current()
+        self.currentCellChanged.emit(cid)
+
+    def _describe_current(self) -> None:
+        current = self.table.currentIndex()
+        if not current.isValid() or current.row() >= len(self.model.ids):
+            return
+        cid = self.model.ids[current.row()]
         r = self.model.record(cid)
         sens = self._sensitivity.get(cid)
         extra = f", blur sensitivity {sens:.2f}" if sens is not None else ""
@@ -456,7 +459,6 @@ class ReviewPanel(QWidget):
             f"Cell {current.row() + 1} of {len(self.model.ids)}: label "
             f"{self.model.class_name(r.label_id) or '–'} ({r.label_source or '–'}), prediction "
             f"{self.model.class_name(r.pred_id) or '–'} ({conf}{extra}), {r.status}.")
-        self.currentCellChanged.emit(cid)
 
     # --- acting -----------------------------------------------------------------------------
     def accept(self) -> bool:
@@ -469,37 +471,33 @@ class ReviewPanel(QWidget):
             self.status.setText("No prediction of a project class for this cell: predict it "
                                 "first, or set a class with its key.")
             return False
-        self._label(cid, r.pred_id, ACCEPTED, "✓ accepted")
-        return True
+        return self._decide(cid, r.pred_id, True, "✓ accepted")
 
     def set_class(self, class_id: int) -> bool:
         """Set the current cell's class by hand (a correction); go to the next."""
         cid = self.current_id()
         if cid is None:
             return False
-        self._label(cid, int(class_id), CORRECTED,
-                    f"✎ {self.model.class_name(int(class_id))}")
-        return True
+        return self._decide(cid, int(class_id), False,
+                            f"✎ {self.model.class_name(int(class_id))}")
 
-    def _label(self, cid: str, class_id: int, source: str, done_text: str) -> None:
-        store = self.store
-        status = next_review_status(store.cell(cid).review_status)
-        _labelled(store, cid, class_id, source, status)
+    def _decide(self, cid: str, class_id: int, accepted: bool, done_text: str) -> bool:
+        """One review decision (the user is asked for first if nobody said yet)."""
+        try:
+            result = editing.review(self.host.session, cid, class_id, accepted=accepted)
+        except EditError as exc:
+            self.status.setText(str(exc))
+            return False
         self.model.mark_done(cid, done_text)
+        self.host.show_status(result.message)
         self.edited.emit([cid])
         self.next()
+        return True
 
     def undo(self) -> bool:
-        """Undo the last action of the project (the window's undo when there is a window, so
-        it updates its selection and status as for any other undo)."""
-        if self.store is None or not self.store.can_undo():
-            return False
-        host_undo = getattr(self.host, "undo", None)
-        ok = bool(host_undo() if host_undo is not None else self.store.undo())
-        self.model.forget()
-        ids = list(self.model.ids)
-        self.edited.emit(ids)
-        return ok
+        """Undo the last action of the project, through the window as every undo (the queue
+        follows it like any other change)."""
+        return self.host.undo()
 
     def class_for_key(self, key_text: str) -> int | None:
         """The class whose key is ``key_text`` ("1".."9"; the class set's keys first, then
@@ -544,12 +542,3 @@ class ReviewPanel(QWidget):
                 self.set_class(class_id)
                 return True
         return False
-
-
-def _labelled(store: Any, cid: str, class_id: int, source: str, status: str) -> None:
-    """Set the label and advance the review status as ONE undoable action."""
-    name = store.class_record(class_id).name
-    verb = "Accept" if source == ACCEPTED else "Correct to"
-    with store.batch(f"Review: {verb} {name}", action="review"):
-        store.set_labels([cid], class_id, source=source)
-        store.set_review_status([cid], status)

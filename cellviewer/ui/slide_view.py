@@ -42,6 +42,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from cellviewer.core.image_cells import ImageCells
 from cellviewer.ui.markers import MarkerLayer, draw_sprites, marker_sprite, paint_markers
 from cellviewer.ui.tiles import (
     TILE_SIZE,
@@ -83,7 +84,8 @@ class SlideView(QWidget):
     toolChanged = Signal(str)  # "select" or "add"
     tilesShown = Signal(float)  # every tile of the view loaded; seconds since set_source
 
-    def __init__(self, loader: TileLoader | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, loader: TileLoader | None = None, parent: QWidget | None = None,
+                 cells: ImageCells | None = None) -> None:
         super().__init__(parent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(True)
@@ -91,7 +93,11 @@ class SlideView(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.loader = loader or TileLoader(parent=self)
         self.loader.tileLoaded.connect(self._on_tile_loaded)
-        self.layer = MarkerLayer()
+        # the markers draw the open image's cells (one model, shared with every panel)
+        self.layer = MarkerLayer(cells)
+        self.layer.on_change = self.cells_updated
+        self.layer.cells.events.removed.connect(self._on_cells_removed)
+        self.layer.cells.events.reset.connect(self._on_cells_reset)
         self.handle: SourceHandle | None = None
         self._levels = 1
         self._zoom = 1.0
@@ -138,19 +144,19 @@ class SlideView(QWidget):
         if self.handle is not None:
             self.loader.forget_source(self.handle.id)
         self.handle = handle
-        had_selection = bool(self._selected)
-        self._selected, self._selected_rows = [], None
+        # (the selection belongs to the cells: it changes when they do, see _on_cells_reset)
+        self._selected_rows = None
         self._overlay = self._overlay_key = None
         self._base = self._base_key = None
         self._drag = None
         if handle is None:
             self._pending_centre = None  # meant for the image that is going away
-            self.layer.set_cells([], np.empty((0, 2)), [], 1, 1)
+            self.layer.set_extent(1, 1)
         else:
             self._levels = level_count(handle.width, handle.height)
             self._opened_at = time.perf_counter()
             self._tiles_reported = False
-            self.layer.set_cells([], np.empty((0, 2)), [], handle.width, handle.height)
+            self.layer.set_extent(handle.width, handle.height)
             # the whole image in one tile: the fallback under everything and the overview
             self.loader.request(handle, self._top_key(), priority=10)
             if self._pending_centre is not None:
@@ -161,21 +167,34 @@ class SlideView(QWidget):
                 self.fit()
         self.update()
         self.viewChanged.emit()
-        if had_selection:
-            self.selectionChanged.emit([])
 
     def set_cells(self, ids, xy, class_id, index=None) -> None:
-        """Replace the markers (``index``: a GridIndex already built over ``xy``, e.g. by the
-        worker that loaded them); the selection keeps the cells that still exist."""
+        """Show these cells without a project behind them (a standalone view, tests; the app's
+        cells come from its session). ``index``: a GridIndex already built over ``xy``."""
         w, h = (self.handle.width, self.handle.height) if self.handle else (1, 1)
         self.layer.set_cells(ids, xy, class_id, w, h, index=index)
         self.select_ids(self._selected, emit=False)
         self.cells_updated()
 
     def cells_updated(self) -> None:
-        """Call after changing ``layer`` in place (labels, moves, colours)."""
+        """The markers changed (the layer calls this after every change of the cells)."""
         self._selected_rows = None
         self.update()
+
+    def _on_cells_reset(self) -> None:
+        """Other cells (another image, a reload): the selection keeps those still there."""
+        if self._selected:
+            self.select_ids(self._selected)
+
+    def _on_cells_removed(self, _indices, ids) -> None:
+        if not self._selected:
+            return
+        gone = set(ids.tolist())
+        kept = [i for i in self._selected if i not in gone]
+        if len(kept) != len(self._selected):
+            self._selected = kept
+            self._selected_rows = None
+            self.selectionChanged.emit(list(kept))
 
     # --- geometry ----------------------------------------------------------------------------
     def zoom(self) -> float:

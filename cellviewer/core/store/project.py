@@ -282,6 +282,12 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
             except Exception:  # a broken view must not make a saved edit look failed
                 log.exception("project change listener %r failed", callback)
 
+    def external_change(self, kinds: Iterable[str] = ("cells", "classes", "images")) -> None:
+        """Another connection (a worker's import, say) changed the project: tell the listeners
+        that what they show must be read again (a change event naming no cells)."""
+        self._counts = None
+        self._notify(ChangeEvent(frozenset(kinds), frozenset(), None, "external", None))
+
     # ------------------------------------------------------------------ transactions
 
     def _check_writable(self, needs_user: bool = True) -> None:

@@ -90,6 +90,6 @@ def test_hundred_thousand_cells_ask_only_for_what_is_on_screen(qtbot, gallery):
 def test_relabel_updates_the_caption_colour_without_a_reset(qtbot, gallery):
     gallery.set_items(["a", "b"], [1, 1])
     gallery.select_ids(["b"])
-    gallery.update_labels(["b"], 2)
+    gallery.update_labels(["b"], [2])
     assert list(gallery.class_ids()) == [1, 2]
     assert gallery.selected_ids() == ["b"]

@@ -28,7 +28,8 @@ def window(qtbot, tmp_path: Path):
     qtbot.addWidget(w)
     w.show()
     assert w.open_project(path)
-    qtbot.waitUntil(lambda: len(w.view.layer) == 2, timeout=10000)
+    qtbot.waitUntil(lambda: w.view.handle is not None and len(w.view.layer) == 2,
+                    timeout=10000)
     return w
 
 

@@ -1,5 +1,5 @@
-"""The surface other panels use: docks and menus, colour modes fed by a predictions provider,
-signals after edits, centring on a cell of another image; and the user's name."""
+"""The surface other panels use: docks and menus, colour modes fed by the active model's
+predictions, signals after edits, centring on a cell of another image; and the user's name."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cellviewer.core.demo import load_class_set
 from cellviewer.core.project_import import add_classes, add_images
 from cellviewer.core.store import ProjectStore
 from cellviewer.paths import demo_dir
-from cellviewer.ui.dialogs import current_user
+from cellviewer.ui.dialogs import ask_user_name, saved_user
 from cellviewer.ui.main_window import MainWindow
 from cellviewer.ui.markers import AGREE_COLOUR, DISAGREE_COLOUR
 from cellviewer.ui.settings import app_settings
@@ -37,7 +37,8 @@ def window(qtbot, tmp_path: Path):
     w.show()
     qtbot.waitExposed(w)
     assert w.open_project(path)
-    qtbot.waitUntil(lambda: len(w.view.layer) == 2, timeout=10000)
+    qtbot.waitUntil(lambda: w.view.handle is not None and len(w.view.layer) == 2,
+                    timeout=10000)
     return w
 
 
@@ -54,25 +55,39 @@ def test_panels_and_menus_dock_in(qtbot, window):
     assert sum(a.text() == "&Model" for a in window.menuBar().actions()) == 1
 
 
-def test_predictions_provider_recolours_by_agreement(qtbot, window):
+def _predict(window, calls: dict[str, tuple[str, float]]) -> int:
+    """Store a model's predictions (cell id -> (class name, confidence)) and make it the
+    active model; returns its id once the window's cells carry them."""
+    store = window.store
+    names = [c.name for c in store.classes()]
+    model = store.add_model("test model", None, "cnn", names)
+    ids = list(calls)
+    probs = np.zeros((len(ids), len(names)), dtype=np.float32)
+    for row, cid in enumerate(ids):
+        name, conf = calls[cid]
+        probs[row, :] = (1 - conf) / (len(names) - 1)
+        probs[row, names.index(name)] = conf
+    store.put_predictions(model, ids, probs)
+    window.session.set_active_model(model)
+    window.wait_idle()
+    return model
+
+
+def test_the_active_models_predictions_recolour_by_agreement(qtbot, window):
     store = window.store
     image_id = window.current_image_id()
     cells = store.cell_arrays(image_id)
     order = np.argsort(cells.xy[:, 0])
     left, right = (str(cells.ids[i]) for i in order)  # (100, 100) and (300, 200)
     normal, macro = store.class_id("normal"), store.class_id("macrocyte")
-    asked = []
-
-    def provider(iid):
-        asked.append(iid)
-        return [left, right], [normal, normal], [0.9, 0.8]  # right is labelled macrocyte
-
     modes = []
     window.colorModeChanged.connect(modes.append)
-    window.set_predictions_provider(provider)
+    # right is labelled macrocyte
+    _predict(window, {left: ("normal", 0.9), right: ("normal", 0.8)})
+    assert window.session.cells.has_predictions()
     window.view.set_marker_style("dot", 14)
     window.set_color_mode("agreement")
-    assert modes == ["agreement"] and asked[-1] == image_id
+    assert modes == ["agreement"]
     shot = window.view.grab().toImage()
     assert shot.pixelColor(window.view.image_to_view(100, 100).toPoint()) == QColor(AGREE_COLOUR)
     assert shot.pixelColor(window.view.image_to_view(300, 200).toPoint()) == \
@@ -94,18 +109,19 @@ def test_gallery_orders_cells_by_the_models_confidence(qtbot, window):
     cells = window.store.cell_arrays(image_id)
     order = np.argsort(cells.xy[:, 0])
     left, right = (str(cells.ids[i]) for i in order)
-    normal = window.store.class_id("normal")
     panel = window.gallery_panel
     panel.set_filter("all")
     panel.set_order("confidence-up")  # no predictions yet: slide order, and it says why
     assert "no predictions" in panel.count.text()
-    window.set_predictions_provider(lambda iid: ([left, right], [normal, normal], [0.9, 0.35]))
-    assert window.gallery.ids() == [right, left]  # the doubtful call first
-    assert window.gallery._scores.tolist() == pytest.approx([0.35, 0.90])  # on the crops
+    _predict(window, {left: ("normal", 0.9), right: ("normal", 0.35)})
+    qtbot.waitUntil(lambda: window.gallery.ids() == [right, left], timeout=3000)
+    # the doubtful call first, each crop captioned with the model's call and confidence
+    assert [window.gallery.caption(i) for i in range(2)] == ["0.35 normal", "0.90 normal"]
     panel.set_order("confidence-down")
     assert window.gallery.ids() == [left, right]
     panel.set_order("slide")
-    assert window.gallery._scores is None and "no predictions" not in panel.count.text()
+    assert window.gallery.caption(0) in ("normal", "macrocyte")
+    assert "no predictions" not in panel.count.text()
 
 
 def test_order_rows_puts_cells_without_a_prediction_last():
@@ -129,7 +145,8 @@ def test_signals_and_centring_on_a_cell_of_another_image(qtbot, window):
     window.cellsChanged.connect(lambda: changes.append(1))
     assert window.centre_on_cell(str(far))
     qtbot.waitUntil(lambda: window.current_image_id() == other.id and
-                    window.selected_cell_ids() == [str(far)], timeout=10000)
+                    window.selected_cell_ids() == [str(far)] and
+                    window.current_image_source() is not None, timeout=10000)
     assert other.id in images and selections[-1] == [str(far)]
     x, y = window.view.view_to_image(window.view.rect().center())
     assert abs(x - 50) <= 1.5 and abs(y - 60) <= 1.5
@@ -166,14 +183,33 @@ def test_class_editor_changes_reach_the_panel(qtbot, window):
     editor.close()
 
 
-def test_user_name_comes_from_the_environment_then_the_settings(monkeypatch):
-    assert current_user(ask=False) == "test-user"
+def test_the_user_comes_from_the_environment_else_is_asked_pre_filled(qtbot, monkeypatch):
+    from cellviewer.core.session import ProjectSession
+
+    assert ProjectSession().user == "test-user"  # CELLVIEWER_USER
     monkeypatch.delenv("CELLVIEWER_USER")
+    assert ProjectSession().user is None  # asked at the first edit
     app_settings().setValue("user/name", "dr-who")
-    assert current_user(ask=False) == "dr-who"
-    app_settings().remove("user/name")
-    name = current_user(ask=False)  # not asked in tests: the login name, kept for next time
-    assert name and app_settings().value("user/name") == name
+    assert saved_user() == "dr-who"
+    seen = []
+
+    def answer():
+        from PySide6.QtWidgets import QApplication, QInputDialog
+
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QInputDialog):
+            seen.append(box.textValue())
+            box.setTextValue("  dr   watson ")
+            box.accept()
+
+    from PySide6.QtCore import QTimer
+
+    timer = QTimer(interval=20)
+    timer.timeout.connect(answer)
+    timer.start()
+    assert ask_user_name(None, saved_user()) == "dr watson"
+    timer.stop()
+    assert seen == ["dr-who"] and saved_user() == "dr watson"  # kept for the next launch
 
 
 def test_import_points_and_undo_labels(qtbot, window, tmp_path):
@@ -190,7 +226,8 @@ def test_import_points_and_undo_labels(qtbot, window, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("image,x,y,class\nnowhere.jpg,1,1,normal\n")
     window.import_points(str(bad))
-    assert "bad.csv" in window.last_error or "nowhere.jpg" in window.last_error
+    qtbot.waitUntil(lambda: "bad.csv" in window.last_error or "nowhere.jpg" in
+                    window.last_error, timeout=5000)
     assert window.store.cell_count() == 3
 
 

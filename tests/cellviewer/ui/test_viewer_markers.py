@@ -7,11 +7,14 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 
+from cellviewer.core import editing
+from cellviewer.core.session import ProjectSession
+from cellviewer.core.spatial import GridIndex
+from cellviewer.core.store import ProjectStore
 from cellviewer.ui.markers import (
     AGREE_COLOUR,
     DISAGREE_COLOUR,
     ClassStyle,
-    GridIndex,
     MarkerLayer,
     paint_markers,
 )
@@ -75,7 +78,7 @@ def test_colour_modes():
     pal = layer.palette()
     assert [pal[k].name() for k in layer.colour_keys()] == ["#ff0000", "#0000ff", "#ffffff",
                                                              "#ff0000"]
-    layer.set_predictions(["a", "b", "d"], [5, 5, -1], [0.9, 0.6, np.nan])
+    layer.cells.set_predictions(["a", "b", "d"], [5, 5, -1], [0.9, 0.6, np.nan], None)
     layer.set_mode("prediction")
     pal = layer.palette()
     assert [pal[k].name() for k in layer.colour_keys()] == ["#ff0000", "#ff0000", "#9e9e9e",
@@ -86,18 +89,37 @@ def test_colour_modes():
     assert names == [AGREE_COLOUR, DISAGREE_COLOUR, "#9e9e9e", "#9e9e9e"]
 
 
-def test_edits_keep_rows_and_index_consistent():
-    layer = _layer(n=100)
-    layer.append(["new"], [[4999.0, 2999.0]], [9])
-    assert layer.rows_of(["new"])[0] == 100
+def test_the_layer_follows_every_edit_of_the_project(tmp_path):
+    """Markers are a view of the session's cells: edits through the store (any panel) reach
+    rows, index and colours without the layer being told."""
+    with ProjectStore.create(tmp_path / "p.cvproj") as store:
+        a = store.add_class("a", "#ff0000")
+        image = store.add_image("x.png", 5000, 3000)
+        rng = np.random.default_rng(0)
+        store.add_cells(image, rng.random((100, 2)) * (5000, 3000))
+    session = ProjectSession()
+    session.open(tmp_path / "p.cvproj")
+    session.set_image(image)
+    session.load_now()
+    layer = MarkerLayer(session.cells)
+    layer.set_extent(5000, 3000)
+    layer.set_classes([ClassStyle(a, "a", "#ff0000")])
+    changes = []
+    layer.on_change = lambda: changes.append(layer.version)
+    new = editing.add(session, [[4999.0, 2999.0]], a).ids[0]
+    assert layer.rows_of([new])[0] == 100
     assert 100 in layer.query(4990, 2990, 5000, 3000)
-    layer.move(100, 10.0, 10.0)
+    editing.move(session, new, 10.0, 10.0)
     assert 100 in layer.query(0, 0, 20, 20)
-    layer.remove([0, 1])
-    assert len(layer) == 99 and layer.rows_of(["new"])[0] == 98
-    assert layer.rows_of(["c0"])[0] == -1
-    layer.set_labels(layer.rows_of(["new"]), None)
+    first_two = [str(i) for i in layer.ids[:2]]
+    editing.delete(session, first_two)
+    assert len(layer) == 99 and layer.rows_of([new])[0] == 98
+    assert layer.rows_of(first_two)[0] == -1
+    editing.label(session, [new], None)
     assert layer.class_id[98] == -1
+    assert layer.palette()[layer.colour_keys()[98]].name() == "#ffffff"
+    assert len(changes) >= 4
+    session.close()
 
 
 def _render(layer, rows, zoom, size=12):
