@@ -9,10 +9,10 @@ import pytest
 from PySide6.QtCore import Qt
 from test_predict_support import wait_for
 
+from cellviewer.core.review import ReviewFilter, next_review_status
 from cellviewer.ui.main_window import MainWindow
 from cellviewer.ui.model_panel import SCOPE_PROJECT
 from cellviewer.ui.prediction_install import install
-from cellviewer.core.review import ReviewFilter, next_review_status
 
 pytest_plugins = ["test_predict_support"]
 
