@@ -170,7 +170,7 @@ class Predictor:
         if patches.dtype != np.uint8:
             raise ValueError(f"patches must be uint8, got {patches.dtype}")
         if blur_sigma and blur_sigma > 0:
-            from trainer.robustness import blur_for_mode
+            from trainer.formats.blur import blur_for_mode
 
             if source_crops is not None:
                 source_crops = np.asarray(source_crops)

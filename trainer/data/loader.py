@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from trainer.data.augment import augment_rows, tables, to_float_chw
-from trainer.data.augment_plan import build_augmented_index, plain_index
+from trainer.formats.augment_plan import build_augmented_index, plain_index
 
 
 def gather_batch(

@@ -84,7 +84,7 @@ def bench_train_step(
     dt = amp_dtype(device, amp)
     model = _model(model_name, num_classes, device, model_args).train()
     patches, labels = synthetic_patches(n_patches, num_classes)
-    from trainer.data.augment_plan import build_augmented_index
+    from trainer.formats.augment_plan import build_augmented_index
 
     plan = build_augmented_index(n_patches, 0)
     mean = torch.from_numpy(patches.mean(axis=(0,)).transpose(2, 0, 1) / 255.0).float()

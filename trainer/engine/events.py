@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from trainer.protocol import encode_event, parse_line
+from trainer.formats.protocol import encode_event, parse_line
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "macro_f1", "lr",
                    "samples_per_s", "epoch_s", "elapsed_s")

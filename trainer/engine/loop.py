@@ -29,7 +29,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.config import ConfigError, RunConfig
 from trainer.engine import modelfile as mfile
 from trainer.engine.dataset import prepare_data, save_split
 from trainer.engine.device import (
@@ -41,7 +40,6 @@ from trainer.engine.device import (
     synchronize,
 )
 from trainer.engine.early_stopping import EarlyStopping
-from trainer.engine.errors import TrainerError, classify_exception
 from trainer.engine.events import EventSink, MetricsCsv, stderr_log
 from trainer.engine.infer import features_of, forward_batches
 from trainer.engine.init_from import apply_initial_weights, load_init_file
@@ -52,8 +50,10 @@ from trainer.engine.step import (
     epoch_permutation,
     make_optimizer,
 )
+from trainer.formats.config import ConfigError, RunConfig
+from trainer.formats.errors import TrainerError, classify_exception
+from trainer.formats.protocol import ErrorKind, StopReason
 from trainer.metrics import classification_metrics
-from trainer.protocol import ErrorKind, StopReason
 
 LAST_MODEL = "last" + mfile.EXTENSION
 BEST_MODEL = "best" + mfile.EXTENSION
@@ -214,8 +214,8 @@ class _Run:
         self._setup_training(resume_mf)
 
     def _setup_data_on_device(self, resume_mf) -> None:
-        from trainer.data.augment_plan import build_augmented_index, plain_index
         from trainer.data.whiten import augmented_mean_image, mean_image
+        from trainer.formats.augment_plan import build_augmented_index, plain_index
 
         cfg, data, device = self.cfg, self.data, self.device
         n = len(data.train_y)

@@ -36,9 +36,9 @@ from typing import Any
 
 import torch
 
-from trainer.engine.errors import ModelFileError, TrainerError
-from trainer.model_header import FORMAT, FORMAT_VERSION, check_metadata, read_model_header
-from trainer.protocol import ErrorKind
+from trainer.formats.errors import ModelFileError, TrainerError
+from trainer.formats.model_header import FORMAT, FORMAT_VERSION, check_metadata, read_model_header
+from trainer.formats.protocol import ErrorKind
 
 EXTENSION = ".cvmodel"
 

@@ -21,7 +21,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from trainer.engine.errors import ModelFileError
+from trainer.formats.errors import ModelFileError
 
 FORMAT = "cellviewer-model"
 FORMAT_VERSION = 1

@@ -2,7 +2,8 @@
 
 NumPy only (no torch), so the sampling report, which the desktop app shows before a run, can
 count the augmented training set without importing torch. The ops themselves (tensor code) are
-in :mod:`trainer.data.augment`.
+in :mod:`trainer.data.augment`; the FlagLimit sampling itself is
+:mod:`trainer.formats.sampling`.
 
 The plan, exactly as the study specifies it:
 
