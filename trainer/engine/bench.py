@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -228,7 +229,8 @@ def inference_cost(
     out["b1_eager_ms"] = float(np.mean(times) * 1e3)
     out["b1_eager_median_ms"] = float(np.median(times) * 1e3)
     if device.type == "cuda" and graph:
-        variants = [("b1_graph_ms", model, None), ("b1_graph_amp_ms", model, dt)]
+        variants: list[tuple[str, Callable[..., Any], torch.dtype | None]] = [
+            ("b1_graph_ms", model, None), ("b1_graph_amp_ms", model, dt)]
         if compile_graph:
             variants.append(("b1_compile_graph_ms", torch.compile(model, dynamic=False), None))
         for key, m, dtype in variants:

@@ -352,6 +352,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                    return_embeddings=args.embeddings is not None)
         write_predictions(args.out, rows, result)
         if args.embeddings is not None:
+            assert result.embeddings is not None  # asked for with return_embeddings
             np.save(args.embeddings, result.embeddings)
     except Exception as exc:
         return _fail(exc)

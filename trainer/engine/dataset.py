@@ -136,6 +136,8 @@ def prepare_data(cfg: RunConfig) -> RunData:
 def save_split(run_dir: Path, data: RunData) -> Path:
     path = run_dir / SPLIT_FILE
     tmp = run_dir / (SPLIT_FILE + ".tmp.npz")
+    # prepare_data loads both patch sets from their folders, so both have a path
+    assert data.val_source.path is not None and data.patchset.path is not None
     np.savez(tmp, train_idx=data.train_idx, val_idx=data.val_idx,
              val_patchset=np.array(str(Path(data.val_source.path).resolve())),
              patchset=np.array(str(Path(data.patchset.path).resolve())))

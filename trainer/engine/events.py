@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,7 +23,7 @@ class EventSink:
     def __init__(
         self,
         stdout: IO[str] | None = None,
-        listeners: list[Callable[[dict], None]] | None = None,
+        listeners: Sequence[Callable[[dict], None]] | None = None,
     ) -> None:
         self.stdout = stdout
         self.listeners = list(listeners or [])
