@@ -11,9 +11,11 @@ models without starting a torch process.
 >>> [m.name for m in MODELS if m.kind == "foundation"]
 ['resnetrs50', 'ctranspath', 'uni']
 
-The numbers are measured from the registry (``trainer.models``, models built on the meta device)
-and written down here; ``tests/trainer/formats/test_catalog.py`` checks every field against the
-registry, so a changed architecture or default fails the tests until this table is updated.
+The training defaults are stated here, once: the registry (``trainer.models.defaults``) reads
+them from this table. The measured facts (parameters, embedding size, trainable parameters,
+summaries) are measured from the registry (models built on the meta device) and written down
+here; ``tests/trainer/formats/test_catalog.py`` checks every field against the registry, so a
+changed architecture fails the tests until this table is updated.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-CATALOG_NUM_CLASSES = 16  # the class count of ``params`` (the study's, and the CLI's default)
+STUDY_NUM_CLASSES = 16  # the class count at which the study reports parameter counts
+CATALOG_NUM_CLASSES = STUDY_NUM_CLASSES  # the class count of ``params`` (the CLI's default)
 SCRATCH_BATCH_SIZE = 512  # the study's batch size for models trained from scratch
 FOUNDATION_BATCH_SIZE = 256  # ... and for the foundation backbones
 BYTES_PER_PARAM = 4  # float32, as saved in a model file
