@@ -68,9 +68,9 @@ from PySide6.QtWidgets import (
 from cellviewer.core import runs as runs_mod
 from cellviewer.ui.settings import app_settings
 from cellviewer.ui.training_monitor import notify
-from trainer.engine.errors import ModelFileError
-from trainer.model_header import read_model_header
-from trainer.weights_files import WEIGHTS_DIR_ENV, find_weights_file
+from trainer.formats.errors import ModelFileError
+from trainer.formats.model_header import read_model_header
+from trainer.formats.weights_files import WEIGHTS_DIR_ENV, find_weights_file
 
 WEIGHTS_ENV = WEIGHTS_DIR_ENV
 WEIGHTS_SETTING = "training/weights_dir"
@@ -429,7 +429,7 @@ class TrainingDialog(QDialog):
         self.class_list.itemChanged.connect(self._schedule_report)
 
         self.limit_combo = QComboBox()
-        from trainer.data.sampling import FLAG_LIMITS
+        from trainer.formats.sampling import FLAG_LIMITS
 
         for lim in FLAG_LIMITS:
             self.limit_combo.addItem(f"{lim:,}", lim)
@@ -705,8 +705,8 @@ class TrainingDialog(QDialog):
 
     def update_report(self) -> None:
         """Recompute the sampling table for the current images, classes and FlagLimit."""
-        from trainer.data.augment_plan import AUGMENT_FACTOR
-        from trainer.data.sampling import flag_min, sampling_report
+        from trainer.formats.augment_plan import AUGMENT_FACTOR
+        from trainer.formats.sampling import flag_min, sampling_report
 
         rows, cols = _checked_rows(self.image_list), _checked_rows(self.class_list)
         names = [self.data.class_names[c] for c in cols]
@@ -1118,7 +1118,7 @@ class TrainingDialog(QDialog):
 
     def build_config(self, run: runs_mod.Run) -> dict:
         """The trainer's RunConfig for ``run`` from the dialog's fields."""
-        from trainer.config import RunConfig
+        from trainer.formats.config import RunConfig
 
         m = self.model_choice()
         foundation = m is not None and m.kind == "foundation"

@@ -14,40 +14,21 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from trainer.formats.catalog import TrainDefaults, UnknownModelError
+
+if TYPE_CHECKING:
+    from trainer.models.layers import CellClassifier
 
 KINDS = ("scratch", "foundation")
 INPUT_MODES = ("whitened", "unit")
 
 
-class UnknownModelError(ValueError):
-    """A model name that is not registered (the message lists close matches)."""
-
-
 class DuplicateModelError(ValueError):
     """Two builders registered under one name."""
-
-
-@dataclass(frozen=True)
-class TrainDefaults:
-    """How the study trains a model. ``study`` names the fields the study states; the others
-    are our choices where it is silent (listed so a reader can tell them apart)."""
-
-    epochs: int
-    lr: float
-    weight_decay: float
-    batch_size: int
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    warmup_epochs: int = 0
-    study: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["study"] = list(self.study)
-        return d
 
 
 @dataclass(frozen=True)
@@ -185,7 +166,7 @@ def model_spec(name: str) -> ModelSpec:
     ) from None
 
 
-def create_model(name: str, num_classes: int, **overrides: Any):
+def create_model(name: str, num_classes: int, **overrides: Any) -> CellClassifier:
     """Build model ``name`` with ``num_classes`` outputs.
 
     ``overrides`` replace the table's model options (``dropout=0.0``...) or pass builder options

@@ -1,17 +1,11 @@
-"""THE table of the study's training defaults, one row per model name.
+"""The registry's table, one row per model name: the study's training defaults (from the
+catalog, ``trainer.formats.catalog``, which states them once for the trainer and the app) and
+the architecture options ``create_model`` passes to the builder (the study's dropouts).
 
-The training loop reads these through ``model_spec(name).defaults`` (or ``.defaults_for(mode)``
-for a foundation model) and never repeats them. Each ``TrainDefaults.study`` lists the fields
-the study states; every other value is our choice where the study is silent:
-
-- learning rate 1e-3 (Adam's usual default) and no weight decay for the five models whose rate
-  the study does not give (MLP, CNN, ResNet-D4, NIN, SE-ResNet-D4);
-- AdamW with a cosine schedule for all; 5 warm-up epochs for the two transformer-like models
-  (ConvNeXt, CustomViT), which are the ones that are unstable without;
-- batch 512 for the scratch models and 256 for foundation models (both from the study).
-
-``model_kwargs`` are the architecture options ``create_model`` passes to the builder (the
-study's dropouts); ``study_params_m`` is the study's parameter count at 16 classes.
+The training loop reads the defaults through ``model_spec(name).defaults`` (or
+``.defaults_for(mode)`` for a foundation model) and never repeats them; the catalog's
+docstring and ``TrainDefaults.study`` say which values the study states and which are ours.
+The table's order is the order ``list_models`` gives (the study's).
 """
 
 from __future__ import annotations
@@ -20,11 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.models._registry import TrainDefaults
+from trainer.formats.catalog import STUDY_NUM_CLASSES, TrainDefaults, model_info
 
-SCRATCH_BATCH_SIZE = 512
-FOUNDATION_BATCH_SIZE = 256
-STUDY_NUM_CLASSES = 16  # the class count at which the study reports parameter counts
+__all__ = ["STUDY_NUM_CLASSES", "STUDY_TABLE", "StudyRow"]
 
 
 @dataclass(frozen=True)
@@ -35,70 +27,30 @@ class StudyRow:
     study_params_m: float | None = None
 
 
-def _scratch(epochs: int, lr: float = 1e-3, weight_decay: float = 0.0, warmup: int = 0,
-             study: tuple[str, ...] = ("epochs", "batch_size")) -> TrainDefaults:
-    return TrainDefaults(epochs=epochs, lr=lr, weight_decay=weight_decay,
-                         batch_size=SCRATCH_BATCH_SIZE, warmup_epochs=warmup, study=study)
+def _row(name: str, **model_kwargs: Any) -> StudyRow:
+    """The row of ``name``: its defaults from the catalog, ``model_kwargs`` for its builder.
+    A foundation model's defaults are per mode (the registry takes the first as its own)."""
+    info = model_info(name)
+    return StudyRow(
+        defaults=None if info.mode_defaults else info.defaults,
+        mode_defaults=info.mode_defaults, model_kwargs=model_kwargs,
+        study_params_m=info.study_params_m,
+    )
 
-
-# Foundation models: the study's two adaptation modes, the same for the three backbones.
-FOUNDATION_MODES: dict[str, TrainDefaults] = {
-    # Linear probing: frozen backbone, new linear head (the study gives no weight decay).
-    "lp": TrainDefaults(epochs=50, lr=5e-4, weight_decay=0.0, batch_size=FOUNDATION_BATCH_SIZE,
-                        study=("epochs", "lr", "batch_size")),
-    # Last block / stage + head trainable.
-    "ft_last": TrainDefaults(epochs=50, lr=1e-4, weight_decay=0.01,
-                             batch_size=FOUNDATION_BATCH_SIZE,
-                             study=("epochs", "lr", "weight_decay", "batch_size")),
-}
 
 STUDY_TABLE: dict[str, StudyRow] = {
-    "mlp": StudyRow(
-        _scratch(30),
-        model_kwargs={"input_dropout": 0.1, "hidden_dropout": 0.5},
-        study_params_m=3.37,
-    ),
-    "cnn": StudyRow(
-        _scratch(100),
-        model_kwargs={"input_dropout": 0.1, "hidden_dropout": 0.5},
-        study_params_m=2.02,
-    ),
-    "resnet_d4": StudyRow(
-        _scratch(50),
-        # The study names no dropout for ResNet-D4; the head's 0.5 is the CNN's (same head).
-        model_kwargs={"input_dropout": 0.0, "hidden_dropout": 0.5},
-        study_params_m=2.27,
-    ),
-    "nin": StudyRow(
-        _scratch(50),
-        model_kwargs={"input_dropout": 0.1, "hidden_dropout": 0.5},
-        study_params_m=7.41,
-    ),
-    "se_resnet_d4": StudyRow(
-        _scratch(50),
-        model_kwargs={"input_dropout": 0.0, "hidden_dropout": 0.5, "se_dropout": 0.1},
-        study_params_m=2.33,
-    ),
-    "efficientnet_b0": StudyRow(
-        _scratch(50, lr=1e-4, study=("epochs", "lr", "batch_size")),
-        model_kwargs={"se_dropout": 0.1, "dropout": 0.2, "drop_path": 0.0},
-        study_params_m=3.93,
-    ),
-    "convnext_tiny": StudyRow(
-        _scratch(60, lr=1e-4, weight_decay=0.2, warmup=5,
-                 study=("epochs", "lr", "weight_decay", "batch_size")),
-        model_kwargs={"drop_path": 0.2},
-        study_params_m=4.78,
-    ),
-    "custom_vit": StudyRow(
-        _scratch(80, lr=1e-4, weight_decay=0.01, warmup=5,
-                 study=("epochs", "lr", "weight_decay", "batch_size")),
-        model_kwargs={"dropout": 0.2},
-        study_params_m=1.89,
-    ),
+    "mlp": _row("mlp", input_dropout=0.1, hidden_dropout=0.5),
+    "cnn": _row("cnn", input_dropout=0.1, hidden_dropout=0.5),
+    # The study names no dropout for ResNet-D4; the head's 0.5 is the CNN's (same head).
+    "resnet_d4": _row("resnet_d4", input_dropout=0.0, hidden_dropout=0.5),
+    "nin": _row("nin", input_dropout=0.1, hidden_dropout=0.5),
+    "se_resnet_d4": _row("se_resnet_d4", input_dropout=0.0, hidden_dropout=0.5, se_dropout=0.1),
+    "efficientnet_b0": _row("efficientnet_b0", se_dropout=0.1, dropout=0.2, drop_path=0.0),
+    "convnext_tiny": _row("convnext_tiny", drop_path=0.2),
+    "custom_vit": _row("custom_vit", dropout=0.2),
     # The study reports no parameter counts for the foundation backbones (timm's own:
     # ResNet-RS50 35.7 M with its 1000-class head, Swin-T 27.5 M, ViT-L/16 303 M).
-    "resnetrs50": StudyRow(mode_defaults=FOUNDATION_MODES),
-    "ctranspath": StudyRow(mode_defaults=FOUNDATION_MODES),
-    "uni": StudyRow(mode_defaults=FOUNDATION_MODES),
+    "resnetrs50": _row("resnetrs50"),
+    "ctranspath": _row("ctranspath"),
+    "uni": _row("uni"),
 }
