@@ -14,40 +14,18 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from trainer.formats.catalog import TrainDefaults, UnknownModelError
 
 KINDS = ("scratch", "foundation")
 INPUT_MODES = ("whitened", "unit")
 
 
-class UnknownModelError(ValueError):
-    """A model name that is not registered (the message lists close matches)."""
-
-
 class DuplicateModelError(ValueError):
     """Two builders registered under one name."""
-
-
-@dataclass(frozen=True)
-class TrainDefaults:
-    """How the study trains a model. ``study`` names the fields the study states; the others
-    are our choices where it is silent (listed so a reader can tell them apart)."""
-
-    epochs: int
-    lr: float
-    weight_decay: float
-    batch_size: int
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    warmup_epochs: int = 0
-    study: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["study"] = list(self.study)
-        return d
 
 
 @dataclass(frozen=True)
