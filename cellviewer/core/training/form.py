@@ -9,8 +9,9 @@ cannot start yet ("" when it can). The dialog writes what the user does into the
 renders it; :class:`~cellviewer.core.training.request.TrainingRequest` turns it into a run.
 
 The facts the form is chosen from arrive later (the dialog reads them in the background):
-:meth:`set_counts`, :meth:`set_models`, :meth:`set_start_candidates`; each has a ``*_failed``
-twin that records why it could not be had.
+:meth:`set_counts`, :meth:`set_devices`, :meth:`set_start_candidates`; each has a ``*_failed``
+twin that records why it could not be had. The models come from the trainer's catalogue (plain
+data) at once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from pathlib import Path
 
 from cellviewer.core.training.devices import AUTO, DeviceOption, DeviceStatus, device_options
 from cellviewer.core.training.devices import is_device as _is_device
-from cellviewer.core.training.models import DEFAULT_MODEL, ModelOption, OfferedModel
+from cellviewer.core.training.models import (
+    DEFAULT_MODEL,
+    OfferedModel,
+    catalogue,
+    is_foundation,
+    weights_file,
+)
 from cellviewer.core.training.project_data import ProjectCounts
 from cellviewer.core.training.start_from import (
     StartFrom,
@@ -32,6 +39,7 @@ from cellviewer.core.training.start_from import (
 )
 from trainer.data.augment_plan import AUGMENT_FACTOR
 from trainer.data.sampling import FLAG_LIMITS, SamplingReport, flag_min, sampling_report
+from trainer.formats.catalog import ModelInfo
 
 DEFAULT_FLAG_LIMIT = 4096
 DEFAULT_VAL_FRACTION = 0.2  # the study's 80/20 split
@@ -85,8 +93,7 @@ class TrainingForm:
         # the facts the choices are made from (None: not arrived yet)
         self.data = ProjectCounts.empty()
         self.counts_error = ""
-        self.models: list[ModelOption] = []
-        self.models_error = ""
+        self.models: list[ModelInfo] = catalogue()
         self.devices: DeviceStatus | None = None
         self.devices_error = ""
         # the data
@@ -118,6 +125,7 @@ class TrainingForm:
         self._preset: tuple[str, Path] | None = None  # preset_start() before the lists came
         self._report_key: tuple | None = None
         self._report: SamplingReport | None = None
+        self._refresh_model()  # the default model with the study's values
 
     # --- the facts arriving ------------------------------------------------------------------
     def set_counts(self, data: ProjectCounts) -> None:
@@ -131,16 +139,13 @@ class TrainingForm:
     def counts_failed(self, message: str) -> None:
         self.counts_error = f"Could not read the project's labels: {message}"
 
-    def set_models(self, models: list[ModelOption]) -> None:
-        """The models the trainer offers; the chosen one is kept if still offered, else the
-        default model (or the first) is chosen with its study defaults."""
+    def set_models(self, models: list[ModelInfo]) -> None:
+        """Another list of models (the form starts with the trainer's catalogue). The chosen
+        model is kept if still offered, else the default (or the first) is chosen with its
+        study defaults."""
         self.models = list(models)
-        self.models_error = ""
         self._refresh_model()
         self._apply_preset()
-
-    def models_failed(self, message: str) -> None:
-        self.models_error = f"Could not ask the trainer for its models: {message}"
 
     def set_devices(self, status: DeviceStatus) -> None:
         self.devices, self.devices_error = status, ""
@@ -170,10 +175,15 @@ class TrainingForm:
         """The project's model files to start from have been listed."""
         return self._start_candidates is not None
 
+    def devices_ready(self) -> bool:
+        """The trainer has said which devices it has (or why it could not)."""
+        return self.devices is not None or bool(self.devices_error)
+
     def ready(self) -> bool:
-        """Every fact a run is chosen from has arrived (devices are optional: "auto" and the
-        CPU are always there)."""
-        return self.data_ready() and self.models_ready() and self.starts_ready()
+        """Every fact the form is filled from has arrived. (A run can start without the
+        devices: "auto" and the CPU are always there.)"""
+        return (self.data_ready() and self.models_ready() and self.starts_ready()
+                and self.devices_ready())
 
     # --- images, classes, FlagLimit ----------------------------------------------------------
     def image_chosen(self, row: int) -> bool:
@@ -274,8 +284,8 @@ class TrainingForm:
         the weights folder."""
         out = []
         for m in self.models:
-            weights = m.weights_file(self.weights_dir)
-            if not m.is_foundation or weights is not None:
+            weights = weights_file(m, self.weights_dir)
+            if not is_foundation(m) or weights is not None:
                 out.append(OfferedModel(m, weights))
         return out
 
@@ -288,9 +298,10 @@ class TrainingForm:
         """The chosen model, if it is offered."""
         return next((o for o in self.offered_models() if o.name == self.model), None)
 
-    def model_option(self) -> ModelOption | None:
+    def model_info(self) -> ModelInfo | None:
+        """The chosen model's catalogue entry, if it is offered."""
         o = self.offered()
-        return o.option if o is not None else None
+        return o.info if o is not None else None
 
     def set_weights_dir(self, folder: Path | None) -> None:
         """Where foundation weights are looked for; the model list follows."""
@@ -302,7 +313,7 @@ class TrainingForm:
         batch size; the start-from choice is kept only if it is a model of this one."""
         changed = name != self.model
         self.model = name
-        option = self.model_option()
+        option = self.model_info()
         if changed or self.mode is None:
             self.mode = option.modes[0] if option is not None and option.modes else None
         self.apply_defaults()
@@ -311,7 +322,7 @@ class TrainingForm:
 
     def set_mode(self, mode: str) -> None:
         """A foundation model's adaptation mode, with its defaults."""
-        option = self.model_option()
+        option = self.model_info()
         if option is not None and option.modes and mode not in option.modes:
             raise ValueError(f"{option.name} has no mode {mode!r} (it has "
                              f"{', '.join(option.modes)})")
@@ -320,12 +331,12 @@ class TrainingForm:
 
     def run_mode(self) -> str | None:
         """The mode the run uses: a foundation model's, None for scratch models."""
-        option = self.model_option()
-        return self.mode if option is not None and option.is_foundation else None
+        option = self.model_info()
+        return self.mode if option is not None and is_foundation(option) else None
 
     def apply_defaults(self) -> None:
         """Epochs, learning rate, weight decay and batch size back to the study's values."""
-        option = self.model_option()
+        option = self.model_info()
         if option is None:
             return
         d = option.defaults_for(self.run_mode())
@@ -511,11 +522,9 @@ class TrainingForm:
         if len(self.run_classes()) < 2:
             return ["At least two classes must keep cells at this FlagLimit: label more "
                     "cells, choose more images, or lower the FlagLimit."]
-        if self.models_error:
-            return [self.models_error]
         if not self.models:
-            return ["Waiting for the trainer's list of models…"]
-        if self.model_option() is None:
+            return ["The trainer offers no model."]
+        if self.model_info() is None:
             return ["Choose a model."]
         out = [p for p in (self.start_problem(),) if p]
         out += self._value_problems()
@@ -543,7 +552,7 @@ class TrainingForm:
             out.append(f"The seed must be a whole number of 0 or more, not {self.seed!r}.")
         if not _is_device(self.device):
             out.append(f"Unknown device {self.device!r}: use auto, cpu, cuda:N or mps.")
-        option = self.model_option()
-        if option is not None and option.is_foundation and self.run_mode() not in option.modes:
+        option = self.model_info()
+        if option is not None and is_foundation(option) and self.run_mode() not in option.modes:
             out.append(f"Choose how {option.name} is adapted ({', '.join(option.modes)}).")
         return out

@@ -53,7 +53,7 @@ class TrainingRequest:
             raise FormError(problem)
         offered = form.offered()
         assert offered is not None  # problem() checks that a model is chosen
-        foundation = offered.option.is_foundation
+        foundation = offered.is_foundation
         settings = {
             "model": offered.name, "flag_limit": form.flag_limit, "epochs": int(form.epochs),
             "batch_size": int(form.batch_size), "lr": float(form.lr),

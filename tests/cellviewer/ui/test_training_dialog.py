@@ -83,16 +83,16 @@ def test_foundation_models_need_their_weights_file(qtbot, tmp_path: Path, monkey
     names = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
     assert "cnn" in names and "ctranspath" not in names and "uni" not in names
     monkeypatch.setenv("CELLVIEWER_WEIGHTS_DIR", str(weights))
-    dialog.weights_edit.setText(str(weights))
-    dialog._fill_models()
+    dialog.set_weights_folder(weights)
     names = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
     assert "ctranspath" in names and "uni" not in names
     dialog.model_combo.setCurrentIndex(names.index("ctranspath"))
     assert dialog.mode_combo.isEnabled()
     dialog.mode_combo.setCurrentIndex(dialog.mode_combo.findData("ft_last"))
     assert dialog.lr_spin.value() == pytest.approx(1e-4) and dialog.wd_spin.value() == 0.01
+    dialog.set_flag_limit(256)  # both classes kept: the form can start a run
     run = runs.RunRegistry(store.path).create("f")
-    cfg = dialog.build_config(run)
+    cfg = dialog.request().run_config(run)
     assert (cfg.model, cfg.mode, cfg.weights) == (
         "ctranspath", "ft_last", str(weights / "ctranspath.safetensors"))
     store.close()
