@@ -756,7 +756,7 @@ class TrainingDialog(QDialog):
         self.progress.setRange(0, job.total)
         self.progress.setValue(job.done)
         elapsed = format_duration(time.monotonic() - self._write_started)
-        self.status.setText(f"Writing the patch set: {job.done:,} of {job.total:,} cells "
+        self.status.setText(f"Writing the patch set: image {job.done:,} of {job.total:,} "
                             f"({elapsed})")
 
     def _on_written(self, _folder) -> None:

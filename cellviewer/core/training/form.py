@@ -134,7 +134,7 @@ class TrainingForm:
         self._images = [True] * len(data.image_ids)
         self._classes = [True] * len(data.class_names)
         self.counts_error = ""
-        self._suggest_name()
+        self.suggest_name()
 
     def counts_failed(self, message: str) -> None:
         self.counts_error = f"Could not read the project's labels: {message}"
@@ -223,7 +223,7 @@ class TrainingForm:
         if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
             raise ValueError(f"a FlagLimit is a positive number of cells, not {limit!r}")
         self.flag_limit = None if limit is None else int(limit)
-        self._suggest_name()
+        self.suggest_name()
 
     @staticmethod
     def flag_limit_presets() -> tuple[int, ...]:
@@ -310,14 +310,15 @@ class TrainingForm:
 
     def select_model(self, name: str) -> None:
         """Choose a model: the study's defaults fill epochs, learning rate, weight decay and
-        batch size; the start-from choice is kept only if it is a model of this one."""
-        changed = name != self.model
+        batch size; the start-from choice is kept only if it is a model of this one. The
+        model chosen already keeps the values typed since."""
+        if name == self.model and self.model_info() is not None:
+            return
         self.model = name
         option = self.model_info()
-        if changed or self.mode is None:
-            self.mode = option.modes[0] if option is not None and option.modes else None
+        self.mode = option.modes[0] if option is not None and option.modes else None
         self.apply_defaults()
-        self._suggest_name()
+        self.suggest_name()
         self._refresh_start()
 
     def set_mode(self, mode: str) -> None:
@@ -367,7 +368,7 @@ class TrainingForm:
         self.run_name = name
         self._name_chosen = name != self._suggested_name
 
-    def _suggest_name(self, now: _dt.datetime | None = None) -> None:
+    def suggest_name(self, now: _dt.datetime | None = None) -> None:
         """Name the run after model, FlagLimit and time, until the user names it."""
         if self._name_chosen:
             return

@@ -92,8 +92,9 @@ class TrainingRequest:
 
 class PatchSetJob:
     """Writes a run's patch set from the project. :meth:`run` blocks (call it in a worker
-    thread; it opens its own connection to the project); :attr:`done` and :attr:`total` say
-    how far it is, :meth:`cancel` stops it at its next progress report."""
+    thread; it opens its own connection to the project); :attr:`done` and :attr:`total` (images,
+    the patch set is written image by image) say how far it is; :meth:`cancel` stops it at its
+    next progress report."""
 
     def __init__(self, project_path: str | os.PathLike, out_folder: Path,
                  image_ids: list[int], class_names: list[str]) -> None:
@@ -101,8 +102,8 @@ class PatchSetJob:
         self.out_folder = Path(out_folder)
         self.image_ids = image_ids
         self.class_names = class_names
-        self.done = 0
-        self.total = 0  # 0 until the first report
+        self.done = 0  # images written
+        self.total = 0  # images to write (0 until the first report)
         self.cancelled = False
 
     def cancel(self) -> None:
