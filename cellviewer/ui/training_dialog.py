@@ -64,6 +64,7 @@ from cellviewer.core.training.start_from import start_candidates
 from cellviewer.ui.settings import app_settings
 from cellviewer.ui.training_monitor import notify
 from cellviewer.ui.workers import BackgroundRunner
+from trainer.data.sampling import SamplingReport
 from trainer.weights_files import WEIGHTS_DIR_ENV
 
 WEIGHTS_ENV = WEIGHTS_DIR_ENV
@@ -169,7 +170,7 @@ class TrainingDialog(QDialog):
         self.manager = manager
         self.project_path = Path(store.path)
         self.form = TrainingForm(self.project_path, weights_dir())
-        self.report = None  # the sampling report the table shows
+        self.report: SamplingReport | None = None  # the sampling report the table shows
         self._shown_rows: list[dict] = []
         self.writer: PatchSetJob | None = None  # the patch set being written
         self.run: runs_mod.Run | None = None
@@ -193,11 +194,12 @@ class TrainingDialog(QDialog):
     # --- building ------------------------------------------------------------------------
     def _build_data_box(self) -> QGroupBox:
         self.image_list, self.class_list = _check_list(), _check_list()
-        self.image_list.itemChanged.connect(self._image_checked)
-        self.class_list.itemChanged.connect(self._class_checked)
+        f = self.form
+        self.image_list.itemChanged.connect(lambda i: self._item_checked(f.choose_image, i))
+        self.class_list.itemChanged.connect(lambda i: self._item_checked(f.choose_class, i))
         lists = QHBoxLayout()
-        lists.addLayout(self._check_column("Images", self.image_list, self._all_images))
-        lists.addLayout(self._check_column("Classes", self.class_list, self._all_classes))
+        lists.addLayout(self._check_column("Images", self.image_list, f.choose_all_images))
+        lists.addLayout(self._check_column("Classes", self.class_list, f.choose_all_classes))
         box = QGroupBox("Data")
         lay = QVBoxLayout(box)
         lay.addLayout(lists, 2)
@@ -215,7 +217,7 @@ class TrainingDialog(QDialog):
         for text, on in (("all", True), ("none", False)):
             b = QPushButton(text)
             b.setFlat(True)
-            b.clicked.connect(lambda _=False, on=on: choose_all(on))
+            b.clicked.connect(lambda _=False, on=on: self._check_all(choose_all, on))
             row.addWidget(b)
         col = QVBoxLayout()
         col.addLayout(row)
@@ -235,7 +237,7 @@ class TrainingDialog(QDialog):
                                  "on (stratified); the study uses 20 %")
         self.val_spin.setValue(round(self.form.val_fraction * 100))
         self.limit_combo.currentIndexChanged.connect(self._limit_chosen)
-        self.limit_spin.valueChanged.connect(self._limit_typed)
+        self.limit_spin.valueChanged.connect(self.set_flag_limit)
         self.val_spin.valueChanged.connect(self._val_share_typed)
         self.flagmin_label = QLabel("")
         row = QHBoxLayout()
@@ -265,7 +267,8 @@ class TrainingDialog(QDialog):
         self.mode_combo = QComboBox()
         for key, text in FOUNDATION_MODES:
             self.mode_combo.addItem(text, key)
-        self.mode_combo.currentIndexChanged.connect(self._mode_chosen)
+        self.mode_combo.currentIndexChanged.connect(lambda _i: self._then_numbers(
+            self.form.set_mode, self.mode_combo.currentData()))
         box = QGroupBox("Model and training")
         form = self.model_form = QFormLayout(box)
         form.addRow("Model", self.model_combo)
@@ -323,7 +326,8 @@ class TrainingDialog(QDialog):
         self.defaults_button = QPushButton("Study defaults")
         self.defaults_button.setToolTip("Reset epochs, learning rate, weight decay and batch "
                                         "size to the study's values for this model")
-        self.defaults_button.clicked.connect(self._reset_defaults)
+        self.defaults_button.clicked.connect(
+            lambda: self._then_numbers(self.form.apply_defaults))
         form.addRow("Epochs", self.epochs_spin)
         form.addRow("Learning rate", self.lr_spin)
         form.addRow("Weight decay", self.wd_spin)
@@ -368,21 +372,28 @@ class TrainingDialog(QDialog):
         self._progress_timer.timeout.connect(self._show_progress)
 
     def _read_in_background(self) -> None:
-        """The project's label counts and model files, and the trainer's devices."""
-        path, submit = self.project_path, _background().submit
-        submit(lambda: read_project(path, ProjectCounts.from_store),
-               self._while_open(self._on_counts), self._while_open(self._on_counts_failed))
-        submit(lambda: read_project(path, lambda store: start_candidates(store, path)),
-               self._while_open(self._on_starts), self._while_open(self._on_starts_failed))
-        submit(probe_devices, self._while_open(self._on_devices),
-               self._while_open(self._on_devices_failed))
+        """The project's label counts and model files, and the trainer's devices: each answer
+        (or why there is none) goes into the form, then the widgets it changes are drawn."""
+        path, form = self.project_path, self.form
+        jobs = ((lambda: read_project(path, ProjectCounts.from_store),
+                 form.set_counts, form.counts_failed, self._render_data),
+                (lambda: read_project(path, lambda store: start_candidates(store, path)),
+                 form.set_start_candidates, form.start_candidates_failed,
+                 self._render_model_list),
+                (probe_devices, form.set_devices, form.devices_failed, self._render_devices))
+        for read, done, failed, render in jobs:
+            _background().submit(read, self._while_open(done, render),
+                                 self._while_open(failed, render))
         self.device_note.setText("asking the trainer for devices…")
 
-    def _while_open(self, fn: Callable) -> Callable:
-        """``fn``, dropped once the dialog is closed (a background answer may come later)."""
-        def call(arg) -> None:
+    def _while_open(self, into: Callable, render: Callable[[], None] | None = None) -> Callable:
+        """``into(answer)`` then ``render()``; dropped once the dialog is closed (an answer
+        from the background may come later)."""
+        def call(answer) -> None:
             if not self._closed and shiboken6.isValid(self):
-                fn(arg)
+                into(answer)
+                if render is not None:
+                    render()
         return call
 
     # --- what has arrived ----------------------------------------------------------------
@@ -395,50 +406,13 @@ class TrainingDialog(QDialog):
         """Label counts, the models to start from and the devices have arrived."""
         return self.form.ready()
 
-    def _on_counts(self, data: ProjectCounts) -> None:
-        self.form.set_counts(data)
-        self._render_lists()
-        self._render_name()
-        self.update_report()
-
-    def _on_counts_failed(self, message: str) -> None:
-        self.form.counts_failed(message)
-        self._render_status()
-
-    def _on_starts(self, found: list) -> None:
-        self.form.set_start_candidates(found)
-        self._render_model_list()
-
-    def _on_starts_failed(self, message: str) -> None:
-        self.form.start_candidates_failed(message)
-        self._render_model_list()
-
-    def _on_devices(self, status) -> None:
-        self.form.set_devices(status)
-        self._render_devices()
-
-    def _on_devices_failed(self, message: str) -> None:
-        self.form.devices_failed(message)
-        self._render_devices()
-
     # --- the user's changes, into the form -----------------------------------------------
-    def _image_checked(self, item: QListWidgetItem) -> None:
-        self.form.choose_image(self.image_list.row(item),
-                               item.checkState() == Qt.CheckState.Checked)
+    def _item_checked(self, choose: Callable[[int, bool], None], item: QListWidgetItem) -> None:
+        choose(item.listWidget().row(item), item.checkState() == Qt.CheckState.Checked)
         self._changed()
 
-    def _class_checked(self, item: QListWidgetItem) -> None:
-        self.form.choose_class(self.class_list.row(item),
-                               item.checkState() == Qt.CheckState.Checked)
-        self._changed()
-
-    def _all_images(self, on: bool) -> None:
-        self.form.choose_all_images(on)
-        self._render_lists()
-        self.update_report()
-
-    def _all_classes(self, on: bool) -> None:
-        self.form.choose_all_classes(on)
+    def _check_all(self, choose_all: Callable[[bool], None], on: bool) -> None:
+        choose_all(on)
         self._render_lists()
         self.update_report()
 
@@ -459,11 +433,6 @@ class TrainingDialog(QDialog):
         self._render_limit()
         self._changed()
 
-    def _limit_typed(self, value: int) -> None:
-        self.form.set_flag_limit(value)
-        self._render_limit()
-        self._changed()
-
     def _val_share_typed(self, percent: int) -> None:
         self.form.val_fraction = percent / 100
         self._changed()
@@ -478,12 +447,9 @@ class TrainingDialog(QDialog):
         self.form.select_model(self.model_combo.currentData())
         self._render_model()
 
-    def _mode_chosen(self) -> None:
-        self.form.set_mode(self.mode_combo.currentData())
-        self._render_numbers()
-
-    def _reset_defaults(self) -> None:
-        self.form.apply_defaults()
+    def _then_numbers(self, change: Callable, *args) -> None:
+        """A change of the form that sets the training values (mode, study defaults)."""
+        change(*args)
         self._render_numbers()
 
     def _number_typed(self, attr: str, value) -> None:
@@ -550,6 +516,12 @@ class TrainingDialog(QDialog):
         return self.form.start_path
 
     # --- the form, into the widgets ------------------------------------------------------
+    def _render_data(self) -> None:
+        """The project's images and classes have come (or failed to)."""
+        self._render_lists()
+        self._render_name()
+        self.update_report()
+
     def _render_lists(self) -> None:
         data, form = self.form.data, self.form
         with _quiet(self.image_list, self.class_list):
@@ -657,11 +629,13 @@ class TrainingDialog(QDialog):
 
     def _render_numbers(self) -> None:
         f = self.form
-        spins = (self.epochs_spin, self.lr_spin, self.wd_spin, self.batch_spin, self.seed_spin)
-        with _quiet(*spins):
-            for spin, value in zip(spins, (f.epochs, f.lr, f.weight_decay, f.batch_size, f.seed),
-                                   strict=True):
-                spin.setValue(value)
+        with _quiet(self.epochs_spin, self.lr_spin, self.wd_spin, self.batch_spin,
+                    self.seed_spin):
+            self.epochs_spin.setValue(f.epochs)
+            self.lr_spin.setValue(f.lr)
+            self.wd_spin.setValue(f.weight_decay)
+            self.batch_spin.setValue(f.batch_size)
+            self.seed_spin.setValue(f.seed)
         self._render_status()
 
     def _render_name(self) -> None:
@@ -761,9 +735,10 @@ class TrainingDialog(QDialog):
 
     def _on_written(self, _folder) -> None:
         self._write_ended()
-        run = self.run
+        run, request = self.run, self._request
+        assert run is not None and request is not None  # set by start()
         try:
-            self._request.run_config(run).save(run.config_path)
+            request.run_config(run).save(run.config_path)
             self.status.setText("Starting the trainer…")
             self.manager.launch(run)
         except Exception as exc:  # a bad value or a failed start: say so, keep the dialog

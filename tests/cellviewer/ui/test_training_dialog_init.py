@@ -18,7 +18,7 @@ from cellviewer.ui.training_dialog import SCRATCH_LABEL
 from trainer.engine.modelfile import save_model_file
 from trainer.protocol import encode_event
 
-pytestmark = pytest.mark.slow  # the first dialog asks a separate Python for the trainer's models
+pytestmark = pytest.mark.slow  # the first dialog asks a trainer process for its devices
 
 
 def model_file(path: Path, arch: str, classes: list[str], real: bool = False) -> Path:
