@@ -29,7 +29,7 @@ from trainer_run import run_trainer  # noqa: E402
 
 def synthetic_patchset(folder: Path, classes: int, per_class: int, seed: int = 0) -> Path:
     """``classes`` x ``per_class`` patches whose class sets a colour offset (learnable)."""
-    from trainer.data.patchset import PatchSet
+    from trainer.formats.patchset import PatchSet
 
     rng = np.random.default_rng(seed)
     n = classes * per_class

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from trainer.protocol import STOP_COMMAND, parse_line
+from trainer.formats.protocol import STOP_COMMAND, parse_line
 
 
 def run_trainer(cmd: list[str], cwd: Path, budget_s: float = 1e9, *, stderr=None,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.patchset import PatchSet, PatchSetError, load_patchset
+from trainer.formats.patchset import PatchSet, PatchSetError, load_patchset
 from trainer.metrics import ClassificationMetrics, classification_metrics
 
 

@@ -27,6 +27,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ import torch
 from trainer.engine.device import amp_dtype, autocast, prefers_channels_last, select_device
 from trainer.engine.infer import forward_batches, model_input
 from trainer.engine.modelfile import ModelFile, build_model, load_model_file
+
+if TYPE_CHECKING:
+    from trainer.models.layers import CellClassifier
 
 
 @dataclass
@@ -65,7 +69,6 @@ class _GraphedSingle:
                  compile_model: bool = False) -> None:
         self.static_in = torch.zeros(1, 40, 40, 3, dtype=torch.uint8, device=device)
         self.host_in = torch.zeros(1, 40, 40, 3, dtype=torch.uint8).pin_memory()
-        self.host_out: torch.Tensor | None = None
         forward = torch.compile(model, dynamic=False) if compile_model else model
 
         def fn() -> torch.Tensor:
@@ -97,7 +100,7 @@ class _GraphedSingle:
 class Predictor:
     """A loaded model file, ready to predict. Build it with :meth:`load`."""
 
-    def __init__(self, model: torch.nn.Module, model_file: ModelFile, device: torch.device,
+    def __init__(self, model: CellClassifier, model_file: ModelFile, device: torch.device,
                  amp: str = "auto", use_graph: bool = True, compile_single: bool = False) -> None:
         self.channels_last = prefers_channels_last(model, device)
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
@@ -170,7 +173,7 @@ class Predictor:
         if patches.dtype != np.uint8:
             raise ValueError(f"patches must be uint8, got {patches.dtype}")
         if blur_sigma and blur_sigma > 0:
-            from trainer.robustness import blur_for_mode
+            from trainer.formats.blur import blur_for_mode
 
             if source_crops is not None:
                 source_crops = np.asarray(source_crops)

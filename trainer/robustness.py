@@ -6,8 +6,11 @@ deviation) at sigma in {0.1, 0.2, 0.4, 0.8, 1.6}, in two modes:
 - **post-resize**: sigma applied to the 40x40 patch;
 - **pre-resize**: sigma_pre = sigma x S0 / 40 applied to the source crop (S0 x S0, the field of
   view before resizing), then resized to 40x40 with the patch set's own resize
-  (``trainer.data.patchset.resize_to_patch``). A patch set without source crops has no
+  (``trainer.formats.patchset.resize_to_patch``). A patch set without source crops has no
   pre-resize rows, and the report says so (nothing is faked from the 40x40 patches).
+
+The blur itself (``blur_for_mode``...) is :mod:`trainer.formats.blur`, which the desktop app's
+blur preview uses too; this module measures a predictor under it.
 
 Whitening is applied after blurring, exactly as for clean inputs (the predictor does it).
 The report: accuracy, macro-F1 and their change from clean per sigma and mode, and per mode the
@@ -25,51 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-SIGMAS = (0.1, 0.2, 0.4, 0.8, 1.6)
-MODES = ("post", "pre")
-
-
-def blur_patches(patches_u8: np.ndarray, sigma: float) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> the same, each image blurred by PIL's GaussianBlur(sigma)."""
-    from PIL import Image, ImageFilter
-
-    patches_u8 = np.asarray(patches_u8)
-    if sigma <= 0:
-        return patches_u8
-    flt = ImageFilter.GaussianBlur(radius=float(sigma))
-    out = np.empty_like(patches_u8)
-    for i in range(len(patches_u8)):
-        out[i] = np.asarray(Image.fromarray(np.ascontiguousarray(patches_u8[i])).filter(flt))
-    return out
-
-
-def blur_pre_resize(source_crops: np.ndarray, sigma: float, size: int = 40) -> np.ndarray:
-    """Source crops (N, S0, S0, 3) blurred with sigma x S0 / 40, then resized to 40x40."""
-    from trainer.data.patchset import resize_to_patch
-
-    source_crops = np.asarray(source_crops)
-    s0 = source_crops.shape[1]
-    blurred = blur_patches(source_crops, sigma * s0 / size)
-    out = np.empty((len(blurred), size, size, 3), dtype=np.uint8)
-    for i in range(len(blurred)):
-        out[i] = resize_to_patch(blurred[i], size)
-    return out
-
-
-def blur_for_mode(patches_u8: np.ndarray, sigma: float, mode: str = "post",
-                  source_crops: np.ndarray | None = None) -> np.ndarray:
-    """The blurred 40x40 patches for ``mode`` ("post" or "pre"; "pre" needs source crops)."""
-    if mode == "post":
-        return blur_patches(patches_u8, sigma)
-    if mode == "pre":
-        if source_crops is None:
-            raise ValueError("pre-resize blur needs the source crops (the patch set has none)")
-        if len(source_crops) != len(patches_u8):
-            raise ValueError(f"{len(patches_u8)} patches but {len(source_crops)} source crops")
-        if sigma <= 0:
-            return np.asarray(patches_u8)
-        return blur_pre_resize(source_crops, sigma)
-    raise ValueError(f"blur mode must be 'post' or 'pre', not {mode!r}")
+from trainer.formats.blur import SIGMAS
 
 
 def drop_slope(sigmas, accuracies) -> float:

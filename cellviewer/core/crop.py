@@ -30,7 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from cellviewer.core.sources import ArraySource, ImageSource
-from trainer.data.patchset import PATCH_SIZE, resize_to_patch
+from trainer.formats.patchset import PATCH_SIZE, resize_to_patch
 
 DEFAULT_REGION_PX = 1024
 # What one more read costs beyond its pixels, in pixels: OpenSlide's cost is nearly all per

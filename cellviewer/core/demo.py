@@ -68,7 +68,7 @@ def missing_demo_models(store, folder: Path | None = None) -> list[Path]:
 def register_demo_models(store, folder: Path | None = None) -> list[int]:
     """Add the bundled demo models the project does not list yet; returns the new model ids.
     Reads only each file's header (no torch)."""
-    from trainer.model_header import read_model_header
+    from trainer.formats.model_header import read_model_header
 
     added = []
     for path in missing_demo_models(store, folder):

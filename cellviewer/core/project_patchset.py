@@ -32,7 +32,7 @@ import numpy as np
 
 from cellviewer.core.crop import crop_patches, window_size
 from cellviewer.core.sources import ImageOpenError, open_image
-from trainer.data.patchset import PATCH_SIZE, PatchSet, load_patchset
+from trainer.formats.patchset import PATCH_SIZE, PatchSet, load_patchset
 
 # Above this many bytes of patches (and source crops) the arrays are memory-mapped files.
 IN_MEMORY_LIMIT = 512 << 20

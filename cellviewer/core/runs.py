@@ -89,7 +89,7 @@ def read_events(path: str | os.PathLike) -> list[dict]:
     """Every protocol event of an ``events.jsonl`` (none when the file is absent); a torn last
     line (a trainer killed while writing) and non-JSON lines are skipped, as the live reader
     does."""
-    from trainer.protocol import read_events as _read
+    from trainer.formats.protocol import read_events as _read
 
     p = Path(path)
     if not p.is_file():

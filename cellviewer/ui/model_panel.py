@@ -101,12 +101,12 @@ def read_model_info(path: str | Path) -> dict:
     folder, what the run's ``started`` event says about the data (``n_train``, ``n_val``,
     excluded classes) is added under ``"run"``. Imports torch (the model-file reader): call it
     from a worker thread."""
-    from trainer.engine.modelfile import read_model_meta
+    from trainer.formats.model_header import read_model_header as read_model_meta
 
     meta = dict(read_model_meta(path))
     events = Path(path).with_name("events.jsonl")
     if not _data_of(meta) and events.is_file():
-        from trainer.protocol import parse_line
+        from trainer.formats.protocol import parse_line
 
         with open(events, encoding="utf-8") as fh:
             for line in fh:

@@ -41,7 +41,7 @@ NO_MODEL_COLOUR = "#9e9e9e"
 def _blur_for_display(patch: np.ndarray, sigma: float, mode: str,
                       source_crop: np.ndarray | None) -> np.ndarray:
     """The blurred patch exactly as the model sees it (the trainer's definition of blur)."""
-    from trainer.robustness import blur_for_mode
+    from trainer.formats.blur import blur_for_mode
 
     crops = None if source_crop is None else source_crop[None]
     return blur_for_mode(patch[None], float(sigma), mode, crops)[0]

@@ -64,8 +64,8 @@ from cellviewer.core.training.start_from import start_candidates
 from cellviewer.ui.settings import app_settings
 from cellviewer.ui.training_monitor import notify
 from cellviewer.ui.workers import BackgroundRunner
-from trainer.data.sampling import SamplingReport
-from trainer.weights_files import WEIGHTS_DIR_ENV
+from trainer.formats.sampling import SamplingReport
+from trainer.formats.weights_files import WEIGHTS_DIR_ENV
 
 WEIGHTS_ENV = WEIGHTS_DIR_ENV
 WEIGHTS_SETTING = "training/weights_dir"

@@ -142,7 +142,7 @@ class TrainerProcess(QObject):
 
     def __init__(self, run: Run, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        from trainer.protocol import LineBuffer
+        from trainer.formats.protocol import LineBuffer
 
         self.run = run
         self.events: list[dict] = []
@@ -533,7 +533,7 @@ class RunMonitor(QWidget):
         if process is not None:
             events = process.events
         else:
-            from trainer.protocol import LineBuffer
+            from trainer.formats.protocol import LineBuffer
 
             self._follow_buffer = LineBuffer()
             events = self._read_new_events()

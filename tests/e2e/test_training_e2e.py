@@ -166,7 +166,7 @@ def test_train_from_the_dialog_and_predict_with_the_result(qtbot, tmp_path: Path
     assert "Active model" in view.active_label.text()
     assert training.make_active(run) == model_id  # registered once
 
-    from trainer.data.patchset import load_patchset
+    from trainer.formats.patchset import load_patchset
     from trainer.predict import Predictor
 
     patches = load_patchset(run.patchset_path)

@@ -1,6 +1,6 @@
 """The study's augmentation as per-batch tensor ops (any device; CUDA-graph capturable).
 
-The plan (which sample gets which op and orientation) is in :mod:`trainer.data.augment_plan`
+The plan (which sample gets which op and orientation) is in :mod:`trainer.formats.augment_plan`
 and re-exported here. This module applies it to a batch of uint8 patches.
 
 **Gamma convention** (the one place it is defined): on values in [0, 1],
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import torch
 
-from trainer.data.augment_plan import (  # noqa: F401  (re-exported: the contract's names)
+from trainer.formats.augment_plan import (  # noqa: F401  (re-exported: the contract's names)
     AUGMENT_FACTOR,
     COLOUR_OPS,
     N_COLOUR_OPS,

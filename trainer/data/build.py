@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.patchset import (
+from trainer.formats.patchset import (
     PATCH_SIZE,
     PatchSet,
     PatchSetError,

@@ -36,7 +36,7 @@ def _add_points_options(p: argparse.ArgumentParser) -> None:
 
 def _class_names(spec: str | None) -> list[str] | None:
     from trainer.data.build import KNOWN_CLASS_LISTS
-    from trainer.data.patchset import PatchSetError
+    from trainer.formats.patchset import PatchSetError
 
     if spec is None:
         return None
@@ -76,8 +76,8 @@ def _add_sample_args(p: argparse.ArgumentParser) -> None:
 @command("sample", "FlagLimit sampling report of a patch set or points CSV", _add_sample_args)
 def cmd_sample(args: argparse.Namespace) -> int:
     from trainer.data.build import read_points_csv
-    from trainer.data.patchset import PatchSetError, load_patchset
-    from trainer.data.sampling import FLAG_LIMITS, sampling_report
+    from trainer.formats.patchset import PatchSetError, load_patchset
+    from trainer.formats.sampling import FLAG_LIMITS, sampling_report
 
     try:
         if args.source.is_dir():
@@ -115,7 +115,7 @@ def cmd_build_patchset(args: argparse.Namespace) -> int:
     import numpy as np
 
     from trainer.data.build import build_from_points_csv
-    from trainer.data.patchset import PatchSetError
+    from trainer.formats.patchset import PatchSetError
 
     t0 = time.perf_counter()
     try:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from trainer.data.augment import augment_rows, tables, to_float_chw
-from trainer.data.augment_plan import build_augmented_index, plain_index
+from trainer.formats.augment_plan import build_augmented_index, plain_index
 
 
 def gather_batch(
@@ -54,6 +54,10 @@ def gather_batch(
     if mean is not None:
         x = x - mean
     return x, labels[sample]
+
+
+# A captured CUDA graph of one batch: the graph, its input rows, its output batch x and y.
+_Captured = tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class PatchBatches:
@@ -105,7 +109,7 @@ class PatchBatches:
         self._fn = torch.compile(gather_batch, dynamic=False) if compile else gather_batch
         self.cuda_graph = cuda_graph and self.device.type == "cuda"
         self.reuse_output = reuse_output
-        self._graph = None
+        self._graph: _Captured | None = None
 
     @property
     def n_samples(self) -> int:
@@ -146,7 +150,7 @@ class PatchBatches:
         return self._fn(self.patches, self.labels, self.plan, sel, self.orient_table,
                         self.colour_table, self.mean, self.augment)
 
-    def _capture(self) -> tuple:
+    def _capture(self) -> _Captured:
         static_sel = torch.zeros(self.batch_size, dtype=torch.int64, device=self.device)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +85,7 @@ def bench_train_step(
     dt = amp_dtype(device, amp)
     model = _model(model_name, num_classes, device, model_args).train()
     patches, labels = synthetic_patches(n_patches, num_classes)
-    from trainer.data.augment_plan import build_augmented_index
+    from trainer.formats.augment_plan import build_augmented_index
 
     plan = build_augmented_index(n_patches, 0)
     mean = torch.from_numpy(patches.mean(axis=(0,)).transpose(2, 0, 1) / 255.0).float()
@@ -228,7 +229,8 @@ def inference_cost(
     out["b1_eager_ms"] = float(np.mean(times) * 1e3)
     out["b1_eager_median_ms"] = float(np.median(times) * 1e3)
     if device.type == "cuda" and graph:
-        variants = [("b1_graph_ms", model, None), ("b1_graph_amp_ms", model, dt)]
+        variants: list[tuple[str, Callable[..., Any], torch.dtype | None]] = [
+            ("b1_graph_ms", model, None), ("b1_graph_amp_ms", model, dt)]
         if compile_graph:
             variants.append(("b1_compile_graph_ms", torch.compile(model, dynamic=False), None))
         for key, m, dtype in variants:

@@ -72,9 +72,9 @@ _CONFIG_FLAGS = ("patchset", "val_patchset", "out_dir", "model", "flag_limit", "
 
 def _train_config(args: argparse.Namespace):
     """The RunConfig and the model file to resume from (or None)."""
-    from trainer.config import ConfigError, RunConfig
     from trainer.engine.loop import LAST_MODEL
     from trainer.engine.modelfile import read_model_meta
+    from trainer.formats.config import ConfigError, RunConfig
 
     overrides = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
     resume_path = None
@@ -135,9 +135,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
 @command("train", "train a model on a patch set (JSON progress lines on stdout)", _add_train_args)
 def cmd_train(args: argparse.Namespace) -> int:
     from trainer.engine.control import StopControl
-    from trainer.engine.errors import classify_exception
     from trainer.engine.events import EventSink
     from trainer.engine.progress import TerminalProgress
+    from trainer.formats.errors import classify_exception
 
     tty = sys.stdout.isatty()
     as_json = args.json if args.json is not None else not tty
@@ -180,7 +180,7 @@ def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _fail(exc: BaseException) -> int:
-    from trainer.engine.errors import classify_exception
+    from trainer.formats.errors import classify_exception
 
     kind, message = classify_exception(exc)
     sys.stderr.write(f"error ({kind.value}): {message}\n")
@@ -224,8 +224,9 @@ def _add_robustness_args(p: argparse.ArgumentParser) -> None:
          _add_robustness_args)
 def cmd_robustness(args: argparse.Namespace) -> int:
     from trainer.evaluate import select_eval_data
+    from trainer.formats.blur import SIGMAS
     from trainer.predict import Predictor
-    from trainer.robustness import SIGMAS, blur_robustness
+    from trainer.robustness import blur_robustness
 
     try:
         predictor = Predictor.load(args.model, device=args.device)
@@ -331,7 +332,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         predictor = Predictor.load(args.model, device=args.device)
         if args.patchset is not None:
-            from trainer.data.patchset import load_patchset
+            from trainer.formats.patchset import load_patchset
 
             ps = load_patchset(args.patchset)
             patches, crops = ps.patches, ps.source_crops
@@ -351,6 +352,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                    return_embeddings=args.embeddings is not None)
         write_predictions(args.out, rows, result)
         if args.embeddings is not None:
+            assert result.embeddings is not None  # asked for with return_embeddings
             np.save(args.embeddings, result.embeddings)
     except Exception as exc:
         return _fail(exc)

@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import IO
 
-from trainer.protocol import STOP_COMMAND
+from trainer.formats.protocol import STOP_COMMAND
 
 
 class StopControl:

@@ -1,7 +1,7 @@
 """A run's data: which cells train and which validate, their patches, labels and mean image.
 
 Training cells: the patch set's labelled cells, FlagLimit-sampled when ``flag_limit`` is set
-(``trainer.data.sampling.flaglimit_split``). Validation cells: the sampled validation share
+(``trainer.formats.sampling.flaglimit_split``). Validation cells: the sampled validation share
 (80/20, stratified, same seed) or, when ``val_patchset`` is given, every labelled cell of that
 patch set whose class the model has (the CRC data's own validation split); the training side
 then uses the whole sample (``val_fraction`` is not applied).
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.config import RunConfig
-from trainer.data.patchset import PatchSet, PatchSetError, load_patchset
+from trainer.formats.config import RunConfig
+from trainer.formats.patchset import PatchSet, PatchSetError, load_patchset
 
 SPLIT_FILE = "split.npz"
 
@@ -78,7 +78,7 @@ def _gather(patches: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def prepare_data(cfg: RunConfig) -> RunData:
-    from trainer.data.sampling import flaglimit_split
+    from trainer.formats.sampling import flaglimit_split
 
     ps = _load(cfg.patchset, "patch set")
     labels = np.asarray(ps.labels, dtype=np.int64)
@@ -136,6 +136,8 @@ def prepare_data(cfg: RunConfig) -> RunData:
 def save_split(run_dir: Path, data: RunData) -> Path:
     path = run_dir / SPLIT_FILE
     tmp = run_dir / (SPLIT_FILE + ".tmp.npz")
+    # prepare_data loads both patch sets from their folders, so both have a path
+    assert data.val_source.path is not None and data.patchset.path is not None
     np.savez(tmp, train_idx=data.train_idx, val_idx=data.val_idx,
              val_patchset=np.array(str(Path(data.val_source.path).resolve())),
              patchset=np.array(str(Path(data.patchset.path).resolve())))

@@ -6,8 +6,8 @@ import contextlib
 
 import torch
 
-from trainer.engine.errors import TrainerError
-from trainer.protocol import ErrorKind
+from trainer.formats.errors import TrainerError
+from trainer.formats.protocol import ErrorKind
 
 
 def _mps_available() -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from trainer.protocol import StopReason
+from trainer.formats.protocol import StopReason
 
 
 @dataclass

@@ -6,11 +6,11 @@ from __future__ import annotations
 import csv
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from trainer.protocol import encode_event, parse_line
+from trainer.formats.protocol import encode_event, parse_line
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "macro_f1", "lr",
                    "samples_per_s", "epoch_s", "elapsed_s")
@@ -23,7 +23,7 @@ class EventSink:
     def __init__(
         self,
         stdout: IO[str] | None = None,
-        listeners: list[Callable[[dict], None]] | None = None,
+        listeners: Sequence[Callable[[dict], None]] | None = None,
     ) -> None:
         self.stdout = stdout
         self.listeners = list(listeners or [])

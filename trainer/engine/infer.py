@@ -4,10 +4,15 @@ uint8 patches -> [0, 1] (-> whitened) -> model -> logits (and embeddings), in ba
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from trainer.engine.device import autocast
+
+if TYPE_CHECKING:
+    from trainer.models.layers import CellClassifier
 
 
 def model_input(patches_u8: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
@@ -31,7 +36,7 @@ def _chunk(inputs: np.ndarray | torch.Tensor, start: int, stop: int,
 
 @torch.inference_mode()
 def forward_batches(
-    model: torch.nn.Module,
+    model: CellClassifier,
     inputs: np.ndarray | torch.Tensor,
     device: torch.device,
     *,
@@ -72,8 +77,8 @@ def forward_batches(
 
 @torch.inference_mode()
 def features_of(
-    model: torch.nn.Module,
-    inputs: torch.Tensor,
+    model: CellClassifier,
+    inputs: np.ndarray | torch.Tensor,
     device: torch.device,
     *,
     plan: torch.Tensor | None = None,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from trainer.config import ConfigError
 from trainer.engine.modelfile import ModelFile, load_model_file
+from trainer.formats.config import ConfigError
 
 
 @dataclass

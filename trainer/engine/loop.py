@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.config import ConfigError, RunConfig
 from trainer.engine import modelfile as mfile
 from trainer.engine.dataset import prepare_data, save_split
 from trainer.engine.device import (
@@ -41,7 +41,6 @@ from trainer.engine.device import (
     synchronize,
 )
 from trainer.engine.early_stopping import EarlyStopping
-from trainer.engine.errors import TrainerError, classify_exception
 from trainer.engine.events import EventSink, MetricsCsv, stderr_log
 from trainer.engine.infer import features_of, forward_batches
 from trainer.engine.init_from import apply_initial_weights, load_init_file
@@ -52,8 +51,14 @@ from trainer.engine.step import (
     epoch_permutation,
     make_optimizer,
 )
-from trainer.metrics import classification_metrics
-from trainer.protocol import ErrorKind, StopReason
+from trainer.formats.catalog import TrainDefaults
+from trainer.formats.config import ConfigError, RunConfig
+from trainer.formats.errors import TrainerError, classify_exception
+from trainer.formats.protocol import ErrorKind, StopReason
+from trainer.metrics import ClassificationMetrics, classification_metrics
+
+if TYPE_CHECKING:
+    from trainer.models import ModelSpec
 
 LAST_MODEL = "last" + mfile.EXTENSION
 BEST_MODEL = "best" + mfile.EXTENSION
@@ -98,7 +103,7 @@ def check_config(cfg: RunConfig):
     return spec
 
 
-def resolve_config(cfg: RunConfig, spec) -> tuple[RunConfig, object]:
+def resolve_config(cfg: RunConfig, spec: ModelSpec) -> tuple[RunConfig, TrainDefaults]:
     """Fill in the model's defaults (epochs, learning rate, weight decay, mode)."""
     mode = cfg.mode
     if spec.kind == "foundation" and mode is None:
@@ -137,7 +142,7 @@ class _Run:
         self.elapsed_before = 0.0
         self.run_dir: Path | None = None
         self.best_metrics: dict = {}
-        self.best_eval: dict | None = None
+        self.best_eval: ClassificationMetrics | None = None
 
     def notice(self, message: str) -> None:
         self.log(message)
@@ -163,6 +168,9 @@ class _Run:
             init_mf = load_init_file(cfg.init_from, cfg.model)
         spec = check_config(cfg)
         cfg, defaults = resolve_config(cfg, spec)
+        # resolve_config filled these in; kept as the plain numbers they now are
+        assert cfg.epochs is not None and cfg.lr is not None and cfg.weight_decay is not None
+        self.epochs, self.lr, self.weight_decay = cfg.epochs, cfg.lr, cfg.weight_decay
         self.cfg, self.spec, self.defaults = cfg, spec, defaults
         device = select_device(cfg.device)
         configure_backends(device)
@@ -214,8 +222,8 @@ class _Run:
         self._setup_training(resume_mf)
 
     def _setup_data_on_device(self, resume_mf) -> None:
-        from trainer.data.augment_plan import build_augmented_index, plain_index
         from trainer.data.whiten import augmented_mean_image, mean_image
+        from trainer.formats.augment_plan import build_augmented_index, plain_index
 
         cfg, data, device = self.cfg, self.data, self.device
         n = len(data.train_y)
@@ -269,12 +277,12 @@ class _Run:
         self.steps = m // batch
         schedule_kind = getattr(self.defaults, "schedule", "constant")
         warmup_epochs = int(getattr(self.defaults, "warmup_epochs", 0))
-        self.schedule = LrSchedule(cfg.lr, schedule_kind, warmup_epochs * self.steps,
-                                   cfg.epochs * self.steps)
+        self.schedule = LrSchedule(self.lr, schedule_kind, warmup_epochs * self.steps,
+                                   self.epochs * self.steps)
         opt_kind = getattr(self.defaults, "optimizer", "adamw")
 
         def factory(graph: bool) -> torch.optim.Optimizer:
-            return make_optimizer(self.model, opt_kind, cfg.lr, cfg.weight_decay, device, graph)
+            return make_optimizer(self.model, opt_kind, self.lr, self.weight_decay, device, graph)
 
         cuda = device.type == "cuda"
         want_compile = cfg.compile if cfg.compile is not None else cuda
@@ -283,14 +291,14 @@ class _Run:
             self.notice("CUDA graphs need a CUDA device: training without")
         self.start_epoch, self.start_step, self.global_step = 1, 0, 0
         self.partial_sums = (0.0, 0)
-        self.early = EarlyStopping(patience=cfg.patience, max_epochs=cfg.epochs)
+        self.early = EarlyStopping(patience=cfg.patience, max_epochs=self.epochs)
         opt_state = None
         if resume_mf is not None:
             ts = resume_mf.meta["train_state"]
             opt_state = resume_mf.optimizer_state
             self.elapsed_before = float(ts.get("elapsed_s", 0.0))
             self.early = EarlyStopping.from_state(ts["early_stopping"], patience=cfg.patience,
-                                                  max_epochs=cfg.epochs)
+                                                  max_epochs=self.epochs)
             self.best_metrics = resume_mf.meta.get("best_metrics", {})
             same_batches = ts.get("batch_size") == batch and ts.get("steps") == self.steps
             if ts.get("epoch_complete", True):
@@ -372,7 +380,7 @@ class _Run:
                 "early_stopping": self.early.state(), "elapsed_s": self.elapsed()}
 
     # -- validation -----------------------------------------------------------------------
-    def validate(self) -> tuple[float, object]:
+    def validate(self) -> tuple[float, ClassificationMetrics]:
         self.model.eval()
         logits, _ = forward_batches(self.model, self.val_inputs, self.device, mean=self.mean_t,
                                     amp_dtype=self.amp, batch_size=self.cfg.eval_batch_size,
@@ -424,6 +432,7 @@ class _Run:
         try:
             from trainer.evaluate import evaluate_model, write_report
 
+            assert self.run_dir is not None
             if self.best_eval is not None:
                 write_report(self.run_dir, self.best_eval, self.data.classes,
                              {"model": str(best), "data": "the run's validation cells"})
@@ -438,11 +447,11 @@ class _Run:
         epoch_times: list[float] = []
         n_entries = self.step_data.n_entries
         self.started()
-        if self.start_epoch > cfg.epochs:
-            self.notice(f"the run already trained {cfg.epochs} epochs; nothing to do "
+        if self.start_epoch > self.epochs:
+            self.notice(f"the run already trained {self.epochs} epochs; nothing to do "
                         "(give more --epochs to continue)")
-            return self.finish(StopReason.FINISHED, cfg.epochs, "nothing left to train")
-        for epoch in range(self.start_epoch, cfg.epochs + 1):
+            return self.finish(StopReason.FINISHED, self.epochs, "nothing left to train")
+        for epoch in range(self.start_epoch, self.epochs + 1):
             start_step = self.start_step if epoch == self.start_epoch else 0
             sums = self.partial_sums if epoch == self.start_epoch else (0.0, 0)
             stepper.start_epoch(epoch_permutation(cfg.seed, epoch, n_entries), start_step,
@@ -467,10 +476,10 @@ class _Run:
                     left = (steps - step) * batch / max(rate, 1e-9)
                     per_epoch = np.mean(epoch_times) if epoch_times else steps * batch / rate
                     self.sink.emit(
-                        "batch", epoch=epoch, epochs=cfg.epochs, step=step, steps=steps,
+                        "batch", epoch=epoch, epochs=self.epochs, step=step, steps=steps,
                         train_loss=loss_sum / step, train_acc=correct / (step * batch),
                         samples_per_s=round(rate, 1), elapsed_s=round(self.elapsed(), 3),
-                        eta_s=round(left + per_epoch * (cfg.epochs - epoch), 1))
+                        eta_s=round(left + per_epoch * (self.epochs - epoch), 1))
             loss_sum, correct = stepper.read()
             synchronize(self.device)
             if interrupted:
@@ -500,9 +509,9 @@ class _Run:
                 self.best_metrics = metrics
                 self.best_eval = m
             rate = (steps - start_step) * batch / max(train_s, 1e-9)
-            remaining = cfg.epochs - epoch
+            remaining = self.epochs - epoch
             self.sink.emit(
-                "epoch", epoch=epoch, epochs=cfg.epochs, train_loss=train_loss,
+                "epoch", epoch=epoch, epochs=self.epochs, train_loss=train_loss,
                 train_acc=train_acc, val_loss=val_loss, val_acc=m.accuracy,
                 macro_f1=m.macro_f1, lr=stepper.lr, samples_per_s=round(rate, 1),
                 epoch_s=round(epoch_s, 3), elapsed_s=round(self.elapsed(), 3),
@@ -519,11 +528,12 @@ class _Run:
                 if decision.reason == StopReason.EARLY_STOP:
                     detail = (f"validation accuracy has not improved for {cfg.patience} epochs "
                               f"(best {self.early.best:.4f} at epoch {self.early.best_epoch})")
+                assert decision.reason is not None  # a decision to stop always has one
                 return self.finish(decision.reason, epoch, detail)
             if self.stop.is_set():
                 return self.finish(StopReason.STOP_REQUEST, epoch,
                                    f"stopped after epoch {epoch} ({self.stop_source()})")
-        return self.finish(StopReason.FINISHED, cfg.epochs)
+        return self.finish(StopReason.FINISHED, self.epochs)
 
     def stop_source(self) -> str:
         return getattr(self.stop_control, "source", None) or "stop request"

@@ -32,13 +32,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from trainer.engine.errors import ModelFileError, TrainerError
-from trainer.model_header import FORMAT, FORMAT_VERSION, check_metadata, read_model_header
-from trainer.protocol import ErrorKind
+from trainer.formats.errors import ModelFileError, TrainerError
+from trainer.formats.model_header import FORMAT, FORMAT_VERSION, check_metadata, read_model_header
+from trainer.formats.protocol import ErrorKind
+
+if TYPE_CHECKING:
+    from trainer.models.layers import CellClassifier
 
 EXTENSION = ".cvmodel"
 
@@ -196,7 +199,7 @@ def load_model_file(path: str | os.PathLike, with_optimizer: bool = False) -> Mo
                      optimizer_state=opt_state, path=path)
 
 
-def build_model(mf: ModelFile, device: torch.device | str = "cpu") -> torch.nn.Module:
+def build_model(mf: ModelFile, device: torch.device | str = "cpu") -> CellClassifier:
     """The model a file describes, with its weights, in eval mode on ``device``."""
     from trainer.models import create_model, list_models
 

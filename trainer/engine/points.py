@@ -2,7 +2,7 @@
 
 The CSV has a header with at least ``image``, ``x`` and ``y`` (0-based pixels, continuous;
 other columns, e.g. ``class``, are carried as the true label when present). Crops follow the
-patch-set rule (``trainer.data.patchset.crop_window``: origin ``floor(x) - F // 2``,
+patch-set rule (``trainer.formats.patchset.crop_window``: origin ``floor(x) - F // 2``,
 reflect padding at the edges) at the model's field of view, resized to 40x40.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.patchset import PatchSetError, crop_window, resize_to_patch
+from trainer.formats.patchset import PatchSetError, crop_window, resize_to_patch
 
 
 def points_patches(csv_path: str | Path, image_dir: str | Path, fov_px: float = 40,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ import torch.nn.functional as F
 from trainer.data.augment import tables
 from trainer.data.loader import gather_batch
 from trainer.engine.device import autocast
+
+if TYPE_CHECKING:
+    from trainer.models.layers import CellClassifier
 
 
 # ---- learning-rate schedule ---------------------------------------------------------------
@@ -128,7 +132,7 @@ class TrainStepper:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: CellClassifier,
         optimizer: torch.optim.Optimizer,
         data: StepData,
         batch_size: int,
@@ -162,7 +166,8 @@ class TrainStepper:
         self.correct_acc = torch.zeros((), dtype=torch.int64, device=device)
         self.gstep = torch.zeros((), dtype=torch.int64, device=device)
         self.global_step = 0
-        target = model.forward_head if forward == "head" else model
+        target: Callable[[torch.Tensor], torch.Tensor] = (
+            model.forward_head if forward == "head" else model)
         if compile_scope == "model":
             target = torch.compile(target, dynamic=False)
         self._fwd = target
@@ -283,8 +288,8 @@ class TrainStepper:
                 p.copy_(saved)
             for b, saved in zip(self.model.buffers(), snap["buffers"], strict=True):
                 b.copy_(saved)
-            for p, st in self.optimizer.state.items():
-                saved = snap["opt"].get(id(p))
+            for param, st in self.optimizer.state.items():
+                saved = snap["opt"].get(id(param))
                 for k, v in st.items():
                     if not torch.is_tensor(v):
                         continue
@@ -340,7 +345,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
 
 
 def build_stepper(
-    model: torch.nn.Module,
+    model: CellClassifier,
     optimizer_factory: Callable[[bool], torch.optim.Optimizer],
     data: StepData,
     batch_size: int,

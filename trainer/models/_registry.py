@@ -16,9 +16,12 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainer.formats.catalog import TrainDefaults, UnknownModelError
+
+if TYPE_CHECKING:
+    from trainer.models.layers import CellClassifier
 
 KINDS = ("scratch", "foundation")
 INPUT_MODES = ("whitened", "unit")
@@ -163,7 +166,7 @@ def model_spec(name: str) -> ModelSpec:
     ) from None
 
 
-def create_model(name: str, num_classes: int, **overrides: Any):
+def create_model(name: str, num_classes: int, **overrides: Any) -> CellClassifier:
     """Build model ``name`` with ``num_classes`` outputs.
 
     ``overrides`` replace the table's model options (``dropout=0.0``...) or pass builder options

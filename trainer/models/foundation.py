@@ -72,7 +72,7 @@ class ConvStem(nn.Module):
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         layers: list[nn.Module] = []
         cin, cout = in_chans, embed_dim // 8
-        for _ in range(2):
+        for _stage in range(2):
             layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
                        nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
             cin, cout = cout, cout * 2
@@ -145,6 +145,9 @@ class FoundationClassifier(CellClassifier):
     """A timm backbone (``num_classes=0``: it returns pooled features) with a linear ``head``;
     see the module docstring for the input handling and the modes."""
 
+    mean: torch.Tensor  # (1, 3, 1, 1) buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, backbone: nn.Module, num_classes: int, mode: str = "lp",
                  mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
                  input_size: int = 224):
@@ -155,7 +158,11 @@ class FoundationClassifier(CellClassifier):
         self.mode = mode
         self.input_size = int(input_size)
         self.num_classes = num_classes
-        self.num_features = int(backbone.num_features)
+        num_features = getattr(backbone, "num_features", None)  # timm models set it
+        if not isinstance(num_features, int):
+            raise TypeError(f"a {type(backbone).__name__} backbone has no num_features: "
+                            "not a timm model?")
+        self.num_features = num_features
         self.head = nn.Linear(self.num_features, num_classes)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)

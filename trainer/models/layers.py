@@ -21,6 +21,7 @@ class CellClassifier(nn.Module):
 
     num_features: int
     num_classes: int
+    head: nn.Module
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -43,7 +43,7 @@ class ResidualUnit(nn.Module):
         self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, padding=1, bias=False),
                                    nn.BatchNorm2d(cout))
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(
+            self.shortcut: nn.Module = nn.Sequential(
                 nn.AvgPool2d(stride) if stride > 1 else nn.Identity(),
                 nn.Conv2d(cin, cout, 1, bias=False),
                 nn.BatchNorm2d(cout),

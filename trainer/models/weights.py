@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer.weights_files import (  # noqa: F401 (re-exported: the file-naming rule)
+from trainer.formats.weights_files import (  # noqa: F401 (re-exported: the file-naming rule)
     HF_FILES,
     SUFFIXES,
     WEIGHTS_DIR_ENV,
 )
-from trainer.weights_files import expected_files as _expected_files
+from trainer.formats.weights_files import expected_files as _expected_files
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -143,7 +143,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            sd = load_file(str(path), device="cpu")
+            sd: object = load_file(str(path), device="cpu")
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -37,9 +37,9 @@ from cellviewer.core.training.start_from import (
     carried_classes,
     read_start_header,
 )
-from trainer.data.augment_plan import AUGMENT_FACTOR
-from trainer.data.sampling import FLAG_LIMITS, SamplingReport, flag_min, sampling_report
+from trainer.formats.augment_plan import AUGMENT_FACTOR
 from trainer.formats.catalog import ModelInfo
+from trainer.formats.sampling import FLAG_LIMITS, SamplingReport, flag_min, sampling_report
 
 DEFAULT_FLAG_LIMIT = 4096
 DEFAULT_VAL_FRACTION = 0.2  # the study's 80/20 split

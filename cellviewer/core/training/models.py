@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.formats.catalog import MODELS, ModelInfo
-from trainer.weights_files import find_weights_file
+from trainer.formats.weights_files import find_weights_file
 
 FOUNDATION = "foundation"
 # How a foundation model is adapted (RunConfig.mode), with the words the dialog shows.

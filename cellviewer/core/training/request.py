@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cellviewer.core import runs as runs_mod
 from cellviewer.core.training.form import TrainingForm
-from trainer.config import RunConfig
+from trainer.formats.config import RunConfig
 
 
 class FormError(ValueError):
@@ -81,7 +81,7 @@ class TrainingRequest:
 
     def run_config(self, run: runs_mod.Run) -> RunConfig:
         """The trainer's configuration for ``run`` (checked: a bad value raises
-        ``trainer.config.ConfigError``)."""
+        ``trainer.formats.config.ConfigError``)."""
         return RunConfig(patchset=str(run.patchset_path), out_dir=str(run.folder),
                          name=run.name, **self.settings).validate()
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cellviewer.core import runs as runs_mod
-from trainer.engine.errors import ModelFileError
-from trainer.model_header import read_model_header
+from trainer.formats.errors import ModelFileError
+from trainer.formats.model_header import read_model_header
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from cellviewer.core.crop import crop_patches
 from cellviewer.core.sources import open_image
-from trainer.data.patchset import crop_window
+from trainer.formats.patchset import crop_window
 
 
 def test_hand_checked_cells_of_img1_equal_direct_slices(shared_data):

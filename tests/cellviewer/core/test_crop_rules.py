@@ -10,7 +10,7 @@ from PIL import Image
 
 from cellviewer.core.crop import crop_patch, crop_patches, fov_px_from_um, window_size
 from cellviewer.core.sources import ArraySource, open_image
-from trainer.data.patchset import crop_window, resize_to_patch
+from trainer.formats.patchset import crop_window, resize_to_patch
 
 DEMO_SVS = Path(__file__).resolve().parents[3] / "resources/demo/slides/CMU-1-Small-Region.svs"
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "openslide"

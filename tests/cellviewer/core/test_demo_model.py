@@ -8,7 +8,7 @@ import numpy as np
 from cellviewer.core.demo import DEMO_MODEL_NAME, demo_models, load_class_set
 from cellviewer.core.project_import import create_demo_project
 from cellviewer.core.store import ProjectStore
-from trainer.model_header import read_model_header
+from trainer.formats.model_header import read_model_header
 
 
 def test_the_demo_ships_one_small_model_of_its_classes():

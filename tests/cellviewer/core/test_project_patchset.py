@@ -12,7 +12,7 @@ from PIL import Image
 from cellviewer.core.project_patchset import write_project_patchset
 from cellviewer.core.sources import ImageOpenError
 from cellviewer.core.store import ProjectStore
-from trainer.data.patchset import crop_window, load_patchset, resize_to_patch
+from trainer.formats.patchset import crop_window, load_patchset, resize_to_patch
 
 
 def _png(path: Path, h: int, w: int, seed: int) -> np.ndarray:

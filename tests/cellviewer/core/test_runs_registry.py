@@ -13,7 +13,7 @@ import pytest
 
 from cellviewer.core import runs
 from cellviewer.core.runs import RunRegistry, run_status
-from trainer.protocol import encode_event
+from trainer.formats.protocol import encode_event
 
 
 def _write_events(run: runs.Run, *events: tuple[str, dict], torn: str = "") -> None:

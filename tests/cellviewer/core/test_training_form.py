@@ -23,11 +23,11 @@ from cellviewer.core.training.models import catalogue
 from cellviewer.core.training.project_data import ProjectCounts, read_project
 from cellviewer.core.training.request import FormError, PatchSetCancelled, TrainingRequest
 from cellviewer.core.training.start_from import start_candidates
-from trainer.config import RunConfig
-from trainer.data.augment_plan import augmented_count
-from trainer.data.patchset import load_patchset
+from trainer.formats.augment_plan import augmented_count
 from trainer.formats.catalog import model_info
-from trainer.protocol import encode_event
+from trainer.formats.config import RunConfig
+from trainer.formats.patchset import load_patchset
+from trainer.formats.protocol import encode_event
 
 
 def make_project(folder: Path) -> Path:

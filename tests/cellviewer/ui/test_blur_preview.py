@@ -68,7 +68,7 @@ def test_moving_the_slider_changes_the_blurred_probabilities(qtbot, preview):
     assert "σ 1.60" in preview.status.text()
 
     # The blur is the trainer's: the shown patch is what the model got.
-    from trainer.robustness import blur_for_mode
+    from trainer.formats.blur import blur_for_mode
 
     expected = blur_for_mode(preview._patch[None], 1.6, "post")[0]
     assert np.array_equal(blurred.blurred_patch, expected)

@@ -66,7 +66,7 @@ def _train(base: Path) -> TrainedModel:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
-    from trainer.protocol import parse_line
+    from trainer.formats.protocol import parse_line
 
     events = [e for e in (parse_line(line) for line in out.stdout.splitlines()) if e]
     finished = next(e for e in events if e.get("event") == "finished")

@@ -20,7 +20,7 @@ from cellviewer.ui.training_blur import BLUR_INTRO
 from cellviewer.ui.training_install import ResultsWindow
 from cellviewer.ui.training_results import ResultsView
 from cellviewer.ui.training_runs import BLUR_COLUMN, COLUMNS, RunsPanel, TrainingManager
-from trainer.protocol import encode_event
+from trainer.formats.protocol import encode_event
 
 SIGMAS = [0.1, 0.2, 0.4, 0.8, 1.6]
 # the CNN on the real CRC split (5 epochs), post-resize; pre-resize made to differ

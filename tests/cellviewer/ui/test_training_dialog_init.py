@@ -16,7 +16,7 @@ from test_training_dialog import open_dialog, project_with_copied_images
 from cellviewer.core import runs
 from cellviewer.ui.training_dialog import SCRATCH_LABEL
 from trainer.engine.modelfile import save_model_file
-from trainer.protocol import encode_event
+from trainer.formats.protocol import encode_event
 
 pytestmark = pytest.mark.slow  # the first dialog asks a trainer process for its devices
 

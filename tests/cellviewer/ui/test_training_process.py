@@ -21,7 +21,7 @@ from cellviewer.core.store import ProjectStore
 from cellviewer.paths import demo_dir
 from cellviewer.ui.training_install import install
 from cellviewer.ui.training_runs import TrainingManager
-from trainer.config import RunConfig
+from trainer.formats.config import RunConfig
 
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "resources" / "screenshots"
 CLASSES = {"normal": 24, "target cell": 24, "spherocyte": 24}

@@ -19,8 +19,8 @@ from cellviewer.ui.training_monitor import (
 from cellviewer.ui.training_results import ResultsView, normalised_confusion
 from cellviewer.ui.training_runs import COLUMNS, RunsPanel, TrainingManager
 from trainer.evaluate import write_report
+from trainer.formats.protocol import encode_event
 from trainer.metrics import classification_metrics
-from trainer.protocol import encode_event
 
 CLASSES = ["normal", "target cell", "teardrop"]
 

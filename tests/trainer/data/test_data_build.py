@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from trainer.data.build import build_from_points_csv, crop_cells, read_points_csv
-from trainer.data.patchset import PatchSetError, crop_window, load_patchset, resize_to_patch
+from trainer.formats.patchset import PatchSetError, crop_window, load_patchset, resize_to_patch
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from trainer.data.build import CHULA_RBC12_CLASSES, build_from_points_csv, read_points_csv
-from trainer.data.patchset import crop_window, load_patchset
-from trainer.data.sampling import sampling_report
+from trainer.formats.patchset import crop_window, load_patchset
+from trainer.formats.sampling import sampling_report
 
 pytestmark = pytest.mark.realdata
 IMAGES = ["1.jpg", "100.jpg", "250.jpg", "600.jpg"]

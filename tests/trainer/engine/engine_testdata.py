@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.patchset import PatchSet
+from trainer.formats.patchset import PatchSet
 
 # A CNN with the study's layout but tiny widths: trains in about a second per epoch on 1 thread.
 TINY_CNN_ARGS = {"channels": [8, 8, 16, 16]}
@@ -27,7 +27,7 @@ def make_patchset(folder: Path, n_per_class: int = 20, classes=("red", "green", 
     base[np.arange(n), :, :, labels] += 120
     crops = np.clip(base + rng.integers(0, 40, size=base.shape), 0, 255).astype(np.uint8)
     if crop_size and crop_size != 40:
-        from trainer.data.patchset import resize_to_patch
+        from trainer.formats.patchset import resize_to_patch
 
         patches = np.stack([resize_to_patch(c) for c in crops])
     else:
@@ -43,7 +43,7 @@ def make_patchset(folder: Path, n_per_class: int = 20, classes=("red", "green", 
 
 
 def tiny_config(patchset: Path, out_dir: Path, **changes):
-    from trainer.config import RunConfig
+    from trainer.formats.config import RunConfig
 
     cfg = RunConfig(patchset=str(patchset), out_dir=str(out_dir), model="cnn",
                     model_args=dict(TINY_CNN_ARGS), epochs=2, batch_size=32, num_threads=1,

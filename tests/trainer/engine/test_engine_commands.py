@@ -16,7 +16,7 @@ from trainer.engine.commands import _train_config
 from trainer.engine.events import EventSink
 from trainer.engine.loop import run_training
 from trainer.engine.progress import TerminalProgress
-from trainer.protocol import parse_line
+from trainer.formats.protocol import parse_line
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_events_keep_going_to_the_run_folder_when_stdout_breaks(tmp_path):
     sink.emit("epoch", epoch=1)
     sink.emit("epoch", epoch=2)
     sink.close()
-    from trainer.protocol import read_events
+    from trainer.formats.protocol import read_events
 
     assert [e["epoch"] for e in read_events(tmp_path / "events.jsonl")] == [1, 2]
 

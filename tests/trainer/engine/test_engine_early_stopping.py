@@ -3,7 +3,7 @@
 import math
 
 from trainer.engine.early_stopping import EarlyStopping
-from trainer.protocol import StopReason
+from trainer.formats.protocol import StopReason
 
 
 def run(accs, patience=3, max_epochs=100):

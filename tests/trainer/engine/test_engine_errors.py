@@ -71,7 +71,7 @@ def test_linear_probe_trains_the_head_on_cached_features(patchset, tmp_path):
     assert any("computing backbone features" in e.get("message", "") for e in events)
     p = Predictor.load(result.best_path, device="cpu")
     assert set(p.model_file.state_dict) == {"head.weight", "head.bias"}
-    from trainer.data.patchset import load_patchset
+    from trainer.formats.patchset import load_patchset
 
     patches = np.asarray(load_patchset(patchset).patches[:4])
     assert p.predict(patches).probs.shape == (4, 3)

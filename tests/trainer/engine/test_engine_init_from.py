@@ -13,8 +13,8 @@ from trainer.engine.events import EventSink
 from trainer.engine.init_from import apply_initial_weights
 from trainer.engine.loop import run_training
 from trainer.engine.modelfile import load_model_file
+from trainer.formats.protocol import parse_line
 from trainer.models import create_model
-from trainer.protocol import parse_line
 
 
 @pytest.fixture(scope="module")

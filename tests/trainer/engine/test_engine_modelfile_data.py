@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from engine_testdata import make_patchset, tiny_config
 
-from trainer.data.augment_plan import build_augmented_index
-from trainer.data.patchset import PatchSet, load_patchset
 from trainer.engine import modelfile as mfile
 from trainer.engine.events import EventSink
 from trainer.engine.loop import run_training
+from trainer.formats.augment_plan import build_augmented_index
+from trainer.formats.patchset import PatchSet, load_patchset
 
 
 def _uneven_patchset(root: Path) -> Path:

@@ -9,18 +9,13 @@ import torch
 from engine_testdata import make_patchset, tiny_config
 from PIL import Image, ImageFilter
 
-from trainer.data.patchset import load_patchset, resize_to_patch
 from trainer.engine.events import EventSink
 from trainer.engine.loop import run_training
 from trainer.evaluate import evaluate_model
+from trainer.formats.blur import SIGMAS, blur_patches, blur_pre_resize
+from trainer.formats.patchset import load_patchset, resize_to_patch
 from trainer.predict import Predictor
-from trainer.robustness import (
-    SIGMAS,
-    blur_patches,
-    blur_pre_resize,
-    blur_robustness,
-    drop_slope,
-)
+from trainer.robustness import blur_robustness, drop_slope
 
 
 @pytest.fixture(scope="module")

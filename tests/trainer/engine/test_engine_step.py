@@ -46,7 +46,7 @@ def _stepper(batch=16, n=40):
     labels = rng.integers(0, 3, n)
     patches = rng.integers(0, 60, (n, 40, 40, 3)).astype(np.uint8)
     patches[np.arange(n), :, :, labels] += 150
-    from trainer.data.augment_plan import build_augmented_index
+    from trainer.formats.augment_plan import build_augmented_index
 
     data = StepData(inputs=torch.from_numpy(patches), labels=torch.from_numpy(labels),
                     plan=torch.from_numpy(build_augmented_index(n, 0)),

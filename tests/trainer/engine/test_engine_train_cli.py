@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from engine_testdata import TINY_CNN_ARGS, make_patchset
 
-from trainer.data.patchset import load_patchset
+from trainer.formats.patchset import load_patchset
+from trainer.formats.protocol import LineBuffer, parse_line, read_events
 from trainer.predict import Predictor
-from trainer.protocol import LineBuffer, parse_line, read_events
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -21,7 +21,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from trainer.engine.errors import ModelFileError
+from trainer.formats.errors import ModelFileError
 
 FORMAT = "cellviewer-model"
 FORMAT_VERSION = 1
@@ -29,7 +29,7 @@ FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 100_000_000
 
 
-def check_metadata(path: Path, metadata: dict) -> dict[str, Any]:
+def check_metadata(path: Path, metadata: object) -> dict[str, Any]:
     """The ``meta`` object of a model file whose safetensors ``__metadata__`` is ``metadata``,
     checked; :class:`ModelFileError` naming ``path`` and the cause otherwise."""
     p = path

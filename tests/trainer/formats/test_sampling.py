@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from trainer.data.sampling import FLAG_LIMITS, flag_min, flaglimit_split, sampling_report
+from trainer.formats.sampling import FLAG_LIMITS, flag_min, flaglimit_split, sampling_report
 
 
 def _labels(counts, seed=0):

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from trainer.engine import modelfile
-from trainer.engine.errors import ModelFileError
-from trainer.model_header import FORMAT, read_model_header
+from trainer.formats.errors import ModelFileError
+from trainer.formats.model_header import FORMAT, read_model_header
 
 
 def tiny_model_file(path: Path, classes: list[str], arch: str = "cnn") -> Path:

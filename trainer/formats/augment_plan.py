@@ -2,7 +2,8 @@
 
 NumPy only (no torch), so the sampling report, which the desktop app shows before a run, can
 count the augmented training set without importing torch. The ops themselves (tensor code) are
-in :mod:`trainer.data.augment`.
+in :mod:`trainer.data.augment`; the FlagLimit sampling itself is
+:mod:`trainer.formats.sampling`.
 
 The plan, exactly as the study specifies it:
 
@@ -71,10 +72,10 @@ def build_augmented_index(n_train: int, seed: int = 42) -> np.ndarray:
     rng = np.random.default_rng(seed)
     samples = [np.arange(n_train, dtype=np.int64)]
     ops = [np.zeros(n_train, dtype=np.int64)]
-    for (op, _, _), k in zip(COLOUR_OPS, colour_subset_sizes(n_train), strict=True):
+    for (op_id, _, _), k in zip(COLOUR_OPS, colour_subset_sizes(n_train), strict=True):
         subset = np.sort(rng.choice(n_train, size=k, replace=False)).astype(np.int64)
         samples.append(subset)
-        ops.append(np.full(k, op, dtype=np.int64))
+        ops.append(np.full(k, op_id, dtype=np.int64))
     sample = np.repeat(np.concatenate(samples), N_ORIENTATIONS)
     op = np.repeat(np.concatenate(ops), N_ORIENTATIONS)
     orient = np.tile(np.arange(N_ORIENTATIONS, dtype=np.int64), len(sample) // N_ORIENTATIONS)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainer.data.augment_plan import AUGMENT_FACTOR, augmented_count
+from trainer.formats.augment_plan import AUGMENT_FACTOR, augmented_count
 
 FLAG_LIMITS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 FLAG_MIN_PERCENT = 5

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from trainer.config import ConfigError, RunConfig
+from trainer.formats.config import ConfigError, RunConfig
 
 
 def test_round_trip_through_json(tmp_path):

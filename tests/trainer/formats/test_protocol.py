@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from trainer.protocol import (
+from trainer.formats.protocol import (
     PROTOCOL_VERSION,
     LineBuffer,
     StopReason,
@@ -86,7 +86,7 @@ def test_protocol_and_config_import_only_the_standard_library():
     import sys
     from pathlib import Path
 
-    probe = ("import sys; import trainer.protocol, trainer.config; "
+    probe = ("import sys; import trainer.formats.protocol, trainer.formats.config; "
              "print(','.join(sorted(m for m in ('torch', 'numpy', 'PIL', 'safetensors') "
              "if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,

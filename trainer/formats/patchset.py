@@ -31,13 +31,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final, Literal
 
 import numpy as np
 
 FORMAT = "cellviewer-patchset"
 VERSION = 1
 PATCH_SIZE = 40
-PADDING = "reflect"
+PADDING: Final = "reflect"  # Final: np.pad takes the literal mode
 
 
 class PatchSetError(ValueError):
@@ -142,7 +143,7 @@ def load_patchset(folder: str | os.PathLike, mmap: bool = True) -> PatchSet:
         raise PatchSetError(f"{meta_path}: format is {meta.get('format')!r}, not {FORMAT!r}")
     if meta.get("version", 0) > VERSION:
         raise PatchSetError(f"{meta_path}: version {meta['version']} is newer than this trainer")
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
     try:
         patches = np.load(folder / "patches.npy", mmap_mode=mode)
         labels = np.load(folder / "labels.npy")

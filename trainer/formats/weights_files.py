@@ -1,7 +1,7 @@
 """Where foundation-model weights files are looked for in a weights folder.
 
-Standard library only, like ``trainer.protocol`` and ``trainer.config``: the desktop app imports
-it to offer a foundation model only when its weights file is there, without importing torch.
+Standard library only, like the rest of ``trainer.formats``: the desktop app imports it to offer
+a foundation model only when its weights file is there, without importing torch.
 ``trainer.models.weights`` (which loads the files) uses the same rule.
 """
 
