@@ -18,7 +18,7 @@ from cellviewer.paths import demo_dir
 from cellviewer.ui.training_dialog import TrainingDialog
 from cellviewer.ui.training_runs import TrainingManager
 
-pytestmark = pytest.mark.slow  # the first dialog asks a separate Python for the trainer's models
+pytestmark = pytest.mark.slow  # the first dialog asks a trainer process for its devices
 
 
 def project_with_copied_images(folder: Path) -> ProjectStore:
@@ -83,16 +83,16 @@ def test_foundation_models_need_their_weights_file(qtbot, tmp_path: Path, monkey
     names = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
     assert "cnn" in names and "ctranspath" not in names and "uni" not in names
     monkeypatch.setenv("CELLVIEWER_WEIGHTS_DIR", str(weights))
-    dialog.weights_edit.setText(str(weights))
-    dialog._fill_models()
+    dialog.set_weights_folder(weights)
     names = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
     assert "ctranspath" in names and "uni" not in names
     dialog.model_combo.setCurrentIndex(names.index("ctranspath"))
     assert dialog.mode_combo.isEnabled()
     dialog.mode_combo.setCurrentIndex(dialog.mode_combo.findData("ft_last"))
     assert dialog.lr_spin.value() == pytest.approx(1e-4) and dialog.wd_spin.value() == 0.01
+    dialog.set_flag_limit(256)  # both classes kept: the form can start a run
     run = runs.RunRegistry(store.path).create("f")
-    cfg = dialog.build_config(run)
+    cfg = dialog.request().run_config(run)
     assert (cfg.model, cfg.mode, cfg.weights) == (
         "ctranspath", "ft_last", str(weights / "ctranspath.safetensors"))
     store.close()
@@ -118,4 +118,32 @@ def test_a_broken_image_fails_the_patch_set_and_leaves_no_run(qtbot, tmp_path: P
     assert runs.RunRegistry(store.path).runs() == []  # the half-made run folder is gone
     assert dialog.isVisible() or not dialog.result()  # still open for another try
     assert dialog.start_button.isEnabled()
+    store.close()
+
+
+def test_models_at_once_and_the_values_go_into_the_form(qtbot, tmp_path: Path):
+    """The models come from the trainer's catalogue (no trainer process to wait for); what the
+    user types lands in the run's settings; the validation share drives the table."""
+    store = project_with_copied_images(tmp_path)
+    dialog = TrainingDialog(store, TrainingManager(store.path))
+    qtbot.addWidget(dialog)
+    names = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
+    assert names[:2] == ["mlp", "cnn"] and dialog.model_combo.currentData() == "cnn"
+    assert dialog.epochs_spin.value() == 100  # the study's default, before any answer
+    qtbot.waitUntil(dialog.ready, timeout=90_000)
+    dialog.set_flag_limit(None)
+    dialog.val_spin.setValue(50)
+    assert {k: (v["train"], v["val"]) for k, v in rows(dialog).items()} == {
+        "a": (15, 15), "b": (15, 15)}
+    dialog.epochs_spin.setValue(7)
+    dialog.lr_spin.setValue(0.002)
+    dialog.seed_spin.setValue(3)
+    dialog.set_device("cpu")
+    dialog.name_edit.setText("typed")
+    settings = dialog.request().settings
+    assert (settings["epochs"], settings["lr"], settings["seed"], settings["device"]) == (
+        7, 0.002, 3, "cpu")
+    assert settings["val_fraction"] == 0.5 and dialog.request().name == "typed"
+    dialog.defaults_button.click()
+    assert dialog.epochs_spin.value() == 100 and dialog.request().settings["epochs"] == 100
     store.close()

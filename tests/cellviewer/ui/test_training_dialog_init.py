@@ -18,7 +18,7 @@ from cellviewer.ui.training_dialog import SCRATCH_LABEL
 from trainer.engine.modelfile import save_model_file
 from trainer.formats.protocol import encode_event
 
-pytestmark = pytest.mark.slow  # the first dialog asks a separate Python for the trainer's models
+pytestmark = pytest.mark.slow  # the first dialog asks a trainer process for its devices
 
 
 def model_file(path: Path, arch: str, classes: list[str], real: bool = False) -> Path:
@@ -75,8 +75,9 @@ def test_random_weights_by_default_write_null(qtbot, tmp_path: Path):
     assert dialog.start_combo.currentText() == SCRATCH_LABEL
     assert dialog.init_from_path() is None
     assert dialog.start_combo.toolTip().startswith("The weights the run starts from")
+    dialog.set_flag_limit(256)  # both classes kept: the form can start a run
     run = runs.RunRegistry(store.path).create("r")
-    dialog.build_config(run).save(run.config_path)  # as Start writes it
+    dialog.request().run_config(run).save(run.config_path)  # as Start writes it
     written = json.loads(run.config_path.read_text())
     assert "init_from" in written and written["init_from"] is None
     store.close()
@@ -105,7 +106,7 @@ def test_runs_and_registered_models_offered_per_architecture(qtbot, tmp_path: Pa
     info = dialog.start_info.text()
     assert "classes carried over: a;" in info and "new (fresh weights): b" in info
     assert "dropped: c." in info and info.startswith("Starting from this cnn model")
-    cfg = dialog.build_config(runs.RunRegistry(project).create("r"))
+    cfg = dialog.request().run_config(runs.RunRegistry(project).create("r"))
     assert cfg.init_from == str((cnn.folder / "best.cvmodel").resolve())
     assert Path(cfg.init_from).is_absolute()
 
