@@ -32,12 +32,13 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cellviewer.core.export import atomic_write, resolve_model
+from cellviewer.core.export.tables import atomic_write, resolve_model
 from cellviewer.core.io_csv import ImportResult
 from cellviewer.core.store import LABEL_SOURCES, REVIEW_STATUSES, ProjectError, ProjectStore
 from cellviewer.core.store.ids import new_ids, normalise_id
@@ -354,12 +355,14 @@ def _update_existing(store, cells: list[GeoCell], class_ids: dict[str, int],
 
 
 def export_geojson(store: ProjectStore, path: str | os.PathLike, image_id: int, *,
-                   model_id: int | str | None = "latest") -> Path:
+                   model_id: int | str | None = "latest",
+                   cell_ids: Sequence[str] | None = None) -> Path:
     """Write the cells of one image as a QuPath GeoJSON FeatureCollection, atomically.
-    ``model_id`` chooses whose probabilities become ``p_<class>`` measurements."""
+    ``model_id`` chooses whose probabilities become ``p_<class>`` measurements; ``cell_ids``
+    keeps only those cells of the image (a selection, as the cells CSV does)."""
     path = Path(path)
     store.image(image_id)
-    table = store.cell_table([image_id])
+    table = store.cell_table([image_id], cell_ids)
     classes = {c.id: c for c in store.classes()}
     model = resolve_model(store, model_id)
     pred = store.predictions(model, table["rows"]) if model is not None else None
