@@ -169,8 +169,8 @@ class TileLoader(QObject):
 
         self._pending[key] = self.runner.submit(
             job,
-            lambda img, k=key: self._done(k, img),
-            lambda msg, k=key: self._failed(k, msg, handle.closed),
+            lambda img: self._done(key, img),
+            lambda msg: self._failed(key, msg, handle.closed),
             priority,
         )
 

@@ -55,7 +55,8 @@ def _candidates(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
     if not folder.is_dir():
         raise ImageOpenError(folder, "it is a file, not a folder")
     found = folder.rglob("*") if recursive else folder.iterdir()
-    images, skipped = [], []
+    images: list[Path] = []
+    skipped: list[Path] = []
     for p in sorted((p for p in found if p.is_file()), key=lambda p: (p.parent, natural_key(p))):
         if p.name.startswith("."):
             continue
