@@ -230,4 +230,5 @@ def crop_patch(source: ImageSource, x: float, y: float, fov_px: float = PATCH_SI
                ) -> tuple[np.ndarray, np.ndarray, bool]:
     """One cell: (40x40 patch, S x S source crop, padded). For a viewer's hover preview."""
     res = crop_patches(source, np.array([[x, y]]), fov_px, keep_source_crops=True, workers=1)
+    assert res.source_crops is not None  # asked for with keep_source_crops
     return res.patches[0], res.source_crops[0], bool(res.padded[0])

@@ -250,7 +250,8 @@ def import_points_table(store: ProjectStore, table: PointsTable,
     first_line: dict[str, int] = {}
     for name, line in zip(table.images, table.lines, strict=True):
         first_line.setdefault(name, line)
-    resolved: dict[str, tuple[Path, int | None, tuple | None]] = {}
+    # name -> (path, its image id when already in the project, (width, height, ...))
+    resolved: dict[str, tuple[Path, int | None, tuple]] = {}
     for name, line in first_line.items():
         p = Path(name).expanduser()
         p = p if p.is_absolute() else base / p
@@ -305,9 +306,9 @@ def import_points_table(store: ProjectStore, table: PointsTable,
             new = store.add_cells(
                 image_id,
                 table.xy[rows],
-                [class_ids[table.labels[i]] if table.labels[i] else None for i in rows],
+                [class_ids[lb] if (lb := table.labels[i]) else None for i in rows],
                 source=[table.label_sources[i] or source for i in rows],
-                ids=given if all(g is not None for g in given) else _fill_ids(given),
+                ids=_fill_ids(given),
                 review_status=[table.review_statuses[i] or "unreviewed" for i in rows],
                 metadata=[table.metadata[i] for i in rows],
             )
@@ -319,6 +320,7 @@ def import_points_table(store: ProjectStore, table: PointsTable,
 
 
 def _fill_ids(given: list[str | None]) -> list[str]:
+    """The given ids, a fresh one wherever none was given."""
     from cellviewer.core.store.ids import new_ids
 
     fresh = iter(new_ids(sum(g is None for g in given)))

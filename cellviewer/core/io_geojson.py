@@ -32,12 +32,13 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cellviewer.core.export import atomic_write, resolve_model
+from cellviewer.core.export.tables import atomic_write, resolve_model
 from cellviewer.core.io_csv import ImportResult
 from cellviewer.core.store import LABEL_SOURCES, REVIEW_STATUSES, ProjectError, ProjectStore
 from cellviewer.core.store.ids import new_ids, normalise_id
@@ -117,7 +118,8 @@ def _feature_cells(path: Path, index: int, feature) -> list[GeoCell]:
     points = _points(path, index, geometry)
     label, color = _classification(path, index, props.get("classification"))
     probs, other = _measurements(path, index, props.get("measurements"))
-    meta_in = props.get("metadata") if isinstance(props.get("metadata"), dict) else {}
+    given_meta = props.get("metadata")
+    meta_in = given_meta if isinstance(given_meta, dict) else {}
     source = meta_in.get("labelSource")
     status = meta_in.get("reviewStatus")
     if source is not None and source not in LABEL_SOURCES:
@@ -315,7 +317,7 @@ def _import_probabilities(store, path: Path, classes: list[str], cells: list[Geo
                           ids: list[str], model_id: int | str) -> int | None:
     probs = np.array([[c.probs.get(k, math.nan) for k in classes] for c in cells],
                      dtype=np.float32)
-    complete = np.isfinite(probs).all(axis=1)
+    complete = np.asarray(np.isfinite(probs).all(axis=1))
     if not complete.any():
         return None
     if model_id == "auto":
@@ -336,14 +338,18 @@ def _update_existing(store, cells: list[GeoCell], class_ids: dict[str, int],
                      source: str) -> int:
     changed = 0
     by_class: dict[int | None, list[str]] = {}
-    moves, where = [], []
+    moves: list[str] = []
+    where: list[tuple[float, float]] = []
     for c in cells:
-        record = store.cell(c.cell_id)
+        cell_id = c.cell_id
+        if cell_id is None:  # only cells already in the project come here, each with its id
+            continue
+        record = store.cell(cell_id)
         new_class = class_ids[c.label] if c.label else None
         if record.class_id != new_class:
-            by_class.setdefault(new_class, []).append(c.cell_id)
+            by_class.setdefault(new_class, []).append(cell_id)
         if (record.x, record.y) != (c.x, c.y):
-            moves.append(c.cell_id)
+            moves.append(cell_id)
             where.append((c.x, c.y))
     for class_id, ids in by_class.items():
         changed += store.set_labels(ids, class_id, source=source)
@@ -354,12 +360,14 @@ def _update_existing(store, cells: list[GeoCell], class_ids: dict[str, int],
 
 
 def export_geojson(store: ProjectStore, path: str | os.PathLike, image_id: int, *,
-                   model_id: int | str | None = "latest") -> Path:
+                   model_id: int | str | None = "latest",
+                   cell_ids: Sequence[str] | None = None) -> Path:
     """Write the cells of one image as a QuPath GeoJSON FeatureCollection, atomically.
-    ``model_id`` chooses whose probabilities become ``p_<class>`` measurements."""
+    ``model_id`` chooses whose probabilities become ``p_<class>`` measurements; ``cell_ids``
+    keeps only those cells of the image (a selection, as the cells CSV does)."""
     path = Path(path)
     store.image(image_id)
-    table = store.cell_table([image_id])
+    table = store.cell_table([image_id], cell_ids)
     classes = {c.id: c for c in store.classes()}
     model = resolve_model(store, model_id)
     pred = store.predictions(model, table["rows"]) if model is not None else None

@@ -269,7 +269,8 @@ class _Producer(threading.Thread):
         crops = None
         if src and len(src) == len(parts) and len({c.shape[1:] for c in src}) == 1:
             crops = _cat(src)
-        rows = None if any(k is None for k in keys) else np.concatenate(keys)
+        known = [k for k in keys if k is not None]
+        rows = np.concatenate(known) if len(known) == len(keys) else None
         return _Chunk(_cat(parts), crops, ids, np.concatenate(img), crop_s, rows)
 
 

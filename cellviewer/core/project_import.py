@@ -164,7 +164,8 @@ def relink_missing(store: ProjectStore, folders: Iterable[str | os.PathLike], *,
         # Same name first (cheap), then any file of the same size; the fingerprint decides.
         size = int(im.fingerprint.split(":")[1]) if im.fingerprint and \
             im.fingerprint.startswith("v1:") else None
-        ordered = sorted(candidates, key=lambda p, n=im.path.name: p.name != n)
+        name = im.path.name
+        ordered = sorted(candidates, key=lambda p: p.name != name)
         for p in ordered:
             if size is not None and p.stat().st_size != size:
                 continue

@@ -228,7 +228,7 @@ class ProjectLock:
                 time.sleep(0.05)  # probably being written right now
                 continue
             stale = owner is None or _is_stale(owner)
-            if not stale and not force:
+            if owner is not None and not stale and not force:
                 raise ProjectInUseError(project_path, path, owner)
             try:
                 moved = _remove_if_unchanged(path, data)

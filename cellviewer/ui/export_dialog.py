@@ -1,13 +1,9 @@
-"""File → Export…: the cells as CSV, a per-image-and-class summary CSV, QuPath GeoJSON.
+"""File → Export…: choose the cells, the model and the formats; the core writes the files.
 
-The user picks what to export (the current image, the selected cells or the whole project),
-whose predictions fill the prediction columns (the newest model with predictions, a chosen
-model, or none) and the files: the cells CSV (``cellviewer.core.export.export_cells_csv``: one
-row per cell with label, label source, review status, prediction, confidence, one probability
-column per class, model id, who and when), the summary beside it as ``<name>_summary.csv``
-(``export_summary_csv``: counts and agreement per image and class) and QuPath GeoJSON
-(``cellviewer.core.io_geojson.export_geojson``: one file per image, ``<name>.geojson`` for one
-image, else ``<name>_geojson/<image>.geojson``).
+The dialog lists the formats of :mod:`cellviewer.core.export` (one check box per registered
+exporter, so a new format appears without an edit here), collects the choices into an
+:class:`~cellviewer.core.export.ExportRequest` and shows progress. Everything else (which cells
+a scope covers, the file names, atomic writes) is :func:`cellviewer.core.export.run_export`.
 
 The files are written in a background thread through a read-only connection of its own (the
 GUI's connection belongs to the GUI thread; WAL lets both read at once), so a large project never
@@ -17,7 +13,6 @@ freezes the window, and pandas is imported there, never on the start-up path.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,69 +28,30 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QProgressBar,
     QPushButton,
     QRadioButton,
     QVBoxLayout,
     QWidget,
 )
 
+from cellviewer.core.export import (
+    SCOPE_IMAGE,
+    SCOPE_PROJECT,
+    SCOPE_SELECTION,
+    ExportRequest,
+    Selection,
+    default_base_path,
+    describe_files,
+    exporters,
+    run_request,
+    select_cells,
+)
 from cellviewer.ui.workers import BackgroundRunner
 
-SCOPE_IMAGE, SCOPE_SELECTION, SCOPE_PROJECT = "image", "selection", "project"
+__all__ = ["SCOPE_IMAGE", "SCOPE_PROJECT", "SCOPE_SELECTION", "ExportDialog"]
 
-
-@dataclass
-class ExportRequest:
-    """Everything an export needs; plain data, so it can travel to the worker thread."""
-
-    project_path: Path
-    csv_path: Path
-    scope: str = SCOPE_PROJECT
-    image_ids: list[int] | None = None  # None: every image
-    cell_ids: list[str] | None = None  # the selection (scope "selection"): the cells CSV's rows
-    model_id: int | str | None = "latest"
-    cells_csv: bool = True
-    summary_csv: bool = True
-    geojson: bool = False
-    written: list[Path] = field(default_factory=list)
-
-    @property
-    def summary_path(self) -> Path:
-        return self.csv_path.with_name(self.csv_path.stem + "_summary.csv")
-
-    def geojson_paths(self, image_names: dict[int, str]) -> dict[int, Path]:
-        ids = list(image_names)
-        if len(ids) == 1:
-            return {ids[0]: self.csv_path.with_suffix(".geojson")}
-        folder = self.csv_path.with_name(self.csv_path.stem + "_geojson")
-        return {i: folder / f"{Path(image_names[i]).stem}.geojson" for i in ids}
-
-
-def run_export(request: ExportRequest) -> list[Path]:
-    """Write the files the request asks for; returns their paths. Opens its own read-only
-    connection, so it may run in any thread."""
-    from cellviewer.core import export, io_geojson
-    from cellviewer.core.store import ProjectStore
-
-    written: list[Path] = []
-    with ProjectStore.open(request.project_path, readonly=True) as store:
-        image_ids = request.image_ids
-        if request.cells_csv:
-            written.append(export.export_cells_csv(
-                store, request.csv_path, model_id=request.model_id, image_ids=image_ids,
-                cell_ids=request.cell_ids))
-        if request.summary_csv:
-            written.append(export.export_summary_csv(
-                store, request.summary_path, model_id=request.model_id, image_ids=image_ids,
-                cell_ids=request.cell_ids))
-        if request.geojson:
-            ids = image_ids if image_ids is not None else [im.id for im in store.images()]
-            names = {i: store.image(i).path.name for i in ids}
-            for image_id, path in request.geojson_paths(names).items():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                written.append(io_geojson.export_geojson(store, path, image_id,
-                                                         model_id=request.model_id))
-    return written
+PROGRESS_STEPS = 1000
 
 
 class ExportDialog(QDialog):
@@ -105,6 +61,7 @@ class ExportDialog(QDialog):
 
     exported = Signal(list)
     failed = Signal(str)
+    _progressed = Signal(float, str)  # emitted by the worker; Qt queues it to the GUI thread
 
     def __init__(self, window: Any, parent: QWidget | None = None, *,
                  default_model_id: int | None = None) -> None:
@@ -115,17 +72,27 @@ class ExportDialog(QDialog):
         self.runner = BackgroundRunner(max_threads=1, parent=self)
         self.written: list[Path] = []
 
+        # The scopes' cells, worked out once: the dialog is modal, the selection cannot change.
+        current = window.current_image_id()
+        selected = [str(i) for i in window.selected_cell_ids()]
+        self.selections: dict[str, Selection] = {
+            SCOPE_PROJECT: select_cells(self.store, SCOPE_PROJECT)}
+        if current is not None:
+            self.selections[SCOPE_IMAGE] = select_cells(self.store, SCOPE_IMAGE,
+                                                         image_id=int(current))
+        if selected:
+            self.selections[SCOPE_SELECTION] = select_cells(self.store, SCOPE_SELECTION,
+                                                            cell_ids=selected)
+        self._n_project_images = len(self.store.images())
+
         self.image_radio = QRadioButton("Current image")
-        self.selection_radio = QRadioButton("Selected cells")
+        self.selection_radio = QRadioButton(f"Selected cells ({len(selected):,})")
         self.project_radio = QRadioButton("Whole project")
         group = QButtonGroup(self)
         for b in (self.image_radio, self.selection_radio, self.project_radio):
             group.addButton(b)
-        current = window.current_image_id()
-        selected = list(window.selected_cell_ids())
         self.image_radio.setEnabled(current is not None)
         self.selection_radio.setEnabled(bool(selected))
-        self.selection_radio.setText(f"Selected cells ({len(selected):,})")
         (self.image_radio if current is not None else self.project_radio).setChecked(True)
 
         self.model_combo = QComboBox()
@@ -139,19 +106,23 @@ class ExportDialog(QDialog):
             if index >= 0:
                 self.model_combo.setCurrentIndex(index)
 
-        self.cells_box = QCheckBox("Cells CSV (one row per cell)")
-        self.summary_box = QCheckBox("Summary CSV per image and class (counts, agreement)")
-        self.geojson_box = QCheckBox("QuPath GeoJSON (one file per image)")
-        self.cells_box.setChecked(True)
-        self.summary_box.setChecked(True)
+        # One check box per registered format, in registration order.
+        self.format_boxes: dict[str, QCheckBox] = {}
+        for exporter in exporters():
+            box = QCheckBox(exporter.title)
+            box.setToolTip(exporter.description)
+            box.setChecked(exporter.default_on)
+            self.format_boxes[exporter.name] = box
 
-        stem = Path(self.store.path).stem
-        self.path_edit = QLineEdit(str(Path(self.store.path).with_name(f"{stem}_cells.csv")))
+        self.path_edit = QLineEdit(str(default_base_path(self.store.path)))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         self.files_label = QLabel()
         self.files_label.setWordWrap(True)
         self.files_label.setStyleSheet("color: gray")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, PROGRESS_STEPS)
+        self.progress.hide()
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -159,8 +130,8 @@ class ExportDialog(QDialog):
         for b in (self.image_radio, self.selection_radio, self.project_radio):
             scope.addWidget(b)
         what = QVBoxLayout()
-        for b in (self.cells_box, self.summary_box, self.geojson_box):
-            what.addWidget(b)
+        for box in self.format_boxes.values():
+            what.addWidget(box)
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(browse)
@@ -177,12 +148,14 @@ class ExportDialog(QDialog):
         self.export_button.clicked.connect(self.start_export)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
+        lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addWidget(self.buttons)
-        for w in (self.cells_box, self.summary_box, self.geojson_box, self.image_radio,
-                  self.selection_radio, self.project_radio):
+        for w in (*self.format_boxes.values(), self.image_radio, self.selection_radio,
+                  self.project_radio):
             w.toggled.connect(self._update_files)
         self.path_edit.textChanged.connect(self._update_files)
+        self._progressed.connect(self._on_progress)
         self._update_files()
 
     # --- what will be written ---------------------------------------------------------------
@@ -197,33 +170,21 @@ class ExportDialog(QDialog):
         {SCOPE_IMAGE: self.image_radio, SCOPE_SELECTION: self.selection_radio,
          SCOPE_PROJECT: self.project_radio}[scope].setChecked(True)
 
+    def chosen_formats(self) -> tuple[str, ...]:
+        return tuple(name for name, box in self.format_boxes.items() if box.isChecked())
+
     def request(self) -> ExportRequest:
-        scope = self.scope()
-        image_ids: list[int] | None = None
-        cell_ids: list[str] | None = None
-        if scope == SCOPE_IMAGE:
-            image_ids = [int(self.window_.current_image_id())]
-        elif scope == SCOPE_SELECTION:
-            cell_ids = [str(i) for i in self.window_.selected_cell_ids()]
-            image_ids = sorted({int(self.store.cell(i).image_id) for i in cell_ids})
         return ExportRequest(
-            project_path=Path(self.store.path), csv_path=Path(self.path_edit.text()),
-            scope=scope, image_ids=image_ids, cell_ids=cell_ids,
-            model_id=self.model_combo.currentData(), cells_csv=self.cells_box.isChecked(),
-            summary_csv=self.summary_box.isChecked(), geojson=self.geojson_box.isChecked(),
+            project_path=Path(self.store.path), base_path=Path(self.path_edit.text()),
+            formats=self.chosen_formats(), selection=self.selections[self.scope()],
+            options={"model_id": self.model_combo.currentData()},
         )
 
     def _update_files(self, *_args: object) -> None:
         r = self.request()
-        files = []
-        if r.cells_csv:
-            files.append(r.csv_path.name)
-        if r.summary_csv:
-            files.append(r.summary_path.name)
-        if r.geojson:
-            many = r.image_ids is None or len(r.image_ids) > 1
-            files.append(f"{r.csv_path.stem}_geojson/<image>.geojson" if many
-                         else r.csv_path.with_suffix(".geojson").name)
+        ids = r.selection.image_ids
+        n_images = self._n_project_images if ids is None else len(ids)
+        files = describe_files(r.base_path, r.formats, n_images)
         self.files_label.setText("Writes: " + ", ".join(files) if files else
                                  "Nothing to write: tick a file.")
         self.export_button.setEnabled(bool(files) and bool(self.path_edit.text().strip()))
@@ -239,16 +200,25 @@ class ExportDialog(QDialog):
         request = self.request()
         self.export_button.setEnabled(False)
         self.status.setText("Exporting…")
-        self.runner.submit(lambda: run_export(request), self._done, self._failed)
+        self.progress.setValue(0)
+        self.progress.show()
+        emit = self._progressed.emit
+        self.runner.submit(lambda: run_request(request, emit), self._done, self._failed)
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(round(fraction * PROGRESS_STEPS))
+        self.status.setText(message)
 
     def _done(self, paths: Sequence[Path]) -> None:
         self.written = list(paths)
+        self.progress.setValue(PROGRESS_STEPS)
         self.status.setText("Written: " + ", ".join(str(p) for p in paths))
         self.export_button.setEnabled(True)
         self.exported.emit(list(paths))
         self.accept()
 
     def _failed(self, message: str) -> None:
+        self.progress.hide()
         self.status.setText(f"Export failed: {message}")
         self.export_button.setEnabled(True)
         self.failed.emit(message)

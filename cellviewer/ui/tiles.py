@@ -1,12 +1,9 @@
-"""Tiles of an image at any zoom: addressed by integer (level, col, row), read in worker threads,
-kept in a cache bounded in bytes.
+"""Tiles of an image at any zoom for the viewer: QImages read in worker threads, kept in a cache
+bounded in bytes.
 
-The view's pyramid is its own, independent of the file's: view level ``k`` has downsample
-``2**k`` and is cut into ``TILE_SIZE`` squares. A worker renders tile ``(k, col, row)`` by reading
-the source's best level for that downsample and resizing the read to the tile (so a slide with
-only a level 0, or a plain image, still gets cheap coarse tiles, and the screen never has to
-scale a tile by less than 1/2). Coordinates in the key are integers so keys hash exactly and a
-tile is never fetched twice.
+The tile maths (view levels, the grid, keys, which tiles cover the view, rendering a tile from a
+source) is Qt-free and lives in :mod:`cellviewer.core.tiling`; its names are re-exported here
+for the viewer's modules.
 
 :class:`SourceHandle` makes one open ``ImageSource`` safe to share between the GUI thread and the
 workers: the sources read in parallel and their ``close`` waits for reads in flight, so a worker
@@ -16,24 +13,45 @@ never reads a freed file, and a read that loses the race reports "closed", not a
 from __future__ import annotations
 
 import itertools
-import math
-from collections import OrderedDict
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from cellviewer.core.tiling import (
+    TILE_SIZE,
+    ByteBoundedLRU,
+    TileKey,
+    grid_size,
+    level_count,
+    level_for_zoom,
+    parent_key,
+    render_tile,
+    tile_rect,
+    tiles_covering,
+)
 from cellviewer.ui.workers import BackgroundRunner
 
-TILE_SIZE = 256
+__all__ = [
+    "TILE_SIZE",
+    "SourceClosedError",
+    "SourceHandle",
+    "TileCache",
+    "TileKey",
+    "TileLoader",
+    "array_to_qimage",
+    "grid_size",
+    "level_count",
+    "level_for_zoom",
+    "parent_key",
+    "render_tile",
+    "tile_rect",
+    "tiles_covering",
+]
 
-
-class TileKey(NamedTuple):
-    source: int  # SourceHandle.id: tiles of different images (or reopenings) never mix
-    level: int  # view level: downsample 2**level
-    col: int
-    row: int
+T = TypeVar("T")
 
 
 class SourceClosedError(RuntimeError):
@@ -78,7 +96,7 @@ class SourceHandle:
     def best_level_for_downsample(self, downsample: float) -> int:
         return int(self.source.best_level_for_downsample(downsample))
 
-    def call(self, fn, *args, **kwargs):
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(source, ...)`` in a worker (e.g. cropping patches), closed-aware."""
         self._check()
         try:
@@ -98,54 +116,6 @@ class SourceHandle:
         self.source.close()
 
 
-def level_count(width: int, height: int, tile: int = TILE_SIZE) -> int:
-    """Number of view levels: the last one holds the whole image in a single tile."""
-    longest = max(1, width, height)
-    return max(1, math.ceil(math.log2(max(1.0, longest / tile))) + 1)
-
-
-def grid_size(width: int, height: int, level: int, tile: int = TILE_SIZE) -> tuple[int, int]:
-    span = tile * (1 << level)
-    return max(1, math.ceil(width / span)), max(1, math.ceil(height / span))
-
-
-def level_for_zoom(zoom: float, n_levels: int) -> int:
-    """The view level whose tiles are drawn at a scale in (1/2, 1] (or magnified at level 0)."""
-    if zoom >= 1.0:
-        return 0
-    return min(n_levels - 1, max(0, int(math.floor(math.log2(1.0 / zoom) + 1e-9))))
-
-
-def tile_rect(key: TileKey, width: int, height: int, tile: int = TILE_SIZE):
-    """The level-0 rectangle (x, y, w, h) a tile covers, clipped to the image."""
-    span = tile * (1 << key.level)
-    x0, y0 = key.col * span, key.row * span
-    return x0, y0, max(0, min(span, width - x0)), max(0, min(span, height - y0))
-
-
-def render_tile(handle: SourceHandle, key: TileKey, tile: int = TILE_SIZE) -> np.ndarray:
-    """Read one view tile as an (h, w, 3) uint8 array (runs in a worker)."""
-    ds = 1 << key.level
-    x0, y0, w0, h0 = tile_rect(key, handle.width, handle.height, tile)
-    out_w, out_h = max(1, math.ceil(w0 / ds)), max(1, math.ceil(h0 / ds))
-    lvl = handle.best_level_for_downsample(ds)
-    d = float(handle.level_downsamples[lvl])
-    lx, ly = int(x0 / d), int(y0 / d)
-    lw, lh = max(1, math.ceil(w0 / d)), max(1, math.ceil(h0 / d))
-    region = np.asarray(handle.read_region(lvl, lx, ly, lw, lh))
-    if region.ndim == 2:
-        region = np.repeat(region[:, :, None], 3, axis=2)
-    region = region[:, :, :3]
-    if region.shape[1] != out_w or region.shape[0] != out_h:
-        from PIL import Image
-
-        img = Image.fromarray(np.ascontiguousarray(region))
-        region = np.asarray(
-            img.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        )
-    return region
-
-
 def array_to_qimage(rgb: np.ndarray) -> QImage:
     """(h, w, 3) uint8 -> an independent QImage in the format the raster engine blits fastest."""
     rgb = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
@@ -154,47 +124,15 @@ def array_to_qimage(rgb: np.ndarray) -> QImage:
     return img.convertToFormat(QImage.Format.Format_RGB32)  # a copy: rgb may go away
 
 
-class TileCache:
+class TileCache(ByteBoundedLRU[TileKey, QImage]):
     """Least-recently-used QImages, bounded by their total size in bytes."""
 
     def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
-        self.max_bytes = int(max_bytes)
-        self._items: OrderedDict[TileKey, QImage] = OrderedDict()
-        self.bytes_used = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key: TileKey) -> bool:
-        return key in self._items
-
-    def get(self, key: TileKey) -> QImage | None:
-        img = self._items.get(key)
-        if img is not None:
-            self._items.move_to_end(key)
-        return img
-
-    def peek(self, key: TileKey) -> QImage | None:
-        """Like get() without refreshing: for fallbacks that should not keep tiles alive."""
-        return self._items.get(key)
-
-    def put(self, key: TileKey, img: QImage) -> None:
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.bytes_used -= old.sizeInBytes()
-        self._items[key] = img
-        self.bytes_used += img.sizeInBytes()
-        while self.bytes_used > self.max_bytes and len(self._items) > 1:
-            _, evicted = self._items.popitem(last=False)
-            self.bytes_used -= evicted.sizeInBytes()
+        super().__init__(max_bytes, QImage.sizeInBytes)
 
     def drop_source(self, source_id: int) -> None:
-        for key in [k for k in self._items if k.source == source_id]:
-            self.bytes_used -= self._items.pop(key).sizeInBytes()
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.bytes_used = 0
+        """Forget every tile of one image (it was closed or switched away)."""
+        self.drop_where(lambda key: key.source == source_id)
 
 
 class TileLoader(QObject):
@@ -231,8 +169,8 @@ class TileLoader(QObject):
 
         self._pending[key] = self.runner.submit(
             job,
-            lambda img, k=key: self._done(k, img),
-            lambda msg, k=key: self._failed(k, msg, handle.closed),
+            lambda img: self._done(key, img),
+            lambda msg: self._failed(key, msg, handle.closed),
             priority,
         )
 

@@ -84,8 +84,9 @@ class ArraySource(ImageSource):
                 raise ImageReadError(self.path, "the image is closed")
             with self._build_lock:
                 for k in range(1, level + 1):
-                    if levels[k] is None:
-                        levels[k] = self._halve(levels[k - 1], self.level_dimensions[k])
+                    finer = levels[k - 1]
+                    if levels[k] is None and finer is not None:  # level 0 is always there
+                        levels[k] = self._halve(finer, self.level_dimensions[k])
             arr = levels[level]
         if arr is None or self._closed:
             raise ImageReadError(self.path, "the image is closed")

@@ -1,12 +1,12 @@
 """Adding a folder of tiles or slides as one batch.
 
-Files are chosen by suffix (:data:`IMAGE_SUFFIXES`); everything else (CSV, JSON, MRXS data files,
-licences) is *skipped*, not an error. Each candidate is opened with :func:`open_image` (so it is
-probed exactly as a single add would be) on a few threads, and a candidate that fails is reported
-as *broken* with its :class:`ImageOpenError` while the rest go ahead. A DICOM slide is a folder of
-``.dcm`` instances that OpenSlide opens from any one of them: instances of a series already seen
-are skipped, so the slide is listed once. Results are in natural name order (``img2`` before
-``img10``).
+Files are chosen by suffix (:data:`.suffixes.IMAGE_SUFFIXES`); everything else (CSV, JSON, MRXS
+data files, licences) is *skipped*, not an error. Each candidate is opened with :func:`open_image`
+(so it is probed exactly as a single add would be) on a few threads, and a candidate that fails
+is reported as *broken* with its :class:`ImageOpenError` while the rest go ahead. A DICOM slide is
+a folder of ``.dcm`` instances that OpenSlide opens from any one of them: instances of a series
+already seen are skipped, so the slide is listed once. Results are in natural name order
+(``img2`` before ``img10``).
 """
 
 from __future__ import annotations
@@ -20,13 +20,8 @@ from pathlib import Path
 from .base import ImageOpenError, ImageSource
 from .fingerprint import fingerprint as content_fingerprint
 from .opening import open_image
+from .suffixes import is_image_file
 
-SLIDE_SUFFIXES = frozenset(
-    {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif",
-     ".dcm", ".czi"}
-)
-PLAIN_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
-IMAGE_SUFFIXES = SLIDE_SUFFIXES | PLAIN_SUFFIXES
 _SERIES_KEY = "dicom.SeriesInstanceUID"
 
 
@@ -60,11 +55,12 @@ def _candidates(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
     if not folder.is_dir():
         raise ImageOpenError(folder, "it is a file, not a folder")
     found = folder.rglob("*") if recursive else folder.iterdir()
-    images, skipped = [], []
+    images: list[Path] = []
+    skipped: list[Path] = []
     for p in sorted((p for p in found if p.is_file()), key=lambda p: (p.parent, natural_key(p))):
         if p.name.startswith("."):
             continue
-        (images if p.suffix.lower() in IMAGE_SUFFIXES else skipped).append(p)
+        (images if is_image_file(p) else skipped).append(p)
     return images, skipped
 
 

@@ -8,10 +8,7 @@ from pathlib import Path
 from .base import ImageOpenError, ImageSource
 from .openslide_source import OpenSlideSource, detect_format
 from .pillow_source import PillowSource
-
-# Suffixes Pillow can also try when OpenSlide claims a file but cannot open it (a stripped or
-# oddly compressed TIFF OpenSlide's generic-tiff reader rejects may still decode in Pillow).
-_PILLOW_FALLBACK_SUFFIXES = {".tif", ".tiff"}
+from .suffixes import PILLOW_FALLBACK_SUFFIXES
 
 
 def open_image(path: str | os.PathLike) -> ImageSource:
@@ -33,7 +30,7 @@ def open_image(path: str | os.PathLike) -> ImageSource:
     try:
         return OpenSlideSource(path)
     except ImageOpenError as slide_error:
-        if path.suffix.lower() not in _PILLOW_FALLBACK_SUFFIXES:
+        if path.suffix.lower() not in PILLOW_FALLBACK_SUFFIXES:
             raise
         try:
             return PillowSource(path)

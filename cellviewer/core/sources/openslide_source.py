@@ -30,10 +30,14 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .base import ImageOpenError, ImageReadError, ImageSource, check_region, white
+
+if TYPE_CHECKING:
+    import openslide
 
 PROBE_LOW_LEVEL = 512
 PROBE_CENTRE = 256
@@ -92,16 +96,16 @@ class OpenSlideSource(ImageSource):
 
         self.path = Path(path)
         try:
-            self._slide = openslide.OpenSlide(os.fspath(self.path))
+            slide = openslide.OpenSlide(os.fspath(self.path))
         except openslide.OpenSlideUnsupportedFormatError:
             raise ImageOpenError(self.path, "not a format OpenSlide can read") from None
         except (openslide.OpenSlideError, OSError, ValueError) as exc:
             raise ImageOpenError(self.path, f"OpenSlide cannot open it ({exc})") from None
-        slide = self._slide
+        self._slide: openslide.OpenSlide | None = slide  # None once closed
         self.properties: dict[str, str] = dict(slide.properties)
         self.format = self.properties.get("openslide.vendor", "openslide")
         self.level_count = slide.level_count
-        self.level_dimensions = [tuple(map(int, d)) for d in slide.level_dimensions]
+        self.level_dimensions = [(int(w), int(h)) for w, h in slide.level_dimensions]
         self.level_downsamples = [float(d) for d in slide.level_downsamples]
         self.mpp = self._parse_mpp(self.properties)
         raw, handle = _raw_reader(), getattr(slide, "_osr", None)
@@ -167,7 +171,7 @@ class OpenSlideSource(ImageSource):
                 raw(handle, argb.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
                     x0, y0, level, w, h)
                 return argb_to_rgb_over_white(argb)
-            region = self._slide.read_region((x0, y0), level, (w, h))
+            region = self._live_slide().read_region((x0, y0), level, (w, h))
             return rgba_to_rgb_over_white(np.asarray(region))
         except (openslide.OpenSlideError, ValueError, OSError) as exc:
             raise ImageReadError(
@@ -181,8 +185,15 @@ class OpenSlideSource(ImageSource):
 
     def associated_image(self, name: str) -> np.ndarray | None:
         """A slide's label/macro/thumbnail image as RGB, or None when absent."""
-        img = self._slide.associated_images.get(name)
+        img = self._live_slide().associated_images.get(name)
         return None if img is None else rgba_to_rgb_over_white(np.asarray(img.convert("RGBA")))
+
+    def _live_slide(self) -> openslide.OpenSlide:
+        """The open slide (reads in flight keep it open: ``close`` waits for them)."""
+        slide = self._slide
+        if slide is None:
+            raise ImageReadError(self.path, "the image is closed")
+        return slide
 
     def _free(self) -> None:
         self._raw = None

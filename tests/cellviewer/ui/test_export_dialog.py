@@ -1,6 +1,7 @@
 """File → Export… in the real main window after predicting with a model trained in the test:
 the cells CSV row by row against the store, a selection's CSV, the per-image-and-class
-summary, QuPath GeoJSON."""
+summary, QuPath GeoJSON; and on a small project, a format registered by a test listed and
+written without a dialog edit, and a failed export."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QWidget
 from test_predict_support import wait_for
 
+from cellviewer.core.export import Exporter, exporters, register, unregister
+from cellviewer.core.store import ProjectStore
 from cellviewer.ui.export_dialog import SCOPE_IMAGE, SCOPE_PROJECT, SCOPE_SELECTION, ExportDialog
 from cellviewer.ui.main_window import MainWindow
 from cellviewer.ui.model_panel import SCOPE_PROJECT as PREDICT_PROJECT
@@ -43,7 +47,7 @@ def _export(qtbot, window, scope, path, **boxes):
     dialog.set_scope(scope)
     dialog.path_edit.setText(str(path))
     for name, on in boxes.items():
-        getattr(dialog, f"{name}_box").setChecked(on)
+        dialog.format_boxes[name].setChecked(on)
     with qtbot.waitSignal(dialog.exported, timeout=60000) as done:
         dialog.export_button.click()
     return done.args[0]
@@ -114,3 +118,85 @@ def test_file_menu_has_export(window):
     assert "&Export…" in actions
     model_actions = [a.text() for a in window.menu("&Model").actions()]
     assert "&Predict…" in model_actions and "&Review queue" in model_actions
+
+
+class _Host(QWidget):
+    """What the dialog asks of the main window: the store, the current image, the selection."""
+
+    def __init__(self, store, image_id, selected):
+        super().__init__()
+        self.store, self._image, self._selected = store, image_id, selected
+
+    def current_image_id(self):
+        return self._image
+
+    def selected_cell_ids(self):
+        return list(self._selected)
+
+
+@pytest.fixture
+def small_project(tmp_path):
+    with ProjectStore.create(tmp_path / "small.cvproj") as s:
+        images = [s.add_image(tmp_path / f"img{i}.png", 100, 100) for i in range(2)]
+        tumour = s.add_class("tumour")
+        for image in images:
+            s.add_cells(image, np.random.default_rng(image).uniform(0, 100, (10, 2)),
+                        [tumour] * 10)
+        yield s
+
+
+def test_a_registered_format_is_listed_and_written_without_a_dialog_edit(qtbot, small_project,
+                                                                         tmp_path):
+    def write(store, path, *, selection, options, progress):
+        ids = store.cell_table(selection.image_ids, selection.cell_ids)["ids"]
+        progress(0.5, "counting")
+        path.write_text(f"{len(ids)}\n")
+        return path
+
+    register(Exporter("count", "Cell count", (".txt",), "how many cells", write,
+                      name_tail="_count"))
+    try:
+        image = small_project.images()[1].id
+        some = small_project.cell_arrays(image).ids[:3].tolist()
+        host = _Host(small_project, image, some)
+        qtbot.addWidget(host)
+        dialog = ExportDialog(host)
+        qtbot.addWidget(dialog)
+        assert list(dialog.format_boxes) == [e.name for e in exporters()]
+        assert dialog.format_boxes["count"].text() == "Cell count"
+        assert dialog.path_edit.text() == str(tmp_path / "small_cells.csv")
+        for name, box in dialog.format_boxes.items():
+            box.setChecked(name in ("count", "geojson"))
+        dialog.set_scope(SCOPE_SELECTION)
+        assert dialog.files_label.text() == "Writes: small_cells.geojson, small_cells_count.txt"
+        dialog.set_scope(SCOPE_PROJECT)
+        assert "small_cells_geojson/<image>.geojson" in dialog.files_label.text()
+        dialog.set_scope(SCOPE_SELECTION)
+        with qtbot.waitSignal(dialog.exported, timeout=30000) as done:
+            dialog.export_button.click()
+        assert [p.name for p in done.args[0]] == ["small_cells.geojson", "small_cells_count.txt"]
+        assert (tmp_path / "small_cells_count.txt").read_text() == "3\n"
+        features = json.loads((tmp_path / "small_cells.geojson").read_text())["features"]
+        assert sorted(f["id"] for f in features) == sorted(some)
+        assert dialog.progress.value() == dialog.progress.maximum()
+    finally:
+        unregister("count")
+
+
+def test_a_failed_export_says_why_and_keeps_the_dialog_open(qtbot, small_project, tmp_path):
+    host = _Host(small_project, None, [])
+    qtbot.addWidget(host)
+    dialog = ExportDialog(host)
+    qtbot.addWidget(dialog)
+    assert not dialog.image_radio.isEnabled() and not dialog.selection_radio.isEnabled()
+    assert dialog.scope() == SCOPE_PROJECT
+    dialog.path_edit.setText(str(tmp_path / "no" / "such" / "x.csv"))
+    with qtbot.waitSignal(dialog.failed, timeout=30000) as failed:
+        dialog.export_button.click()
+    assert "does not exist" in failed.args[0]
+    assert dialog.status.text().startswith("Export failed")
+    assert dialog.export_button.isEnabled() and dialog.result() == 0
+    for box in dialog.format_boxes.values():
+        box.setChecked(False)
+    assert dialog.files_label.text() == "Nothing to write: tick a file."
+    assert not dialog.export_button.isEnabled()

@@ -1,9 +1,9 @@
-"""Tiles: keys, levels, rendering against the source, the byte-bounded cache, background loads."""
+"""The viewer's tiles: rendering through a SourceHandle, the QImage cache bounded in bytes,
+background loads. (The Qt-free tile maths is tested in tests/cellviewer/core/test_tiling.py.)"""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PySide6.QtGui import QImage
 
 from cellviewer.core.sources import open_image
@@ -19,39 +19,10 @@ from cellviewer.ui.tiles import (
     level_count,
     level_for_zoom,
     render_tile,
+    tiles_covering,
 )
 
 SLIDE = demo_dir() / "slides" / "CMU-1-Small-Region.svs"  # 2220 x 2967, one level
-
-
-def test_levels_cover_the_image_down_to_one_tile():
-    n = level_count(2220, 2967)
-    assert grid_size(2220, 2967, n - 1) == (1, 1)
-    assert grid_size(2220, 2967, n - 2) != (1, 1)
-    assert grid_size(2220, 2967, 0) == (9, 12)
-    # drawn scale stays in (1/2, 1]: zoom 0.3 -> downsample 2**1 drawn at 0.6
-    assert level_for_zoom(0.3, n) == 1
-    assert level_for_zoom(0.5, n) == 1
-    assert level_for_zoom(0.51, n) == 0
-    assert level_for_zoom(4.0, n) == 0
-    assert level_for_zoom(1e-6, n) == n - 1
-
-
-def test_level0_tile_is_the_source_region_and_coarse_tile_its_average():
-    with open_image(SLIDE) as src:
-        h = SourceHandle(src)
-        tile = render_tile(h, TileKey(h.id, 0, 3, 5))
-        expect = src.read_region(0, 3 * TILE_SIZE, 5 * TILE_SIZE, TILE_SIZE, TILE_SIZE)
-        assert np.array_equal(tile, expect)
-        # the edge tile is clipped to the image, not padded with white
-        edge = render_tile(h, TileKey(h.id, 0, 8, 11))
-        assert edge.shape == (2967 - 11 * TILE_SIZE, 2220 - 8 * TILE_SIZE, 3)
-        # level 2 (downsample 4) from a one-level slide: a 1024-px area shrunk to 256
-        coarse = render_tile(h, TileKey(h.id, 2, 1, 1))
-        assert coarse.shape == (256, 256, 3)
-        area = src.read_region(0, 1024, 1024, 1024, 1024).astype(np.float64)
-        box = area.reshape(256, 4, 256, 4, 3).mean(axis=(1, 3))
-        assert np.abs(coarse.astype(np.float64) - box).mean() < 6  # bilinear vs box: close
 
 
 def test_cache_is_bounded_in_bytes_and_least_recently_used():
@@ -106,10 +77,13 @@ def test_loader_reports_a_failed_read(qtbot):
     assert loader.pending_count() == 0
 
 
-@pytest.mark.parametrize("zoom", [0.05, 0.2, 0.7])
-def test_every_view_level_has_a_tile_for_the_whole_image(zoom):
+def test_tiles_render_through_a_handle_and_cover_the_view():
+    with open_image(SLIDE) as src:
+        h = SourceHandle(src)
+        key = TileKey(h.id, 0, 3, 5)
+        expect = src.read_region(0, 3 * TILE_SIZE, 5 * TILE_SIZE, TILE_SIZE, TILE_SIZE)
+        assert np.array_equal(render_tile(h, key), expect)
     n = level_count(2220, 2967)
-    k = level_for_zoom(zoom, n)
-    cols, rows = grid_size(2220, 2967, k)
-    span = TILE_SIZE << k
-    assert cols * span >= 2220 and rows * span >= 2967
+    assert grid_size(2220, 2967, n - 1) == (1, 1) and level_for_zoom(0.3, n) == 1
+    keys = tiles_covering(h.id, h.width, h.height, 0, 1.0, 0, 0, 300, 300)
+    assert sorted(keys) == [TileKey(h.id, 0, c, r) for c in (0, 1) for r in (0, 1)]

@@ -1,4 +1,4 @@
-"""Exporting results: one row per cell, and a per-image, per-class summary.
+"""The two CSV exports (one row per cell; per image and class) and atomic writes for every export.
 
 Both are CSV files written with pandas (imported inside the functions: the GUI's start-up path
 must not pay for pandas) and written atomically: into a temporary file beside the target, flushed
