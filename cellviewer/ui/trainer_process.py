@@ -59,11 +59,14 @@ class TrainerProcess(QObject):
     _wake = Signal()
 
     def __init__(self, args: list[str], cwd: str | os.PathLike, parent: QObject | None = None,
-                 *, protocol: bool = True) -> None:
+                 *, protocol: bool = True, program: str | None = None) -> None:
+        """``args``: a trainer command (``["robustness", ...]``); with ``program``, the
+        program to run with ``args`` as they are instead (tests run a stand-in child)."""
         super().__init__(parent)
         from trainer.protocol import LineBuffer
 
-        self.program, self.args = runs_mod.trainer_invocation(list(args))
+        self.program, self.args = ((program, list(args)) if program is not None
+                                   else runs_mod.trainer_invocation(list(args)))
         self.cwd = Path(cwd)
         self.protocol = protocol
         self.error: str | None = None  # why it could not be started

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtWidgets import QMainWindow
+from training_host import TrainingHost
 
 from cellviewer.core import runs
 from cellviewer.core.demo import demo_points
@@ -67,8 +67,7 @@ def kinds(proc) -> list[str]:
 
 
 def test_stop_ends_the_run_cleanly_with_its_model(qtbot, tmp_path: Path, patchset: Path):
-    window = QMainWindow()
-    window.store = ProjectStore.create(tmp_path / "p.cvproj")
+    window = TrainingHost(ProjectStore.create(tmp_path / "p.cvproj"))
     qtbot.addWidget(window)
     training = install(window)
     assert training.manager.project_path == tmp_path / "p.cvproj"
@@ -99,7 +98,7 @@ def test_stop_ends_the_run_cleanly_with_its_model(qtbot, tmp_path: Path, patchse
     stopped = next(e for e in proc.events if e["event"] == "stopped")
     assert stopped["reason"] == "stop-request"
     assert kinds(proc)[-1] == "finished"
-    assert proc.proc.exitCode() == 0  # it ended by itself, not by the kill timer
+    assert proc.proc.exit_code == 0  # it ended by itself, not by the kill timer
     assert run.model_path() is not None and runs.can_resume(run)
     assert run.reload().status() == runs.STOPPED
     assert training.runs_panel.row_status("stop-me") == runs.STOPPED
