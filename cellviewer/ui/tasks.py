@@ -194,7 +194,7 @@ class TaskRunner(QObject):
         self._relay.failed.connect(lambda t, v: self._finish(t, "failed", v))
         self._relay.ended.connect(self._on_thread_ended)
         self._tasks: dict[int, Task] = {}
-        self._threads: dict[int, QThread] = {}
+        self._threads: dict[int, _Thread] = {}
         self._tokens = itertools.count(1)
         self._latest = 0
         self._closed = False
@@ -241,12 +241,12 @@ class TaskRunner(QObject):
     def cancel(self, task: Task | int) -> bool:
         """Drop a task that has not started (True: it will not run); a running one is asked
         to stop (``NEWEST`` also drops its result)."""
-        task = self._tasks.get(task) if isinstance(task, int) else task
-        if task is None or task.token not in self._tasks:
+        found = self._tasks.get(task) if isinstance(task, int) else task
+        if found is None or found.token not in self._tasks:
             return False
-        task.state.request_interruption()
-        if isinstance(task.job, QRunnable) and self.pool.tryTake(task.job):
-            del self._tasks[task.token]
+        found.state.request_interruption()
+        if isinstance(found.job, QRunnable) and self.pool.tryTake(found.job):
+            del self._tasks[found.token]
             return True
         return False
 
@@ -300,6 +300,6 @@ class TaskRunner(QObject):
 
     def _on_thread_ended(self, token: int) -> None:
         thread = self._threads.pop(token, None)
-        task = thread.task if thread is not None else None
-        if task is not None and task.callbacks.get("ended") is not None:
-            task.callbacks["ended"]()
+        callback = thread.task.callbacks.get("ended") if thread is not None else None
+        if callback is not None:
+            callback()

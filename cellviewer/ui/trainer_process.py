@@ -5,7 +5,7 @@
 trainer on ``PYTHONPATH`` (:func:`cellviewer.core.runs.trainer_env`), and:
 
 - reads the progress protocol from its stdout (``trainer.protocol.LineBuffer``: a line split
-  across two reads is kept until its end arrives) and emits ``event(dict)`` per line;
+  across two reads is kept until its end arrives) and emits ``protocol_event(dict)`` per line;
 - emits ``log(str)`` per stderr line and keeps the last of them for a failure message
   (:meth:`stderr_tail`);
 - stops it with a ``stop`` line on stdin, then SIGTERM, then a kill (:meth:`stop`);
@@ -48,12 +48,14 @@ STDERR_KEEP = 16_000
 class TrainerProcess(QObject):
     """One trainer command in a child process (see the module docstring).
 
-    Signals (on the UI thread): ``event(dict)`` per protocol line on stdout, ``log(str)`` per
-    line of stderr, ``finished(exit_code, crashed)`` once, after every line it wrote was
-    delivered (``crashed``: ended by a signal, e.g. killed). After :meth:`detach` none comes.
+    Signals (on the UI thread): ``protocol_event(dict)`` per protocol line on stdout,
+    ``log(str)`` per line of stderr, ``finished(exit_code, crashed)`` once, after every line it
+    wrote was delivered (``crashed``: ended by a signal, e.g. killed). After :meth:`detach`
+    none comes.
     """
 
-    event = Signal(dict)
+    #: not called ``event``: that would shadow ``QObject.event``, which delivers Qt's events
+    protocol_event = Signal(dict)
     log = Signal(str)
     finished = Signal(int, bool)
     _wake = Signal()
@@ -174,12 +176,12 @@ class TrainerProcess(QObject):
             self.kill()
 
     def terminate(self) -> None:
-        if self.is_running():
+        if self._popen is not None and self.is_running():
             with contextlib.suppress(OSError):
                 self._popen.terminate()
 
     def kill(self) -> None:
-        if self.is_running():
+        if self._popen is not None and self.is_running():
             with contextlib.suppress(OSError):
                 self._popen.kill()
 
@@ -230,6 +232,7 @@ class TrainerProcess(QObject):
     def _wait_for_exit(self, readers: list[threading.Thread]) -> None:
         for thread in readers:
             thread.join()
+        assert self._popen is not None
         code = self._popen.wait()
         self._queue.put(("exit", code))
         self._notify()
@@ -258,7 +261,7 @@ class TrainerProcess(QObject):
         if not self.protocol:
             return
         for ev in self.lines.feed(chunk):
-            self.event.emit(ev)
+            self.protocol_event.emit(ev)
 
     def _on_stderr(self, chunk: bytes) -> None:
         self._stderr = (self._stderr + chunk)[-STDERR_KEEP:]
@@ -272,7 +275,7 @@ class TrainerProcess(QObject):
     def _on_exit(self, code: int) -> None:
         if self.protocol:
             for ev in self.lines.flush():  # a last line without its newline
-                self.event.emit(ev)
+                self.protocol_event.emit(ev)
         if self._err_pending.strip():
             self.log.emit(self._err_pending.rstrip("\r"))
         self._err_pending = ""
@@ -286,7 +289,7 @@ class TrainerProcess(QObject):
 def signal_process(pid: int | None, token: str | None, signum: int) -> bool:
     """Send ``signum`` to a trainer this app no longer holds (one detached or left running by
     an earlier session), if it is still the process that was recorded; True when sent."""
-    if not runs_mod.process_alive(pid, token):
+    if pid is None or not runs_mod.process_alive(pid, token):
         return False
     try:
         os.kill(int(pid), signum)

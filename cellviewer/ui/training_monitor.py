@@ -156,7 +156,7 @@ class RunProcess(QObject):
         args = ["train", "--config", str(self.run.config_path), *(extra_args or [])]
         proc = TrainerProcess(args, self.run.folder, self)
         self.proc = proc
-        proc.event.connect(self._handle_event)
+        proc.protocol_event.connect(self._handle_event)
         proc.log.connect(self.log)
         proc.finished.connect(self._on_finished)
         self.log.emit(f"$ {proc.command_line()}")
@@ -392,6 +392,7 @@ class RunMonitor(QWidget):
         super().__init__(parent)
         self.run: Run | None = None
         self.process: RunProcess | None = None
+        self.status: str | None = None
         self.total_epochs: int | None = None
         self.n_batches: int | None = None
         self.last_eta: tuple[float, float] | None = None  # (eta seconds, monotonic time)
@@ -697,7 +698,7 @@ class RunMonitor(QWidget):
             stopping = self._detached_stop
         self.stop_button.setEnabled(live and not stopping)
         self.kill_button.setVisible(live and stopping)
-        ended = self.run is not None and not live and getattr(self, "status", None) in (
+        ended = self.run is not None and not live and self.status in (
             runs_mod.FINISHED, runs_mod.STOPPED, runs_mod.INTERRUPTED)
         self.results_button.setEnabled(bool(ended))
 

@@ -30,7 +30,7 @@ sys.exit(3)
 def test_partial_lines_stop_line_stderr_tail_and_exit(qtbot, tmp_path: Path):
     proc = TrainerProcess(["-c", CHILD], tmp_path, program=sys.executable)
     events, logs, finished = [], [], []
-    proc.event.connect(events.append)
+    proc.protocol_event.connect(events.append)
     proc.log.connect(logs.append)
     proc.finished.connect(lambda code, crashed: finished.append((code, crashed)))
     assert proc.start() and proc.pid and proc.is_running()
@@ -50,7 +50,7 @@ def test_wait_hands_everything_out_without_the_event_loop(qtbot, tmp_path: Path)
     proc = TrainerProcess(["-c", "print('{\"v\": 1, \"event\": \"finished\"}')"], tmp_path,
                           program=sys.executable)
     events, finished = [], []
-    proc.event.connect(events.append)
+    proc.protocol_event.connect(events.append)
     proc.finished.connect(lambda code, crashed: finished.append(code))
     assert proc.start()
     assert proc.wait(20_000)  # no events processed meanwhile: wait delivered them itself
