@@ -29,6 +29,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cellviewer.core.project_lock import pid_alive
+
 RUN_FILE = "run.json"
 LAST_MODEL = "last.cvmodel"  # the trainer's last model file, with the state to resume from
 BEST_MODEL = "best.cvmodel"  # the model a finished run keeps (its best validation epoch)
@@ -116,43 +118,53 @@ def is_stop_request(stopped: dict | None) -> bool:
     return str(stopped.get("reason", "")).lower() == "stop-request"  # protocol.StopReason
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id is running and looks like a trainer (guards against the
-    id having been reused by an unrelated process since)."""
+def process_token(pid: int | None) -> str | None:
+    """Something that tells this process apart from a later one given the same id: its start
+    time (Linux: ``/proc/<pid>/stat``, in clock ticks since boot). None where it cannot be
+    told (another system, no such process)."""
     if not pid or pid <= 0:
-        return False
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
+        return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        raw = Path(f"/proc/{int(pid)}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # the command name (2nd field) is in parentheses and may hold spaces: split after it
+    fields = raw[raw.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None  # field 22 of the file
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        raw = Path(f"/proc/{int(pid)}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
-        try:
-            raw = cmdline.read_bytes()
-        except OSError:
-            return True
-        if not raw:  # a zombie: dead, not yet reaped
+    return raw[raw.rfind(")") + 2:][:1] in ("Z", "X")
+
+
+def process_alive(pid: int | None, token: str | None = None) -> bool:
+    """Whether the process the app launched (``pid``, recorded with its :func:`process_token`)
+    still runs: alive, not a zombie, and, where the token can be read, the same process and
+    not a later one that was given the same id."""
+    if not pid or int(pid) <= 0 or not pid_alive(int(pid)):
+        return False
+    if _is_zombie(int(pid)):
+        return False
+    if token is not None:
+        now = process_token(pid)
+        if now is not None and now != str(token):
             return False
-        return b"trainer" in raw
     return True
 
 
 def run_status(meta: dict, events: list[dict], alive: bool | None = None) -> str:
     """The state of a run from what the app recorded (``meta``, run.json) and what the trainer
     wrote (``events``). ``alive``: whether its trainer process runs (looked up from the
-    recorded pid when None)."""
+    recorded pid and its start token when None).
+
+    A launched run whose process is alive is *running* from the moment it was spawned, before
+    its ``started`` event: the launcher records the child's pid and token as soon as the
+    spawn returns (the child has exec'd by then), and nothing here looks at the command line,
+    which before the exec is still the app's."""
     attempt = current_attempt(events)
     kinds = {e.get("event") for e in attempt}
     app_status = meta.get("app_status")
@@ -171,7 +183,7 @@ def run_status(meta: dict, events: list[dict], alive: bool | None = None) -> str
     if meta.get("ended_at"):  # the app saw the process end without a terminal event
         return FAILED
     if alive is None:
-        alive = pid_alive(meta.get("pid"))
+        alive = process_alive(meta.get("pid"), meta.get("pid_token"))
     return RUNNING if alive else INTERRUPTED
 
 
@@ -249,22 +261,36 @@ class Run:
         return None
 
     # --- state changes the app records -----------------------------------------------------
-    def mark_launched(self, pid: int, resumed: bool = False) -> None:
+    def mark_launched(self, pid: int, resumed: bool = False, token: str | None = None) -> None:
+        """The trainer process was spawned (call it as soon as the spawn returns): its pid and
+        start token (:func:`process_token`, read now when not given) make the run *running*
+        until it writes a terminal event or ends."""
         attempts = int(self.meta.get("attempts", 0)) + 1
         self.update(
-            launched_at=_now(), pid=int(pid), ended_at=None, exit_code=None, app_status=RUNNING,
-            attempts=attempts, resumed=bool(resumed),
+            launched_at=_now(), pid=int(pid), pid_token=token or process_token(pid),
+            ended_at=None, exit_code=None, app_status=RUNNING, attempts=attempts,
+            resumed=bool(resumed), detached=False,
         )
+
+    def process_alive(self) -> bool:
+        """Whether the trainer process recorded in run.json still runs."""
+        return process_alive(self.meta.get("pid"), self.meta.get("pid_token"))
 
     def mark_ended(self, exit_code: int | None, crashed: bool, failure: str | None = None) -> None:
         """The app saw the trainer exit. ``crashed``: it died without a terminal event;
         ``failure``: what went wrong, in words for the user (kept for the next session)."""
-        self.update(ended_at=_now(), exit_code=exit_code, pid=None,
+        self.update(ended_at=_now(), exit_code=exit_code, pid=None, pid_token=None,
                     app_status=FAILED if crashed else None, failure=failure)
 
     def mark_interrupted(self) -> None:
         """The app is going away while this run is going: show it as interrupted next time."""
-        self.update(app_status=INTERRUPTED, ended_at=_now(), pid=None)
+        self.update(app_status=INTERRUPTED, ended_at=_now(), pid=None, pid_token=None)
+
+    def mark_detached(self) -> None:
+        """The app let go of this run's trainer, which goes on in the background (the app
+        closed the project or quit with "Keep running"): its pid stays recorded, so a later
+        session finds it running and follows its events.jsonl."""
+        self.update(detached=True)
 
 
 @dataclass

@@ -3,11 +3,11 @@
 - ``PredictorCache`` loads a ``trainer.predict.Predictor`` once per (model file, device) and
   serialises calls to it, so the batch job and the live blur preview can share one loaded model
   (a foundation model is too big to hold twice).
-- ``PredictionJob`` runs ``cellviewer.core.predict_job.run_prediction`` in a ``QThread`` with
+- ``PredictionJob`` runs ``cellviewer.core.predict_job.run_prediction`` on a thread of its own with
   its own connection to the project (SQLite connections belong to one thread) and reports
   progress, each predicted chunk (so the view recolours as results arrive), the summary or the
   error through Qt signals, which Qt delivers in the UI thread.
-- ``LatestRunner`` runs one callable at a time in a background thread; a request submitted
+- ``LatestRunner`` runs one callable at a time in the background; a request submitted
   while another waits replaces it (the newest wins), and the UI is told only of the result of
   the newest request it made. The live blur preview uses it so a fast-moving slider never queues
   up stale work.
@@ -18,13 +18,15 @@ nothing on the GUI's start-up path.
 
 from __future__ import annotations
 
+import sys
 import threading
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
+
+from cellviewer.ui.tasks import DEDICATED, NEWEST, Task, TaskRunner, TaskState
 
 
 class PredictorCache:
@@ -72,65 +74,40 @@ class SerialisedPredictor:
 PREDICTORS = PredictorCache()
 
 
-class _JobWorker(QObject):
-    progress = Signal(object)  # PredictProgress
-    finished = Signal(object)  # PredictSummary
-    failed = Signal(str)
+def _predict(job: PredictionJob, state: TaskState) -> Any:
+    """The work of a :class:`PredictionJob` (in its own thread, with its own connection to the
+    project: SQLite connections belong to one thread)."""
+    from cellviewer.core.predict_job import run_prediction
+    from cellviewer.core.store import ProjectStore
 
-    def __init__(self, job: PredictionJob) -> None:
-        super().__init__()
-        self.job = job
-
-    def run(self) -> None:
-        try:
-            self._run()
-        finally:
-            # End the thread from here, not through a signal queued to ``thread.quit``: the
-            # thread object lives in the GUI thread, so a queued quit waits for the GUI thread
-            # to process events, and a GUI thread blocked in ``PredictionJob.wait`` (closing
-            # the window, test teardown) never does. It then sat out wait's whole timeout
-            # (10-30 s) with the work long done. quit() before the thread's event loop starts
-            # (this runs from ``started``) makes that loop return at once.
-            thread = QThread.currentThread()
-            if thread is not None:
-                thread.quit()
-
-    def _run(self) -> None:
-        job = self.job
-        try:
-            from cellviewer.core.predict_job import run_prediction
-            from cellviewer.core.store import ProjectStore
-
-            predictor = SerialisedPredictor(*job.cache.get(job.model_path, job.device))
-            store = ProjectStore.open(job.project_path)
-            if job.user:
-                store.user = job.user
-            try:
-                summary = run_prediction(
-                    store, predictor, job.image_ids, model_id=job.model_id,
-                    cell_ids=job.cell_ids, batch_size=job.batch_size,
-                    progress=self.progress.emit, cancel=job.cancel_event,
-                    chunk_seconds=job.chunk_seconds, min_chunk=job.min_chunk,
-                    first_chunk=job.min_chunk, fov_px=job.fov_px,
-                    store_results=job.store_results, predict_kwargs=job.predict_kwargs,
-                    keep_source_crops=job.keep_source_crops,
-                )
-            finally:
-                store.close()
-        except Exception as exc:  # noqa: BLE001 (shown to the user, who can act on it)
-            traceback.print_exc()
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
-        else:
-            self.finished.emit(summary)
+    predictor = SerialisedPredictor(*job.cache.get(job.model_path, job.device))
+    store = ProjectStore.open(job.project_path)
+    if job.user:
+        store.user = job.user
+    try:
+        return run_prediction(
+            store, predictor, job.image_ids, model_id=job.model_id,
+            cell_ids=job.cell_ids, batch_size=job.batch_size,
+            progress=state.set_progress, cancel=state.is_interruption_requested,
+            chunk_seconds=job.chunk_seconds, min_chunk=job.min_chunk,
+            first_chunk=job.min_chunk, fov_px=job.fov_px,
+            store_results=job.store_results, predict_kwargs=job.predict_kwargs,
+            keep_source_crops=job.keep_source_crops,
+        )
+    finally:
+        store.close()
 
 
 class PredictionJob(QObject):
-    """One batch prediction in a background ``QThread``.
+    """One batch prediction on a thread of its own (the ``DEDICATED`` policy of
+    :class:`cellviewer.ui.tasks.TaskRunner`).
 
     Signals (delivered in the UI thread): ``progress(PredictProgress)`` after every chunk (the
     chunk's cell ids and probabilities ride along: recolour from them), ``finished(
     PredictSummary)`` (also after a cancel: ``summary.cancelled``), ``failed(str)``. ``done``
-    follows either, once the thread has ended.
+    follows either, once the thread has ended. The thread ends by itself when the work
+    returns, so ``wait`` on a UI thread that runs no events (closing the window) returns as
+    soon as the chunk in flight is done.
 
     With ``store_results=False`` nothing is written (the blur-sensitivity and visible-cell
     previews); ``predict_kwargs`` (``blur_sigma``, ``blur_mode``) go to every predict call.
@@ -165,41 +142,40 @@ class PredictionJob(QObject):
         self.predict_kwargs = dict(predict_kwargs or {})
         self.keep_source_crops = keep_source_crops
         self.cache = cache or PREDICTORS
-        self.cancel_event = threading.Event()
-        self._thread: QThread | None = None
-        self._worker: _JobWorker | None = None
+        self._runner = TaskRunner(DEDICATED, parent=self)
+        self._task: Task | None = None
+        self._cancelled = False
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._task is not None:
             raise RuntimeError("a PredictionJob runs once")
-        self._thread = QThread()
-        self._thread.setObjectName("predict-job")
-        self._worker = _JobWorker(self)
-        self._worker.moveToThread(self._thread)
-        self._worker.progress.connect(self.progress)
-        self._worker.finished.connect(self.finished)
-        self._worker.failed.connect(self.failed)
-        self._thread.started.connect(self._worker.run)
-        self._thread.finished.connect(self._on_thread_finished)
-        self._thread.start()
+        self._task = self._runner.start(
+            _predict, self, progress=self.progress.emit, done=self.finished.emit,
+            failed=self._on_failed, ended=self.done.emit)
+        if self._cancelled:
+            self._task.state.request_interruption()
 
     def cancel(self) -> None:
         """Ask the job to stop; it stops after the chunk in flight (a fraction of a second)."""
-        self.cancel_event.set()
+        self._cancelled = True
+        if self._task is not None:
+            self._task.state.request_interruption()
 
     def is_running(self) -> bool:
-        return self._thread is not None and self._thread.isRunning()
+        return self._task is not None and self._task.is_running()
 
     def wait(self, ms: int = 30000) -> bool:
         """Block until the thread ends (tests and application shutdown only)."""
-        return self._thread.wait(ms) if self._thread is not None else True
+        return self._task.wait(ms) if self._task is not None else True
 
-    def _on_thread_finished(self) -> None:
-        self.done.emit()
+    def _on_failed(self, message: str) -> None:
+        print(f"prediction failed: {message}", file=sys.stderr)
+        self.failed.emit(message)
 
 
 class LatestRunner(QObject):
-    """Run callables in one background thread, newest request wins.
+    """Run callables in the background, newest request wins (the ``NEWEST`` policy of
+    :class:`cellviewer.ui.tasks.TaskRunner`).
 
     ``submit(fn)`` returns a ticket; ``fn()`` runs in the background unless a newer request
     arrives before it starts. ``resultReady(ticket, result)`` (or ``errorRaised(ticket,
@@ -212,70 +188,28 @@ class LatestRunner(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._cond = threading.Condition()
-        self._pending: tuple[int, Callable[[], Any]] | None = None
+        self._runner = TaskRunner(NEWEST, parent=self)
         self._ticket = 0
-        self._closed = False
-        self._busy = False
-        self._thread = threading.Thread(target=self._loop, name="latest-runner", daemon=True)
-        self._thread.start()
-        # Results are emitted from the Python thread; Qt queues them to the receivers' thread.
-        self._relay_result.connect(self._deliver_result)
-        self._relay_error.connect(self._deliver_error)
-
-    _relay_result = Signal(int, object)
-    _relay_error = Signal(int, str)
 
     @property
     def latest_ticket(self) -> int:
         return self._ticket
 
     def submit(self, fn: Callable[[], Any]) -> int:
-        with self._cond:
-            self._ticket += 1
-            self._pending = (self._ticket, fn)
-            self._cond.notify()
+        if self._runner._closed:
             return self._ticket
+        self._ticket += 1
+        ticket = self._ticket
+        self._runner.start(lambda _state: fn(),
+                           done=lambda result: self.resultReady.emit(ticket, result),
+                           failed=lambda message: self.errorRaised.emit(ticket, message))
+        return ticket
 
     def is_idle(self) -> bool:
-        with self._cond:
-            return self._pending is None and not self._busy
+        return self._runner.is_idle()
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._pending = None
-            self._cond.notify()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while self._pending is None and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                ticket, fn = self._pending  # type: ignore[misc]
-                self._pending = None
-                self._busy = True
-            try:
-                result = fn()
-            except Exception as exc:  # noqa: BLE001 (reported to the UI)
-                traceback.print_exc()
-                self._relay_error.emit(ticket, f"{type(exc).__name__}: {exc}")
-            else:
-                self._relay_result.emit(ticket, result)
-            finally:
-                with self._cond:
-                    self._busy = False
-
-    def _deliver_result(self, ticket: int, result: object) -> None:
-        if ticket == self._ticket:
-            self.resultReady.emit(ticket, result)
-
-    def _deliver_error(self, ticket: int, message: str) -> None:
-        if ticket == self._ticket:
-            self.errorRaised.emit(ticket, message)
+        self._runner.close(5000)
 
 
 def available_devices() -> list[tuple[str, str]]:

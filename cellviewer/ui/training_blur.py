@@ -1,27 +1,19 @@
 """The blur robustness of a run's model, as the study measures it: macro-F1 under Gaussian
 blur (σ 0.1 to 1.6 px, post- and pre-resize) as a chart, a table and the drop slopes, read from
 the run folder's ``robustness.json``; where there is none yet, :class:`BlurRobustnessView`
-measures it by running ``python -m trainer robustness`` as a separate process (a QProcess,
-never waited on). Nothing here imports torch. Shown as a tab of the run's results
-(:mod:`cellviewer.ui.training_results`).
+measures it by running ``python -m trainer robustness`` as a separate process (a
+:class:`~cellviewer.ui.trainer_process.TrainerProcess`, never waited on). Nothing here imports
+torch. Shown as a tab of the run's results (:mod:`cellviewer.ui.training_results`).
 """
 
 from __future__ import annotations
 
 import html
 import math
-import time
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import (
-    QObject,
-    QProcess,
-    QProcessEnvironment,
-    Qt,
-    QTimer,
-    Signal,
-)
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -40,9 +32,8 @@ from PySide6.QtWidgets import (
 
 from cellviewer.core import runs as runs_mod
 from cellviewer.core.runs import Run
-from cellviewer.ui.training_monitor import (
-    format_duration,
-)
+from cellviewer.ui.trainer_process import TrainerProcess
+from cellviewer.ui.training_monitor import format_duration
 
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 
@@ -99,72 +90,53 @@ def robustness_series(report: dict) -> dict[str, tuple[list[float], list[float]]
 
 class TrainerJob(QObject):
     """One short trainer command (e.g. ``robustness``; not a training run, which has its
-    :class:`~cellviewer.ui.training_monitor.TrainerProcess`) in a QProcess, started like a
-    training run (:func:`runs.trainer_invocation`, :func:`runs.trainer_env`) and never waited
-    on. ``ended(ok, message)`` comes once: ``message`` is the trainer's failure in words with
-    its last stderr lines, and empty when it succeeded or was cancelled."""
+    :class:`~cellviewer.ui.training_monitor.RunProcess`) in a
+    :class:`~cellviewer.ui.trainer_process.TrainerProcess`, started like a training run and
+    never waited on. ``ended(ok, message)`` comes once: ``message`` is the trainer's failure in
+    words with its last stderr lines, and empty when it succeeded or was cancelled."""
 
     ended = Signal(bool, str)
-    STDERR_KEEP = 16_000  # bytes of stderr kept for the failure message
 
     def __init__(self, args: list[str], cwd: Path, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.program, self.args = runs_mod.trainer_invocation(args)
-        self.cancelled = False
-        self.started_at: float | None = None
-        self._stderr = b""
-        self._done = False
-        self.proc = QProcess(self)
-        self.proc.setWorkingDirectory(str(cwd))
         # the report goes to files; stdout (its table) is not needed
-        self.proc.setStandardOutputFile(QProcess.nullDevice())
-        self.proc.readyReadStandardError.connect(self._read_stderr)
+        self.proc = TrainerProcess(args, cwd, self, protocol=False)
+        self.program, self.args = self.proc.program, self.proc.args
+        self.cancelled = False
+        self._done = False
         self.proc.finished.connect(self._on_finished)
-        self.proc.errorOccurred.connect(self._on_error)
+
+    @property
+    def started_at(self) -> float | None:
+        return self.proc.started_at
 
     def start(self) -> None:
-        env = QProcessEnvironment()
-        for key, value in runs_mod.trainer_env().items():
-            env.insert(key, value)
-        self.proc.setProcessEnvironment(env)
-        self.started_at = time.monotonic()
-        self.proc.start(self.program, self.args)
+        if not self.proc.start():
+            # reported from the event loop, as a finished process is
+            QTimer.singleShot(0, lambda: self._end(False, self.proc.error or ""))
 
     def is_running(self) -> bool:
-        return self.proc.state() != QProcess.ProcessState.NotRunning
+        return self.proc.is_running()
 
     def elapsed(self) -> float:
-        return 0.0 if self.started_at is None else time.monotonic() - self.started_at
+        return self.proc.elapsed()
 
     def cancel(self) -> None:
         """Kill the trainer: a measurement keeps nothing worth a graceful stop (the report is
         written at its end)."""
         self.cancelled = True
-        if self.is_running():
-            self.proc.kill()
+        self.proc.kill()
 
     def stderr_tail(self, lines: int = 6) -> str:
-        text = self._stderr.decode("utf-8", errors="replace")
-        return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+        return self.proc.stderr_tail(lines)
 
-    def _read_stderr(self) -> None:
-        chunk = bytes(self.proc.readAllStandardError().data())
-        self._stderr = (self._stderr + chunk)[-self.STDERR_KEEP:]
-
-    def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.ProcessError.FailedToStart:
-            self._end(False, f"Could not start the trainer ({self.proc.errorString()}). Check "
-                             "that the app's Python environment includes the trainer.")
-
-    def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
-        self._read_stderr()
+    def _on_finished(self, exit_code: int, crashed: bool) -> None:
         if self.cancelled:
             self._end(False, "")
-        elif exit_status == QProcess.ExitStatus.NormalExit and exit_code == 0:
+        elif not crashed and exit_code == 0:
             self._end(True, "")
         else:
-            how = ("was killed" if exit_status == QProcess.ExitStatus.CrashExit
-                   else f"exited with code {exit_code}")
+            how = "was killed" if crashed else f"exited with code {exit_code}"
             tail = self.stderr_tail()
             self._end(False, f"The trainer {how}" + (f":\n{tail}" if tail else "."))
 

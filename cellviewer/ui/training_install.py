@@ -6,22 +6,26 @@ The main window calls :func:`install` once::
     from cellviewer.ui.training_install import install
     self.training = install(self)
 
-It uses the window's extension surface where it has one (``add_panel(dock, area)``,
-``current_store()`` or ``store``, a project-changed signal) and plain ``QMainWindow`` calls
-otherwise. Nothing here imports torch: the trainer always runs in its own process.
+Written against :class:`cellviewer.ui.host.Host` (``add_panel``, ``menu``, ``current_store``,
+``show_status``, ``add_close_guard``, ``projectChanged``) and nothing else of the window.
+
+Closing the project or quitting while runs are going asks first (:meth:`TrainingController.
+may_close`, a close guard): "Keep running" lets them go on in the background, without the app
+(a later session re-attaches to them: the run list shows them running and the monitor follows
+their events.jsonl), "Stop" stops them (resumable from their last saved model), "Cancel"
+keeps the project open. Nothing here imports torch: the trainer always runs in its own process.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
     QDockWidget,
-    QMainWindow,
     QMessageBox,
     QSplitter,
     QVBoxLayout,
@@ -29,13 +33,17 @@ from PySide6.QtWidgets import (
 
 from cellviewer.core import runs as runs_mod
 from cellviewer.core.runs import Run
+from cellviewer.ui.host import QUIT, Host
 from cellviewer.ui.training_monitor import RunMonitor, notify
 from cellviewer.ui.training_results import ResultsView
 from cellviewer.ui.training_runs import RunsPanel, TrainingManager
 
-#: signals of the main window that announce another project (the first one found is used)
-PROJECT_SIGNALS = ("projectChanged", "projectOpened", "storeChanged", "project_changed",
-                   "project_opened", "store_changed")
+#: the question asked before the project closes while runs are going
+RUNNING_BOX = "training_running_box"
+KEEP_RUNNING, STOP, CANCEL = "Keep running", "Stop", "Cancel"
+#: offscreen (tests, CI) nobody may be there to answer: the question then answers itself
+#: "Cancel" after this long instead of waiting for ever (a test answers it long before)
+OFFSCREEN_ANSWER_MS = 60_000
 
 
 class ResultsWindow(QDialog):
@@ -57,10 +65,12 @@ class TrainingController(QObject):
 
     active_model_changed = Signal(int, str)  # model id in the project, model file path
 
-    def __init__(self, window: QMainWindow) -> None:
+    def __init__(self, window: Host) -> None:
         super().__init__(window)
         self.window = window
-        self.ask_on_close = True
+        #: offscreen, quitting does not ask (nobody may be there to answer as the test run or
+        #: the self-test ends): the runs are stopped, as "Stop" does. Tests set it to ask.
+        self.ask_on_quit_offscreen = False
         self.manager = TrainingManager(parent=self)
         self.runs_panel = RunsPanel(self.manager)
         self.monitor = RunMonitor()
@@ -75,15 +85,10 @@ class TrainingController(QObject):
         self.dock = QDockWidget("Training", window)
         self.dock.setObjectName("training_dock")
         self.dock.setWidget(split)
-        add_panel = getattr(window, "add_panel", None)
-        if callable(add_panel):
-            add_panel(self.dock, Qt.DockWidgetArea.RightDockWidgetArea)
-        else:
-            window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        window.add_panel(self.dock, Qt.DockWidgetArea.RightDockWidgetArea)
         self.dock.hide()
 
-        menu = getattr(window, "menu", None)  # the window's "menu by title", if it has one
-        self.menu = menu("&Training") if callable(menu) else window.menuBar().addMenu("&Training")
+        self.menu = window.menu("&Training")
         self.new_action = QAction("&New training run…", self)
         self.new_action.setShortcut(QKeySequence("Ctrl+Shift+T"))
         self.new_action.triggered.connect(self.new_run)
@@ -99,12 +104,8 @@ class TrainingController(QObject):
         self.monitor.results_requested.connect(self.show_results)
         self.manager.run_started.connect(self._on_run_started)
         self.manager.run_ended.connect(self._on_run_ended)
-        for name in PROJECT_SIGNALS:
-            sig = getattr(window, name, None)
-            if sig is not None and hasattr(sig, "connect"):
-                sig.connect(lambda *_: self.sync_project())
-                break
-        window.installEventFilter(self)
+        window.projectChanged.connect(lambda *_: self.sync_project())
+        window.add_close_guard(self.may_close)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
@@ -113,18 +114,29 @@ class TrainingController(QObject):
     # --- the project ---------------------------------------------------------------------
     def store(self):
         """The window's open project store, or None."""
-        getter = getattr(self.window, "current_store", None)
-        if callable(getter):
-            return getter()
-        return getattr(self.window, "store", None)
+        return self.window.current_store()
 
     def sync_project(self) -> None:
-        """Follow the window's project (runs live next to its file)."""
+        """Follow the window's project (runs live next to its file); a run of the project
+        that is still going without the app (kept running when the project was closed, or
+        left by an earlier session) is re-attached: the monitor follows its events.jsonl."""
         store = self.store()
-        path = Path(store.path) if store is not None and getattr(store, "path", None) else None
+        path = Path(store.path) if store is not None and store.path else None
         if path != self.manager.project_path:
             self.manager.set_project(path)
+            if path is not None:
+                self._reattach()
         self.new_action.setEnabled(path is not None)
+
+    def _reattach(self) -> None:
+        going = self.manager.background_runs()
+        if not going:
+            return
+        run = going[-1]
+        self.show_runs()
+        self.runs_panel.select(run)
+        self.show_run(run)
+        self.window.show_status(f"Training run {run.name} is still going: following it", 10_000)
 
     # --- actions -------------------------------------------------------------------------
     def new_run(self):
@@ -162,9 +174,7 @@ class TrainingController(QObject):
             self.show_run(run)
 
     def _on_run_ended(self, run: Run, status: str) -> None:
-        bar = getattr(self.window, "statusBar", None)
-        if callable(bar):
-            bar().showMessage(f"Training run {run.name}: {status}", 10_000)
+        self.window.show_status(f"Training run {run.name}: {status}", 10_000)
 
     def show_results(self, run: Run) -> ResultsWindow:
         if self.results_window is None:
@@ -225,28 +235,59 @@ class TrainingController(QObject):
         return self.window.findChild(ModelPanel)
 
     # --- closing -------------------------------------------------------------------------
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt naming)
-        if obj is self.window and event.type() == QEvent.Type.Close:
-            active = self.manager.active()
-            # offscreen (tests, CI) there is nobody to answer: stop them without asking
-            interactive = QApplication.platformName() not in ("offscreen", "minimal")
-            if active and self.ask_on_close and interactive:
-                answer = QMessageBox.question(
-                    self.window, "Training is running",
-                    f"{len(active)} training run(s) are going. Stop them and quit? They are "
-                    "kept as interrupted and can be resumed from their last saved model.",
-                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
-                if answer != QMessageBox.StandardButton.Yes:
-                    event.ignore()
-                    return True
-            self.shutdown()
+    def may_close(self, reason: str) -> bool:
+        """The close guard (``reason``: "close-project" or "quit"): with runs going, ask
+        whether to keep them running in the background, stop them, or cancel; False keeps
+        the project open."""
+        active = self.manager.active()
+        if not active:
+            return True
+        offscreen = QApplication.platformName() in ("offscreen", "minimal")
+        if reason == QUIT and offscreen and not self.ask_on_quit_offscreen:
+            self.manager.shutdown()  # nobody to ask: as "Stop"
+            return True
+        answer = self.ask_running(len(active), reason, offscreen)
+        if answer == KEEP_RUNNING:
+            self.manager.detach_all()
+            return True
+        if answer == STOP:
+            self.manager.shutdown()
+            return True
         return False
+
+    def ask_running(self, n: int, reason: str, offscreen: bool = False) -> str:
+        """The question (a ``QMessageBox`` named ``training_running_box``): "Keep running",
+        "Stop" or "Cancel" (the default, and what Escape or closing the box answer)."""
+        what = "quits" if reason == QUIT else "closes this project"
+        box = QMessageBox(QMessageBox.Icon.Question, "Training is running",
+                          f"{n} training run{'s are' if n != 1 else ' is'} going.",
+                          QMessageBox.StandardButton.NoButton, self.window)
+        box.setObjectName(RUNNING_BOX)
+        box.setInformativeText(
+            f"Keep running: training goes on in the background after CellViewer {what}; the "
+            "run list shows it again when the project is opened.\n"
+            "Stop: the runs stop now and can be resumed later from their last saved model.")
+        keep = box.addButton(KEEP_RUNNING, QMessageBox.ButtonRole.AcceptRole)
+        stop = box.addButton(STOP, QMessageBox.ButtonRole.DestructiveRole)
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(cancel)
+        box.setEscapeButton(cancel)
+        if offscreen:  # never wait for ever for an answer nobody can give
+            QTimer.singleShot(OFFSCREEN_ANSWER_MS, box, box.reject)
+        box.exec()
+        clicked = box.clickedButton()
+        box.deleteLater()
+        if clicked is keep:
+            return KEEP_RUNNING
+        if clicked is stop:
+            return STOP
+        return CANCEL
 
     def shutdown(self) -> None:
         self.manager.shutdown()
 
 
-def install(window: QMainWindow) -> TrainingController:
+def install(window: Host) -> TrainingController:
     """Add training to ``window`` (dock, menu, results); returns the controller, which the
     window may keep (e.g. ``window.training``) and which tests drive."""
     controller = TrainingController(window)

@@ -1,11 +1,12 @@
 """Watching a training run: the trainer process and the live progress view.
 
-:class:`TrainerProcess` runs ``python -m trainer train --config <run>/config.json`` in a
-``QProcess`` (never inside the GUI process: a crash or an out-of-memory in training cannot take
-the app down), reads its progress protocol from stdout line by line (partial lines buffered by
-the trainer's own :class:`trainer.protocol.LineBuffer`), passes stderr to the log, asks it to
-stop with a ``stop`` line on stdin and kills it only after a grace period. A trainer that exits
-without a ``finished``/``stopped``/``error`` event is reported as *failed*, never as running.
+:class:`RunProcess` runs ``python -m trainer train --config <run>/config.json`` as a
+:class:`~cellviewer.ui.trainer_process.TrainerProcess` (never inside the GUI process: a crash or
+an out-of-memory in training cannot take the app down), records its pid in run.json as soon as
+it is spawned, passes its events and stderr on, stops it (a ``stop`` line on stdin, SIGTERM and
+a kill only after a grace period) or lets it go on without the app (:meth:`RunProcess.detach`).
+A trainer that exits without a ``finished``/``stopped``/``error`` event is reported as
+*failed*, never as running.
 
 :class:`RunMonitor` shows one run: epoch x of y, elapsed, ETA, samples/s, charts of training and
 validation loss and accuracy per epoch with the smoothed per-batch loss, macro-F1, and the log.
@@ -16,12 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import time
 
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -38,10 +38,8 @@ from PySide6.QtWidgets import (
 
 from cellviewer.core import runs as runs_mod
 from cellviewer.core.runs import Run, RunSummary
+from cellviewer.ui.trainer_process import SIGKILL, STOP_GRACE_MS, TrainerProcess, signal_process
 
-#: how long a stop request may take (finish the batch, write the model files; a run still
-#: compiling its training step only sees the request once it starts) before a kill
-STOP_GRACE_MS = 60_000
 #: smoothing of the per-batch loss curve (weight of a new heartbeat's loss in the moving
 #: average; a heartbeat already averages the batches of about a second)
 BATCH_EMA = 0.3
@@ -127,12 +125,13 @@ def format_duration(seconds: float | None) -> str:
 
 
 # --- the process ------------------------------------------------------------------------------
-class TrainerProcess(QObject):
-    """One trainer subprocess bound to a run folder.
+class RunProcess(QObject):
+    """The trainer of one run folder (a :class:`~cellviewer.ui.trainer_process.TrainerProcess`
+    on ``train --config <run>/config.json``), and what the app records about it in run.json.
 
     Signals: ``event(dict)`` for each protocol event, ``log(str)`` for each line of the
-    trainer's stderr (and stray stdout text), ``status_changed(str)`` with a status from
-    :mod:`cellviewer.core.runs`, and ``ended(str)`` once, with the final status.
+    trainer's stderr, ``status_changed(str)`` with a status from :mod:`cellviewer.core.runs`,
+    and ``ended(str)`` once, with the final status (not after :meth:`detach`).
     """
 
     event = Signal(dict)
@@ -142,59 +141,53 @@ class TrainerProcess(QObject):
 
     def __init__(self, run: Run, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        from trainer.formats.protocol import LineBuffer
-
         self.run = run
         self.events: list[dict] = []
         self.status = runs_mod.CREATED
         self.stop_requested = False
         self.shutting_down = False
         self.failure: str | None = None
-        self.started_at: float | None = None
-        self._lines = LineBuffer()
-        self._err_tail = ""
-        self._stderr_tail: list[str] = []
-        self.proc = QProcess(self)
-        self.proc.setProcessChannelMode(QProcess.ProcessChannelMode.SeparateChannels)
-        self.proc.setWorkingDirectory(str(run.folder))
-        self.proc.readyReadStandardOutput.connect(self._read_stdout)
-        self.proc.readyReadStandardError.connect(self._read_stderr)
-        self.proc.finished.connect(self._on_finished)
-        self.proc.errorOccurred.connect(self._on_error)
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self.kill)
+        self.proc: TrainerProcess | None = None
 
     # --- control -------------------------------------------------------------------------
     def start(self, extra_args: list[str] | None = None) -> None:
-        """Launch the trainer on the run's config.json (``extra_args``: e.g. a resume flag)."""
-        program, args = runs_mod.trainer_command(self.run.config_path, extra_args)
-        self.log.emit(f"$ {program} {' '.join(args)}")
-        self.started_at = time.monotonic()
-        env = QProcessEnvironment()
-        for key, value in runs_mod.trainer_env().items():
-            env.insert(key, value)
-        self.proc.setProcessEnvironment(env)
+        """Launch the trainer on the run's config.json (``extra_args``: e.g. a resume flag)
+        and record its pid in run.json at once: the run reads as running from here on."""
+        args = ["train", "--config", str(self.run.config_path), *(extra_args or [])]
+        proc = TrainerProcess(args, self.run.folder, self)
+        self.proc = proc
+        proc.protocol_event.connect(self._handle_event)
+        proc.log.connect(self.log)
+        proc.finished.connect(self._on_finished)
+        self.log.emit(f"$ {proc.command_line()}")
+        if not proc.start():
+            self.failure = proc.error
+            self.log.emit(self.failure or "")
+            self.run.mark_ended(None, crashed=True, failure=self.failure)
+            self._finish(runs_mod.FAILED)
+            return
+        self.run.mark_launched(proc.pid or 0, resumed=bool(extra_args))
         self._set_status(runs_mod.RUNNING)
-        self.proc.start(program, args)
+
+    @property
+    def started_at(self) -> float | None:
+        return self.proc.started_at if self.proc is not None else None
 
     @property
     def pid(self) -> int | None:
-        pid = int(self.proc.processId())
-        return pid or None
+        return self.proc.pid if self.proc is not None else None
 
     def is_running(self) -> bool:
-        return self.proc.state() != QProcess.ProcessState.NotRunning
+        return self.proc is not None and self.proc.is_running() and not self.proc.detached
 
     def request_stop(self, grace_ms: int = STOP_GRACE_MS) -> None:
-        """Ask the trainer to finish its batch, write its model files and stop; kill it if it
-        has not ended after ``grace_ms``."""
+        """Ask the trainer to finish its batch, write its model files and stop; end it if it
+        has not after ``grace_ms``."""
         if not self.is_running():
             return
         self.stop_requested = True
         self.log.emit("Stop requested: the trainer finishes its batch and writes the model.")
-        self.proc.write(b"stop\n")
-        self._kill_timer.start(max(0, grace_ms))
+        self.proc.stop(grace_ms)
 
     def kill(self) -> None:
         if self.is_running():
@@ -202,59 +195,34 @@ class TrainerProcess(QObject):
             self.proc.kill()
 
     def shutdown(self, grace_ms: int = 3000) -> None:
-        """The app is closing: stop the trainer (kill after ``grace_ms``) and record the run as
-        interrupted, so it can be resumed next time. Blocks at most about ``grace_ms``."""
+        """The app is closing (or the project, with "Stop"): stop the trainer (kill after
+        ``grace_ms``) and record the run as interrupted, so it can be resumed. Blocks at most
+        about ``grace_ms``."""
         if not self.is_running():
             return
         self.shutting_down = True
-        self.proc.write(b"stop\n")
-        if not self.proc.waitForFinished(grace_ms):
+        self.proc.stop(grace_ms)
+        if not self.proc.wait(grace_ms):
             self.proc.kill()
-            self.proc.waitForFinished(2000)
+            self.proc.wait(5000)
+
+    def detach(self) -> None:
+        """Let the trainer go on in the background, without the app ("Keep running"): it is
+        not stopped when the app quits; a later session finds it running from run.json's pid
+        and follows its events.jsonl."""
+        if not self.is_running():
+            return
+        self.proc.detach()
+        self.run.mark_detached()
 
     # --- reading -------------------------------------------------------------------------
-    def _read_stdout(self) -> None:
-        chunk = bytes(self.proc.readAllStandardOutput().data())
-        for ev in self._lines.feed(chunk):
-            self._handle_event(ev)
-
-    def _read_stderr(self) -> None:
-        text = self._err_tail + bytes(self.proc.readAllStandardError().data()).decode(
-            "utf-8", errors="replace"
-        )
-        *lines, self._err_tail = text.split("\n")
-        for line in lines:
-            line = line.rstrip("\r")
-            if line:
-                self._stderr_tail = (self._stderr_tail + [line])[-20:]
-                self.log.emit(line)
-
     def _handle_event(self, ev: dict) -> None:
         self.events.append(ev)
-        if ev.get("event") == "started" and self.pid:
-            self.run.update(pid=self.pid)
         self.event.emit(ev)
 
-    def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.ProcessError.FailedToStart:
-            self.failure = (f"Could not start the trainer ({self.proc.errorString()}). "
-                            "Check that the app's Python environment includes the trainer.")
-            self.log.emit(self.failure)
-            self.run.mark_ended(None, crashed=True, failure=self.failure)
-            self._finish(runs_mod.FAILED)
-
-    def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
-        self._kill_timer.stop()
-        self._read_stdout()
-        for ev in self._lines.flush():  # a last line without its newline
-            self._handle_event(ev)
-        self._read_stderr()
-        if self._err_tail:
-            self.log.emit(self._err_tail)
-            self._err_tail = ""
+    def _on_finished(self, exit_code: int, crashed: bool) -> None:
         summary = RunSummary.from_events(self.events)
         terminal = summary.finished or summary.stopped or summary.error
-        crashed = exit_status == QProcess.ExitStatus.CrashExit
         if summary.error is not None:
             status = runs_mod.FAILED
             self.failure = error_text(summary.error)
@@ -265,7 +233,7 @@ class TrainerProcess(QObject):
         else:
             status = runs_mod.FAILED
             how = ("was killed" if crashed else f"exited with code {exit_code}")
-            tail = "\n".join(self._stderr_tail[-5:])
+            tail = self.proc.stderr_tail(5) if self.proc is not None else ""
             self.failure = (f"The trainer {how} before it finished the run"
                             + (f":\n{tail}" if tail else "."))
         if self.shutting_down:
@@ -423,7 +391,8 @@ class RunMonitor(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.run: Run | None = None
-        self.process: TrainerProcess | None = None
+        self.process: RunProcess | None = None
+        self.status: str | None = None
         self.total_epochs: int | None = None
         self.n_batches: int | None = None
         self.last_eta: tuple[float, float] | None = None  # (eta seconds, monotonic time)
@@ -511,7 +480,7 @@ class RunMonitor(QWidget):
         self._update_buttons()
 
     # --- binding -------------------------------------------------------------------------
-    def show_run(self, run: Run, process: TrainerProcess | None = None) -> None:
+    def show_run(self, run: Run, process: RunProcess | None = None) -> None:
         """Show ``run``: follow ``process`` live when given, else replay its events.jsonl."""
         if self.process is not None:
             for sig, slot in self._connections():
@@ -729,7 +698,7 @@ class RunMonitor(QWidget):
             stopping = self._detached_stop
         self.stop_button.setEnabled(live and not stopping)
         self.kill_button.setVisible(live and stopping)
-        ended = self.run is not None and not live and getattr(self, "status", None) in (
+        ended = self.run is not None and not live and self.status in (
             runs_mod.FINISHED, runs_mod.STOPPED, runs_mod.INTERRUPTED)
         self.results_button.setEnabled(bool(ended))
 
@@ -752,14 +721,9 @@ class RunMonitor(QWidget):
         if self.process is not None:
             self.process.kill()
         elif self.following():
-            self._signal_detached(getattr(signal, "SIGKILL", signal.SIGTERM))
+            self._signal_detached(SIGKILL)
 
     def _signal_detached(self, signum: int) -> bool:
-        pid = self.run.meta.get("pid") if self.run is not None else None
-        if not runs_mod.pid_alive(pid):
+        if self.run is None:
             return False
-        try:
-            os.kill(int(pid), signum)
-        except OSError:
-            return False
-        return True
+        return signal_process(self.run.meta.get("pid"), self.run.meta.get("pid_token"), signum)

@@ -1,10 +1,11 @@
 """The project's training runs: launching, tracking and listing them.
 
 :class:`TrainingManager` owns the trainer processes of the open project (one
-:class:`~cellviewer.ui.training_monitor.TrainerProcess` per running run), launches new runs,
-resumes and repeats old ones, and on shutdown stops what is running and records it as
-interrupted. :class:`RunsPanel` lists every run of the project with its status and offers
-Show, Stop, Resume, Repeat and Results.
+:class:`~cellviewer.ui.training_monitor.RunProcess` per running run), launches new runs,
+resumes and repeats old ones, and when the project closes or the app quits either lets them go
+on in the background (:meth:`TrainingManager.detach_all`) or stops them and records them as
+interrupted (:meth:`TrainingManager.shutdown`). :class:`RunsPanel` lists every run of the
+project with its status and offers Show, Stop, Resume, Repeat and Results.
 
 Persistence is the run folders themselves (:mod:`cellviewer.core.runs`): the list is rebuilt
 from disk, so it survives an app restart or crash.
@@ -31,9 +32,10 @@ from PySide6.QtWidgets import (
 
 from cellviewer.core import runs as runs_mod
 from cellviewer.core.runs import Run, RunRegistry
+from cellviewer.ui.trainer_process import signal_process
 from cellviewer.ui.training_monitor import (
     STATUS_COLOURS,
-    TrainerProcess,
+    RunProcess,
     field_value,
     notify,
 )
@@ -43,14 +45,14 @@ class TrainingManager(QObject):
     """The training runs of one project and their live processes."""
 
     runs_changed = Signal()
-    run_started = Signal(object)  # Run (its TrainerProcess via process_for)
+    run_started = Signal(object)  # Run (its RunProcess via process_for)
     run_ended = Signal(object, str)  # Run, final status
 
     def __init__(self, project_path: str | os.PathLike | None = None,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.registry: RunRegistry | None = None
-        self.processes: dict[Path, TrainerProcess] = {}
+        self.processes: dict[Path, RunProcess] = {}
         self.set_project(project_path)
 
     # --- project -------------------------------------------------------------------------
@@ -71,7 +73,7 @@ class TrainingManager(QObject):
                 else r for r in self.registry.runs()]
 
     # --- processes -----------------------------------------------------------------------
-    def process_for(self, run: Run) -> TrainerProcess | None:
+    def process_for(self, run: Run) -> RunProcess | None:
         return self.processes.get(run.folder.resolve())
 
     def status(self, run: Run) -> str:
@@ -80,33 +82,31 @@ class TrainingManager(QObject):
             return proc.status
         return run.status()
 
-    def active(self) -> list[TrainerProcess]:
+    def active(self) -> list[RunProcess]:
         return [p for p in self.processes.values() if p.is_running()]
 
-    def launch(self, run: Run, extra_args: list[str] | None = None) -> TrainerProcess:
-        """Start the trainer on ``run``'s config.json (written beforehand)."""
+    def launch(self, run: Run, extra_args: list[str] | None = None) -> RunProcess:
+        """Start the trainer on ``run``'s config.json (written beforehand); run.json has its
+        pid when this returns."""
         old = self.process_for(run)
-        if old is not None and old.is_running():
+        if (old is not None and old.is_running()) or (old is None and run.process_alive()):
             raise runs_mod.RunError(f"{run.folder}: this run is already training")
-        proc = TrainerProcess(run, self)
+        proc = RunProcess(run, self)
         self.processes[run.folder.resolve()] = proc
         proc.ended.connect(lambda status, r=run: self._on_ended(r, status))
         proc.event.connect(self._on_event)
         proc.start(extra_args)
-        if proc.status == runs_mod.RUNNING:
-            pid = proc.pid
-            run.mark_launched(pid or 0, resumed=bool(extra_args))
         self.run_started.emit(run)
         self.runs_changed.emit()
         return proc
 
-    def resume(self, run: Run) -> TrainerProcess:
+    def resume(self, run: Run) -> RunProcess:
         """Continue an interrupted, stopped or failed run from its last model file."""
         args = runs_mod.resume_args(run)
         run.update(app_status=None)
         return self.launch(run, args)
 
-    def repeat(self, run: Run) -> TrainerProcess:
+    def repeat(self, run: Run) -> RunProcess:
         """A new run with the same configuration and patch set."""
         if self.registry is None:
             raise runs_mod.RunError("no project is open")
@@ -117,10 +117,8 @@ class TrainingManager(QObject):
         if proc is not None and proc.is_running():
             proc.request_stop()
             return
-        # a trainer left running by an earlier session of the app: stop it by signal
-        pid = run.meta.get("pid")
-        if runs_mod.pid_alive(pid):
-            os.kill(int(pid), signal.SIGTERM)
+        # a trainer left running in the background: no pipe to it, SIGTERM asks it to stop
+        signal_process(run.meta.get("pid"), run.meta.get("pid_token"), signal.SIGTERM)
 
     def _on_event(self, ev: dict) -> None:
         # the list shows epochs and metrics: refresh it when they change, not per heartbeat
@@ -132,9 +130,30 @@ class TrainingManager(QObject):
         self.runs_changed.emit()
 
     def shutdown(self, grace_ms: int = 3000) -> None:
-        """The app is closing: stop every running trainer and mark its run interrupted."""
+        """The app (or the project) is closing: stop every running trainer and mark its run
+        interrupted (resumable from its last model file)."""
         for proc in list(self.processes.values()):
             proc.shutdown(grace_ms)
+
+    def detach_all(self) -> list[Run]:
+        """Let every running trainer go on in the background, without the app ("Keep
+        running"); returns their runs. They are listed (and followed) from their run folders
+        from now on, in this session or a later one."""
+        kept = []
+        for folder, proc in list(self.processes.items()):
+            if proc.is_running():
+                proc.detach()
+                kept.append(proc.run)
+                del self.processes[folder]
+        if kept:
+            self.runs_changed.emit()
+        return kept
+
+    def background_runs(self) -> list[Run]:
+        """Runs of the project whose trainer runs without a process here (detached, or left
+        by an earlier session of the app)."""
+        return [r for r in self.runs() if self.process_for(r) is None
+                and r.status() == runs_mod.RUNNING]
 
 
 # --- the list ---------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -92,23 +91,42 @@ def test_status_reads_the_files_and_skips_a_torn_last_line(tmp_path: Path):
     assert reg.get("r").status() == runs.FAILED
 
 
-def test_pid_alive_follows_a_real_process_and_ignores_unrelated_ones():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "trainer"])
+def test_process_alive_follows_a_real_process_and_ignores_a_reused_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    token = runs.process_token(proc.pid)
     try:
-        time.sleep(0.2)  # let it exec (before that its command line is pytest's)
+        # alive from the moment the spawn returned: no wait for an exec or a command line
+        assert runs.process_alive(proc.pid, token)
         assert runs.pid_alive(proc.pid)
+        if token is not None:  # Linux: a later process given the same id is not this one
+            assert not runs.process_alive(proc.pid, str(int(token) - 1))
     finally:
         proc.kill()
         proc.wait()
-    assert not runs.pid_alive(proc.pid)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:  # alive, but not a trainer: a reused pid must not look like a running run
-        time.sleep(0.2)
-        assert not runs.pid_alive(other.pid)
+    assert not runs.process_alive(proc.pid, token)
+    assert not runs.process_alive(None) and not runs.process_alive(0)
+
+
+def test_a_just_launched_run_is_running_before_its_first_event(tmp_path: Path):
+    """The cause of runs read as "interrupted" while their trainer started: the status looked
+    for "trainer" in the pid's command line, which before the exec is still the app's. Now
+    the pid and its start token are recorded at spawn and decide alone."""
+    from cellviewer.core import project_lock
+
+    assert runs.pid_alive is project_lock.pid_alive  # one pid_alive in the app
+    run = RunRegistry(tmp_path / "p.cvproj").create("r")
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        run.mark_launched(child.pid)
+        assert run.events() == []
+        assert run.status() == runs.RUNNING
+        assert RunRegistry(tmp_path / "p.cvproj").get("r").status() == runs.RUNNING
+        assert run.meta["pid_token"] == runs.process_token(child.pid)
     finally:
-        other.kill()
-        other.wait()
-    assert not runs.pid_alive(None)
+        child.communicate(b"")
+    # it ended without a word and nobody saw it end: the app went away mid-run
+    assert run.reload().status() == runs.INTERRUPTED
 
 
 def test_summary_joins_attempts_and_finds_the_model(tmp_path: Path):

@@ -180,8 +180,8 @@ def test_cancel_and_showing_another_run_kill_the_measurement(qtbot, tmp_path: Pa
         blur.measure()
         ended: list = []
         blur.job.ended.connect(lambda ok, message: ended.append((ok, message)))
-        qtbot.waitUntil(lambda: blur.job.proc.processId() > 0, timeout=10_000)
-        return blur.job.proc.processId(), ended
+        assert blur.job.proc.pid  # spawned: the pid is known at once
+        return blur.job.proc.pid, ended
 
     def gone(pid: int) -> bool:
         return not Path(f"/proc/{pid}").exists()  # killed and reaped

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtWidgets import QMainWindow
+from training_host import TrainingHost
 
 from cellviewer.core import runs
 from cellviewer.core.demo import demo_points
@@ -67,8 +67,7 @@ def kinds(proc) -> list[str]:
 
 
 def test_stop_ends_the_run_cleanly_with_its_model(qtbot, tmp_path: Path, patchset: Path):
-    window = QMainWindow()
-    window.store = ProjectStore.create(tmp_path / "p.cvproj")
+    window = TrainingHost(ProjectStore.create(tmp_path / "p.cvproj"))
     qtbot.addWidget(window)
     training = install(window)
     assert training.manager.project_path == tmp_path / "p.cvproj"
@@ -99,7 +98,7 @@ def test_stop_ends_the_run_cleanly_with_its_model(qtbot, tmp_path: Path, patchse
     stopped = next(e for e in proc.events if e["event"] == "stopped")
     assert stopped["reason"] == "stop-request"
     assert kinds(proc)[-1] == "finished"
-    assert proc.proc.exitCode() == 0  # it ended by itself, not by the kill timer
+    assert proc.proc.exit_code == 0  # it ended by itself, not by the kill timer
     assert run.model_path() is not None and runs.can_resume(run)
     assert run.reload().status() == runs.STOPPED
     assert training.runs_panel.row_status("stop-me") == runs.STOPPED
@@ -230,6 +229,143 @@ def test_a_run_outlives_an_app_crash_and_is_followed_and_stopped(qtbot, tmp_path
         qtbot.waitUntil(lambda: not monitor.following(), timeout=60_000)
         assert monitor.status == runs.STOPPED
         assert again.reload().status() == runs.STOPPED and again.model_path() is not None
+    finally:
+        if runs.pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+# --- closing the project while a run is going -----------------------------------------------
+def answer_running_box(button: str) -> list[str]:
+    """Click ``button`` of the "training is running" question once it is shown (it runs its
+    own event loop, exec): found through QApplication.activeModalWidget, polled by a timer.
+    Returns the list the box's text is put in when it was answered."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    seen: list[str] = []
+
+    def poll():
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox) and box.objectName() == "training_running_box":
+            texts = {b.text().replace("&", ""): b for b in box.buttons()}
+            assert set(texts) == {"Keep running", "Stop", "Cancel"}
+            assert box.defaultButton() is texts["Cancel"]
+            seen.append(box.text())
+            texts[button].click()
+        else:
+            QTimer.singleShot(20, poll)
+
+    QTimer.singleShot(0, poll)
+    return seen
+
+
+def test_closing_the_project_asks_and_each_answer_does_what_it_says(qtbot, tmp_path: Path,
+                                                                    patchset: Path):
+    project = tmp_path / "p.cvproj"
+    store = ProjectStore.create(project)
+    window = TrainingHost(store)
+    qtbot.addWidget(window)
+    training = install(window)
+    going = new_run(project, patchset, "going")
+    proc = training.manager.launch(going)
+    pid = proc.pid
+    # a run just launched reads as running, never as interrupted, before its first event
+    assert runs.RunRegistry(project).get("going").status() == runs.RUNNING
+    try:
+        # Cancel: the project stays open, the run goes on
+        seen = answer_running_box("Cancel")
+        assert window.close_project() is False
+        assert seen == ["1 training run is going."]
+        assert window.current_store() is store and proc.is_running()
+
+        # Keep running: the project closes, the trainer goes on without the app
+        qtbot.waitUntil(lambda: "checkpoint" in kinds(proc), timeout=120_000)
+        seen = answer_running_box("Keep running")
+        assert window.close_project() is True and seen
+        assert training.manager.project_path is None and training.manager.active() == []
+        assert runs.process_alive(pid, going.reload().meta["pid_token"])
+        assert going.meta["detached"] is True
+
+        # reopened: re-attached, the list shows it running and the monitor follows its file
+        window.set_store(store)
+        assert training.runs_panel.row_status("going") == runs.RUNNING
+        monitor = training.monitor
+        assert monitor.run.folder == going.folder and monitor.following()
+        seen_epochs = monitor.charts.epoch_count()
+        qtbot.waitUntil(lambda: monitor.charts.epoch_count() > seen_epochs, timeout=120_000)
+
+        # Stop: a second run, launched here, stops (resumable) and the project closes
+        second = new_run(project, patchset, "second")
+        other = training.manager.launch(second)
+        qtbot.waitUntil(lambda: "checkpoint" in kinds(other), timeout=120_000)
+        seen = answer_running_box("Stop")
+        assert window.close_project() is True and seen
+        assert not other.is_running() and other.status == runs.INTERRUPTED
+        assert second.reload().status() == runs.INTERRUPTED and runs.can_resume(second)
+
+        # the kept run was not stopped by that; stop it now, as the run list does
+        assert runs.process_alive(pid, going.reload().meta["pid_token"])
+        monitor.stop()
+        qtbot.waitUntil(lambda: not monitor.following(), timeout=60_000)
+        assert going.reload().status() == runs.STOPPED and going.model_path() is not None
+    finally:
+        if runs.pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        store.close()
+
+
+DETACHING_APP = """
+import sys
+from PySide6.QtCore import QCoreApplication
+from cellviewer.core.runs import RunRegistry
+from cellviewer.ui.training_runs import TrainingManager
+
+app = QCoreApplication([])
+project = sys.argv[1]
+manager = TrainingManager(project)
+proc = manager.launch(RunRegistry(project).get("kept"))
+
+def on_event(ev):
+    if ev["event"] == "checkpoint":  # an epoch is saved: "Keep running", and quit
+        manager.detach_all()
+        app.quit()
+
+proc.event.connect(on_event)
+app.exec()
+manager.shutdown()  # what aboutToQuit does: nothing is left to stop
+print("quit cleanly")
+"""
+
+
+def test_a_kept_run_outlives_the_app_quitting_and_is_followed_next_time(qtbot, tmp_path: Path,
+                                                                        patchset: Path):
+    """"Keep running", then the app quits normally (Qt and Python tear down): the trainer is
+    not killed; the next session finds it running and follows it."""
+    import subprocess
+    import sys
+
+    from cellviewer.ui.training_monitor import RunMonitor
+
+    project = tmp_path / "p.cvproj"
+    run = new_run(project, patchset, "kept")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    app = subprocess.run([sys.executable, "-c", DETACHING_APP, str(project)], env=env,
+                         timeout=180, capture_output=True, text=True)
+    assert app.returncode == 0 and "quit cleanly" in app.stdout, app.stderr
+    pid = run.reload().meta["pid"]
+    try:
+        again = TrainingManager(project).runs()[0]
+        assert again.status() == runs.RUNNING and again.meta["detached"] is True
+        monitor = RunMonitor()
+        qtbot.addWidget(monitor)
+        monitor.show_run(again)
+        assert monitor.following()
+        seen = monitor.charts.epoch_count()
+        qtbot.waitUntil(lambda: monitor.charts.epoch_count() > seen, timeout=120_000)
+        monitor.stop()
+        qtbot.waitUntil(lambda: not monitor.following(), timeout=60_000)
+        assert again.reload().status() == runs.STOPPED
     finally:
         if runs.pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
