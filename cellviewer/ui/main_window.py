@@ -42,7 +42,7 @@ from cellviewer.core import editing
 from cellviewer.core.editing import EditError, EditResult
 from cellviewer.core.image_cells import load_image_cells
 from cellviewer.core.session import ProjectSession
-from cellviewer.core.sources.folder import IMAGE_SUFFIXES
+from cellviewer.core.sources.suffixes import image_file_patterns, is_image_file
 from cellviewer.core.spatial import GridIndex
 from cellviewer.ui.cell_details import CellDetails
 from cellviewer.ui.cell_panels import CellPanels
@@ -415,7 +415,7 @@ class MainWindow(QMainWindow):
     def open_path(self, path: str) -> bool:
         """Open a project, or add an image to the open project (a scratch one if none)."""
         p = Path(path)
-        if p.suffix.lower() in IMAGE_SUFFIXES:
+        if is_image_file(p):
             if self.store is None:
                 from cellviewer.paths import user_data_dir
 
@@ -860,7 +860,7 @@ class MainWindow(QMainWindow):
             self.open_path(path)
 
     def _ask_add_images(self) -> None:
-        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        patterns = image_file_patterns()
         paths, _ = QFileDialog.getOpenFileNames(self, "Add images", str(Path.home()),
                                                 f"Images ({patterns});;All files (*)")
         if paths:

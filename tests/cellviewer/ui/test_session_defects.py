@@ -23,6 +23,7 @@ from PIL import Image
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QApplication,
     QDialog,
     QInputDialog,
@@ -286,7 +287,8 @@ def shown_model(w: MainWindow) -> str:
 
 def status_bar_texts(w: MainWindow) -> list[str]:
     bar = w.statusBar()
-    return [bar.currentMessage()] + [label.text() for label in bar.findChildren(QLabel)]
+    return ([bar.currentMessage()] + [label.text() for label in bar.findChildren(QLabel)]
+            + [button.text() for button in bar.findChildren(QAbstractButton)])
 
 
 def queue_row(w: MainWindow, cell_id: str) -> dict[str, str]:
@@ -507,7 +509,7 @@ def test_gallery_captions_pair_the_confidence_with_the_predicted_class(
 def test_closing_the_project_during_training_asks_and_cancel_keeps_it_open(
         qtbot, answerer, training_project, make_window):
     from cellviewer.core.runs import RunRegistry
-    from trainer.config import RunConfig
+    from trainer.formats.config import RunConfig
 
     path, patchset = training_project
     w = make_window()
