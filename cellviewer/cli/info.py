@@ -1,0 +1,63 @@
+"""``cellviewer info PROJECT``: what a project holds (images, classes and their counts, models,
+training runs), read-only, as text or ``--json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("info", help="images, classes and counts, models and runs of a project",
+                       description=__doc__)
+    p.add_argument("project", type=Path, help="a CellViewer project (.cvproj)")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.set_defaults(func=run)
+
+
+def project_info(path: Path) -> dict[str, Any]:
+    """The summary ``info`` prints (ProjectError naming the file when it is not a project)."""
+    from cellviewer.core.runs import RunRegistry
+    from cellviewer.core.store import ProjectStore
+
+    with ProjectStore.open(path, readonly=True) as store:
+        table = store.cell_table()
+        counts: dict[int, int] = {}
+        for cid in table["class_id"].tolist():
+            counts[cid] = counts.get(cid, 0) + 1
+        classes = [{"name": c.name, "cells": counts.get(c.id, 0)} for c in store.classes()]
+        images = [{"name": r.name, "width": r.width, "height": r.height, "mpp": r.mpp,
+                   "cells": r.cell_count} for r in store.images()]
+        models = [{"name": m.name, "arch": m.arch, "predictions": m.n_predictions}
+                  for m in store.models()]
+        return {
+            "project": str(store.path), "name": store.name,
+            "schema_version": store.schema_version, "cells": store.cell_count(),
+            "unlabelled": counts.get(-1, 0), "images": images, "classes": classes,
+            "models": models, "runs": [run.name for run in RunRegistry(store.path).runs()],
+        }
+
+
+def run(args: argparse.Namespace) -> int:
+    from cellviewer.cli.main import CommandError
+    from cellviewer.core.store import ProjectError
+
+    try:
+        info = project_info(args.project)
+    except (ProjectError, OSError) as exc:
+        raise CommandError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"{info['name']} ({info['project']}, schema {info['schema_version']})")
+    print(f"{info['cells']:,} cells, {info['unlabelled']:,} unlabelled, "
+          f"in {len(info['images'])} images")
+    for c in info["classes"]:
+        print(f"  {c['cells']:>9,}  {c['name']}")
+    for m in info["models"]:
+        print(f"  model {m['name']} ({m['arch']}): {m['predictions']:,} predictions")
+    for r in info["runs"]:
+        print(f"  run {r}")
+    return 0
