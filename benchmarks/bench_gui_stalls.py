@@ -34,8 +34,9 @@ The actions, in this order (each is a small function below; median over ``--repe
   (the latter predicts the queue's cells under blur in the background, then sorts);
 - import the M-point CSV (``import_points``; undone after each run, untimed).
 
-Pass: longest block under 50 ms (issue 13). Today's figures for 100,000 cells: 2.2-2.8 s to
-refresh predictions, 9 s for a 200,000-point import, 3.6 s for a blur-sensitivity queue.
+Pass: longest block under 50 ms (issue 13, which quotes for 100,000 cells: 2.2-2.8 s to refresh
+predictions, 9 s for a 200,000-point import, 3.6 s for a blur-sensitivity queue). A default run
+took 2-6 minutes on 2 shared CPU cores before the redesign, most of it in the actions that stall.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_gui_stalls.py
     .venv/bin/python benchmarks/bench_gui_stalls.py --quick          # 10,000 cells, smoke run
