@@ -150,8 +150,9 @@ def window_idle(w) -> bool:
     tools = w.prediction_tools
     jobs = (tools.session.job, tools.review_panel._sens_job, tools._blur_job)
     return (not w.runner.pending() and not w.loader.pending_count()
-            and not w.image_list.runner.pending() and not w._refresh_timer.isActive()
-            and not tools.model_panel.runner.pending() and not tools._recolour_timer.isActive()
+            and not w.image_list.runner.pending() and not w.session.cells.loading
+            and not w.panels._pred_timer.isActive() and not w.panels._timer.isActive()
+            and not tools.model_panel.runner.pending() and not tools.review_panel.runner.pending()
             and tools._crop_runner.is_idle() and tools.blur_preview.is_idle()
             and all(job is None or not job.is_running() for job in jobs))
 

@@ -82,7 +82,7 @@ class ModelsMixin:
                         probs: np.ndarray) -> None:
         """Store (or replace) one model's class probabilities for cells: ``probs`` is (N, K)
         float32 in the model's class order. ``cell_ids`` are UUIDs or CellArrays ``rows``."""
-        k = len(self.model(model_id).classes)
+        k = len(self._model_classes(model_id)[0])
         probs = np.ascontiguousarray(probs, dtype="<f4")
         if probs.ndim != 2 or probs.shape != (len(cell_ids), k):
             raise ValueError(
@@ -112,8 +112,8 @@ class ModelsMixin:
     def predictions(self, model_id: int, cell_ids: Sequence[str] | np.ndarray
                     ) -> PredictionArrays:
         """One model's predictions for these cells, in their order (NaN / -1 where none)."""
-        model = self.model(model_id)
-        k, n = len(model.classes), len(cell_ids)
+        classes, class_ids = self._model_classes(model_id)  # (not model(): it counts rows)
+        k, n = len(classes), len(cell_ids)
         probs = np.full((n, k), np.nan, dtype=np.float32)
         predicted = np.full(n, -1, dtype=np.int64)
         confidence = np.full(n, np.nan, dtype=np.float32)
@@ -143,6 +143,15 @@ class ModelsMixin:
                 j = first.setdefault(key, i)
                 if j != i:
                     probs[i], predicted[i], confidence[i] = probs[j], predicted[j], confidence[j]
-        mapping = np.array([-1 if c is None else c for c in model.class_ids], dtype=np.int64)
+        mapping = np.array([-1 if c is None else c for c in class_ids], dtype=np.int64)
         pred_class = np.where(predicted >= 0, mapping[np.clip(predicted, 0, None)], -1)
-        return PredictionArrays(model.classes, probs, predicted, pred_class, confidence)
+        return PredictionArrays(classes, probs, predicted, pred_class, confidence)
+
+    def _model_classes(self, model_id: int) -> tuple[list[str], list[int | None]]:
+        """A model's classes (its output order) and the project class each one means."""
+        rows = self._conn.execute(
+            "SELECT name, class_id FROM model_classes WHERE model_id = ? ORDER BY idx",
+            (int(model_id),)).fetchall()
+        if not rows:
+            self.model(model_id)  # KeyError naming the model when there is none
+        return [r[0] for r in rows], [r[1] for r in rows]
