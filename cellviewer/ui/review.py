@@ -65,6 +65,9 @@ class _Row:
     confidence: float  # nan when no prediction
 
 
+FETCH_BLOCK = 200  # queue rows read from the store at once
+
+
 class ReviewQueueModel(QAbstractTableModel):
     """The queue as a table: cell rows fetched lazily from the store and cached."""
 
@@ -79,6 +82,7 @@ class ReviewQueueModel(QAbstractTableModel):
         self._done: dict[str, str] = {}  # cell id -> the action taken ("✓ accepted", ...)
         self._classes: dict[int, tuple[str, str]] = {}  # id -> (name, colour)
         self._images: dict[int, str] = {}
+        self._row_of: dict[str, int] | None = None
 
     # --- content ----------------------------------------------------------------------------
     def set_context(self, store: Any, choice: Any) -> None:
@@ -95,6 +99,7 @@ class ReviewQueueModel(QAbstractTableModel):
     def set_ids(self, ids: Sequence[str]) -> None:
         self.beginResetModel()
         self.ids = list(ids)
+        self._row_of = None
         self._rows.clear()
         self._done.clear()
         self.endResetModel()
@@ -120,10 +125,9 @@ class ReviewQueueModel(QAbstractTableModel):
             self._done.pop(i, None)
 
     def row_of(self, cell_id: str) -> int:
-        try:
-            return self.ids.index(cell_id)
-        except ValueError:
-            return -1
+        if self._row_of is None:
+            self._row_of = {cid: i for i, cid in enumerate(self.ids)}
+        return self._row_of.get(cell_id, -1)
 
     def class_name(self, class_id: int) -> str:
         return self._classes.get(int(class_id), ("", ""))[0] if class_id >= 0 else ""
@@ -131,18 +135,29 @@ class ReviewQueueModel(QAbstractTableModel):
     def record(self, cell_id: str) -> _Row:
         row = self._rows.get(cell_id)
         if row is None:
-            row = self._fetch([cell_id])[cell_id]
+            # the rows around it too, in two queries: a view asks row by row as it paints
+            at = self.row_of(cell_id)
+            block = self.ids[max(0, at - FETCH_BLOCK // 4):at + FETCH_BLOCK] if at >= 0 \
+                else [cell_id]
+            block = [i for i in block if i not in self._rows] or [cell_id]
+            row = self._fetch(block)[cell_id]
         return row
 
     def _fetch(self, ids: list[str]) -> dict[str, _Row]:
         model_id = self.choice.model_id if self.choice is not None else None
         preds = predicted(self.store, model_id, ids)
+        table = self.store.cell_table(cell_ids=self.store.existing_cell_ids(ids))
+        fields = {cid: (img, cls, src, st) for cid, img, cls, src, st in zip(
+            table["ids"], table["image_id"].tolist(), table["class_id"].tolist(),
+            table["label_source"], table["review_status"], strict=True)}
         out = {}
         for cid, (pred, conf) in zip(ids, preds, strict=True):
-            c = self.store.cell(cid)
-            out[cid] = _Row(self._images.get(int(c.image_id), str(c.image_id)),
-                            -1 if c.class_id is None else int(c.class_id),
-                            c.label_source or "", c.review_status or "", pred, conf)
+            if cid not in fields:  # deleted since the queue was built
+                out[cid] = _Row("(deleted)", -1, "", "deleted", -1, float("nan"))
+                continue
+            img, cls, src, st = fields[cid]
+            out[cid] = _Row(self._images.get(int(img), str(img)), int(cls), src or "",
+                            st or "", pred, conf)
         self._rows.update(out)
         return out
 
@@ -208,12 +223,14 @@ class ReviewPanel(QWidget):
 
     currentCellChanged = Signal(str)
     edited = Signal(list)
+    built = Signal(list)  # the queue's cell ids, once a build has finished
 
     def __init__(self, session: Any, host: Host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.host = host
-        self.runner = BackgroundRunner(1, self)  # blur-sensitivity ordering
+        self.runner = BackgroundRunner(1, self)  # queue queries, blur-sensitivity ordering
+        self._build_ticket = 0
         self.model = ReviewQueueModel(self)
         self.filter = ReviewFilter()
         self._sensitivity: dict[str, float] = {}
@@ -333,25 +350,62 @@ class ReviewPanel(QWidget):
             order=str(self.sort_combo.currentData()),
         ))
 
-    def build(self, flt: ReviewFilter) -> list[str]:
-        """Build the queue from ``flt`` and go to its first cell; returns the cell ids."""
+    def build(self, flt: ReviewFilter) -> None:
+        """Build the queue from ``flt`` in the background (one indexed query, through a
+        read-only connection of the worker's own), then go to its first cell; ``built(ids)``
+        follows (an empty list when the filter cannot be used: the status says why)."""
         self.filter = flt
         self.model.set_context(self.store, self.session.choice)
         model_id = self.session.choice.model_id if self.session.choice is not None else None
-        try:
-            ids = build_queue(self.store, model_id, flt) if self.store is not None else []
-        except ValueError as exc:
+        self._build_ticket += 1
+        ticket, store = self._build_ticket, self.store
+        if store is None or (flt.needs_model() and model_id is None):
             self.model.set_ids([])
-            self.status.setText(str(exc))
-            return []
+            self.status.setText("Choose a model in the Model panel first: this queue needs "
+                                "its predictions." if store is not None else "No project.")
+            self.built.emit([])
+            return
+        path = store.path
+
+        def query() -> list[str]:
+            from cellviewer.core.store import ProjectStore
+
+            with ProjectStore.open(path, readonly=True) as ro:
+                return build_queue(ro, model_id, flt)
+
+        def done(ids: list[str]) -> None:
+            if ticket == self._build_ticket and store is self.store:
+                self._show_queue(flt, ids)
+
+        def failed(message: str) -> None:
+            if ticket == self._build_ticket:
+                self.model.set_ids([])
+                self.status.setText(f"Cannot build the queue: {message}")
+                self.built.emit([])
+
+        self.status.setText("Building the queue…")
+        self.runner.submit(query, done, failed)
+
+    def _show_queue(self, flt: ReviewFilter, ids: list[str]) -> None:
         self.model.set_ids(ids)
-        self.table.resizeColumnsToContents()
+        self._fit_columns()
         self.status.setText(f"{len(ids):,} cells in the queue.")
+        if ids:
+            self.go_to(0)
+        self.built.emit(list(ids))
         if flt.order == SORT_BLUR and ids:
             self.sort_by_blur()
-        elif ids:
-            self.go_to(0)
-        return ids
+
+    def _fit_columns(self, rows: int = 40) -> None:
+        """Column widths from the first rows' texts (Qt's own fitting reads a thousand rows,
+        each a store query here)."""
+        metrics = self.table.fontMetrics()
+        model = self.model
+        for col, header in enumerate(model.HEADERS):
+            texts = [header] + [str(model.index(r, col).data() or "")
+                                for r in range(min(rows, model.rowCount()))]
+            width = max(metrics.horizontalAdvance(t) for t in texts) + 24  # + icon, margins
+            self.table.setColumnWidth(col, width)
 
     def sort_by_blur(self) -> None:
         """Predict the queue's cells under the blur preview's σ in the background, then sort

@@ -33,6 +33,13 @@ def window(qtbot, project_copy, trained_model):
     w.close()
 
 
+def _build(qtbot, panel, flt) -> list[str]:
+    """Build a queue (in the background) and wait for it."""
+    with qtbot.waitSignal(panel.built, timeout=30000) as built:
+        panel.build(flt)
+    return built.args[0]
+
+
 def test_walk_accept_correct_and_undo(qtbot, window):
     tools = window.prediction_tools
     store = window.store
@@ -44,7 +51,7 @@ def test_walk_accept_correct_and_undo(qtbot, window):
     assert layer.pred_class is not None and (layer.pred_class >= 0).all()
 
     panel = tools.review_panel
-    ids = panel.build(ReviewFilter(disagree=True))
+    ids = _build(qtbot, panel, ReviewFilter(disagree=True))
     model_id = tools.session.choice.model_id
     preds = store.predictions(model_id, ids)
     labels = np.array([store.cell(i).class_id for i in ids])
@@ -110,16 +117,17 @@ def test_queue_filters(qtbot, window):
         tools.model_panel.predict(SCOPE_PROJECT)
     panel = tools.review_panel
     model_id = tools.session.choice.model_id
-    low = panel.build(ReviewFilter(max_confidence=0.5))
+    low = _build(qtbot, panel, ReviewFilter(max_confidence=0.5))
     conf = store.predictions(model_id, low).confidence
     assert len(low) > 0 and (conf <= 0.5).all()
     assert len(low) == int(np.count_nonzero(
         store.predictions(model_id, store.query_cells(order=None)).confidence <= 0.5))
     some_class = store.cell(low[0]).class_id
-    of_class = panel.build(ReviewFilter(class_id=some_class, review_status="unreviewed"))
+    of_class = _build(qtbot, panel, ReviewFilter(class_id=some_class,
+                                                 review_status="unreviewed"))
     assert of_class and all(store.cell(i).class_id == some_class for i in of_class)
     image = window.current_image_id()
-    here = panel.build(ReviewFilter(image_id=image))
+    here = _build(qtbot, panel, ReviewFilter(image_id=image))
     assert len(here) == store.cell_count(image)
 
 
@@ -130,7 +138,7 @@ def test_sort_by_blur_sensitivity(qtbot, window):
     panel = tools.review_panel
     panel.blur_sigma = 1.6
     image = window.current_image_id()
-    ids = panel.build(ReviewFilter(image_id=image, order="blur"))
+    ids = _build(qtbot, panel, ReviewFilter(image_id=image, order="blur"))
     wait_for(qtbot, lambda: panel.sensitivity(ids[0]) is not None, 60000)
     order = list(panel.model.ids)
     sens = [panel.sensitivity(i) for i in order]

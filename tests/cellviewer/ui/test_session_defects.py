@@ -302,14 +302,14 @@ def queue_row(w: MainWindow, cell_id: str) -> dict[str, str]:
     raise AssertionError(f"cell {cell_id} is not in the review queue")
 
 
-def build_disagreement_queue(w: MainWindow) -> None:
+def build_disagreement_queue(qtbot, w: MainWindow) -> None:
     """Model → Review queue; tick "label ≠ prediction"; Build queue."""
     tools = w.prediction_tools
     tools.review_action.trigger()
     panel = review_panel(w)
     panel.disagree_box.setChecked(True)
     panel.build_button.click()
-    assert panel.table.model().rowCount() > 0, panel.status.text()
+    qtbot.waitUntil(lambda: panel.table.model().rowCount() > 0, timeout=10000)
     panel.table.setFocus()
 
 
@@ -336,7 +336,7 @@ def test_a_review_correction_asks_the_user_name_first_and_records_it(
     w = make_window()
     open_project(qtbot, w, path)
     choose_model(qtbot, w)
-    build_disagreement_queue(w)
+    build_disagreement_queue(qtbot, w)
     panel = review_panel(w)
     first = panel.current_id()
     assert first == ids[0]  # the least confident disagreement: the 0.53 burr-cell call
@@ -368,7 +368,7 @@ def test_the_review_queue_shows_the_old_label_and_status_after_an_undo(
     w = make_window()
     open_project(qtbot, w, path)
     choose_model(qtbot, w)
-    build_disagreement_queue(w)
+    build_disagreement_queue(qtbot, w)
     panel = review_panel(w)
     cell = panel.current_id()
     before = queue_row(w, cell)
