@@ -58,9 +58,10 @@ def bench_slider(model_path: Path, device: str, moves: int) -> dict:
 
     import cellviewer.ui  # noqa: F401 (the PySide6 6.12 refcount guard)
     from cellviewer.core.crop import crop_patches
+    from cellviewer.core.model_info import ModelChoice
     from cellviewer.core.sources import open_image
     from cellviewer.ui.blur_preview import BlurPreview
-    from cellviewer.ui.model_panel import ModelChoice, ModelSession
+    from cellviewer.ui.model_panel import ModelSession
     from cellviewer.ui.prediction_install import _blur_for_display
     from trainer.predict import Predictor
 

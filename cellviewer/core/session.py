@@ -60,6 +60,7 @@ class ProjectSession:
         self._suggested_user = suggested_user
         self._user: str | None = env_user()
         self._lock_projects = lock_projects
+        self._owned = True  # the store is closed with the project (see attach)
 
     # --- the user ------------------------------------------------------------------------
     @property
@@ -121,9 +122,10 @@ class ProjectSession:
         self._adopt(store, lock)
         return store
 
-    def attach(self, store: ProjectStore | None) -> None:
-        """Work on a store opened elsewhere (a script's, a test's; no lock is taken); the
-        session closes it with the project. None: close the project."""
+    def attach(self, store: ProjectStore | None, *, own: bool = True) -> None:
+        """Work on a store opened elsewhere (a script's, a test's; no lock is taken). The
+        session closes it with the project if it ``own``s it; else the caller does. None:
+        close the project."""
         if store is self.store:
             return
         if store is None:
@@ -131,6 +133,7 @@ class ProjectSession:
             return
         self._close_store()
         self._adopt(store, None)
+        self._owned = own
 
     def _take_lock(self, path: Path, lock_user: str | None,
                    confirm_in_use: Callable[[Exception], bool] | None):
@@ -175,7 +178,10 @@ class ProjectSession:
         self.store, self.lock = None, None
         self.active_model_id = None
         store.remove_listener(self._on_store_change)
-        store.close()
+        store.user_provider = None
+        if self._owned:
+            store.close()
+        self._owned = True
         if lock is not None:
             lock.release()
 

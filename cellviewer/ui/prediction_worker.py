@@ -217,7 +217,9 @@ def available_devices() -> list[tuple[str, str]]:
     name, Apple MPS, CPU. Imports torch: call it from a worker thread or after start-up."""
     import torch
 
-    out = [("auto", "Auto (CUDA, then MPS, then CPU)")]
+    from cellviewer.core.training.devices import AUTO, AUTO_LABEL
+
+    out = [(AUTO, AUTO_LABEL)]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             out.append((f"cuda:{i}", f"CUDA {i}: {torch.cuda.get_device_name(i)}"))
@@ -229,26 +231,17 @@ def available_devices() -> list[tuple[str, str]]:
 
 
 def describe_device(device: Any) -> str:
-    """A device (``torch.device`` or string) in words: the GPU's name, "Apple MPS", "CPU"."""
-    import torch
+    """A device (``torch.device`` or string, ``auto`` included) in words: the GPU's name,
+    "Apple MPS", "CPU (n threads)" — what "auto" means is the trainer's rule
+    (``trainer.engine.device.select_device``), the same for training and prediction."""
+    from trainer.engine.device import device_name, select_device
 
-    dev = torch.device(resolve_device(str(device)))
-    if dev.type == "cuda":
-        return f"{dev} ({torch.cuda.get_device_name(dev)})"
-    if dev.type == "mps":
-        return "Apple MPS"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    return device_name(select_device(str(device)))
 
 
-def resolve_device(device: str) -> str:
-    """What ``auto`` means on this machine (CUDA, then MPS, then CPU); others unchanged."""
-    if device != "auto":
-        return device
-    import torch
+def cpu_note() -> tuple[str | None, str | None]:
+    """Why a model runs on the CPU, in a few words and as advice (None, None with a GPU)."""
+    from trainer.engine.device import gpu_status
 
-    if torch.cuda.is_available():
-        return "cuda:0"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
+    status = gpu_status()
+    return status.get("short"), status.get("advice")

@@ -76,7 +76,7 @@ class ReviewQueueModel(QAbstractTableModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.store: Any = None
-        self.choice: Any = None  # model_panel.ModelChoice
+        self.choice: Any = None  # cellviewer.core.model_info.ModelChoice
         self.ids: list[str] = []
         self._rows: dict[str, _Row] = {}
         self._done: dict[str, str] = {}  # cell id -> the action taken ("✓ accepted", ...)

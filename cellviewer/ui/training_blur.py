@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from cellviewer.core import runs as runs_mod
+from cellviewer.core.formatting import format_clock
 from cellviewer.core.runs import Run
 from cellviewer.ui.trainer_process import TrainerProcess
-from cellviewer.ui.training_monitor import format_duration
 
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 
@@ -403,7 +403,7 @@ class BlurRobustnessView(QWidget):
         self.cancel_button.setVisible(running)
         if running:
             self.status_label.setText(
-                f"Measuring blur robustness… {format_duration(self.job.elapsed())}")
+                f"Measuring blur robustness… {format_clock(self.job.elapsed())}")
         elif self.run is not None and not has_model:
             self.status_label.setText("This run has no model file to measure.")
         elif self.status_label.text().startswith("Measuring"):
@@ -447,7 +447,7 @@ class BlurRobustnessView(QWidget):
         if ok:
             self.reload()
             if self.report is not None:
-                self.status_label.setText(f"Measured in {format_duration(job.elapsed())}.")
+                self.status_label.setText(f"Measured in {format_clock(job.elapsed())}.")
                 self.measured.emit(run)
             elif self.error_label.isHidden():
                 self._show_error(f"The trainer ended without writing "

@@ -214,25 +214,13 @@ class TrainingController(QObject):
                 self.results_window.view.show_error(f"{run.name}: {exc}")
             return None
         path = run.model_path()
-        panel = self._model_panel()
-        if panel is not None and path is not None:
-            # the run trained on the project's own classes (or a subset): map them by name
-            panel.load_model(path, model_id=model_id, name=run.name, ask=lambda _m: True)
+        # the project's active model from now on: the model panel loads it (the run trained
+        # on the project's own classes, or a subset, so they map by name)
+        self.window.session.set_active_model(model_id)
         if self.results_window is not None and self.results_window.view.run is run:
             self.results_window.view.set_active(model_id)
         self.active_model_changed.emit(model_id, str(path))
         return model_id
-
-    def _model_panel(self):
-        for owner in (self.window, getattr(self.window, "prediction_tools", None)):
-            panel = getattr(owner, "model_panel", None)
-            if panel is not None:
-                return panel
-        try:
-            from cellviewer.ui.model_panel import ModelPanel
-        except ImportError:
-            return None
-        return self.window.findChild(ModelPanel)
 
     # --- closing -------------------------------------------------------------------------
     def may_close(self, reason: str) -> bool:

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from cellviewer.core import runs as runs_mod
+from cellviewer.core.formatting import format_clock
 from cellviewer.core.runs import Run, RunSummary
 from cellviewer.ui.trainer_process import SIGKILL, STOP_GRACE_MS, TrainerProcess, signal_process
 
@@ -113,15 +114,6 @@ def notify(parent: QWidget | None, title: str, text: str,
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
     return box
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "–"
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 # --- the process ------------------------------------------------------------------------------
@@ -611,8 +603,8 @@ class RunMonitor(QWidget):
             if vals.get("eta") is not None:
                 self.last_eta = (vals["eta"], now)
             if not live:
-                self.figures["elapsed"].setText(format_duration(vals.get("elapsed")))
-                self.figures["eta"].setText(format_duration(vals.get("eta")))
+                self.figures["elapsed"].setText(format_clock(vals.get("elapsed")))
+                self.figures["eta"].setText(format_clock(vals.get("eta")))
         elif kind == "batch":
             ep = field_value(ev, "epoch") or (self.charts.epoch_count() + 1)
             b = field_value(ev, "step", "batch")
@@ -682,12 +674,12 @@ class RunMonitor(QWidget):
         now = time.monotonic()
         if self.elapsed_base is not None:
             base, at = self.elapsed_base
-            self.figures["elapsed"].setText(format_duration(base + now - at))
+            self.figures["elapsed"].setText(format_clock(base + now - at))
         elif self.process is not None and self.process.started_at is not None:
-            self.figures["elapsed"].setText(format_duration(now - self.process.started_at))
+            self.figures["elapsed"].setText(format_clock(now - self.process.started_at))
         if self.last_eta is not None:
             eta, at = self.last_eta
-            self.figures["eta"].setText(format_duration(max(0.0, eta - (now - at))))
+            self.figures["eta"].setText(format_clock(max(0.0, eta - (now - at))))
 
     def _update_buttons(self) -> None:
         if self.process is not None:

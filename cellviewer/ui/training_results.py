@@ -41,12 +41,12 @@ from PySide6.QtWidgets import (
 )
 
 from cellviewer.core import runs as runs_mod
+from cellviewer.core.formatting import format_clock
 from cellviewer.core.runs import Run, RunSummary
 from cellviewer.ui.training_blur import BlurRobustnessView
 from cellviewer.ui.training_monitor import (
     TrainingCharts,
     field_value,
-    format_duration,
     notify,
 )
 
@@ -347,7 +347,7 @@ class ResultsView(QWidget):
         if started.get("device"):
             extra.append(f"device {started.get('device_name') or started['device']}")
         if fin.get("elapsed_s") is not None:
-            extra.append(f"training time {format_duration(fin['elapsed_s'])}")
+            extra.append(f"training time {format_clock(fin['elapsed_s'])}")
         if started.get("excluded_classes"):
             extra.append("excluded: " + ", ".join(map(str, started["excluded_classes"])))
         if sizes or extra:

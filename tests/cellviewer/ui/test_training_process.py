@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_host import FakeHost
 from PIL import Image
-from training_host import TrainingHost
 
 from cellviewer.core import runs
 from cellviewer.core.demo import demo_points
@@ -67,7 +67,7 @@ def kinds(proc) -> list[str]:
 
 
 def test_stop_ends_the_run_cleanly_with_its_model(qtbot, tmp_path: Path, patchset: Path):
-    window = TrainingHost(ProjectStore.create(tmp_path / "p.cvproj"))
+    window = FakeHost(ProjectStore.create(tmp_path / "p.cvproj"))
     qtbot.addWidget(window)
     training = install(window)
     assert training.manager.project_path == tmp_path / "p.cvproj"
@@ -263,7 +263,7 @@ def test_closing_the_project_asks_and_each_answer_does_what_it_says(qtbot, tmp_p
                                                                     patchset: Path):
     project = tmp_path / "p.cvproj"
     store = ProjectStore.create(project)
-    window = TrainingHost(store)
+    window = FakeHost(store)
     qtbot.addWidget(window)
     training = install(window)
     going = new_run(project, patchset, "going")

@@ -1,21 +1,24 @@
-"""A small real main window that offers the part of :class:`cellviewer.ui.host.Host` the
-training tools use (panels, menus, the open store, the status bar, close guards,
-``projectChanged``), for the training tests that do not need the whole ``MainWindow``."""
+"""The fake host of the tools' tests: a small real main window offering the part of
+:class:`cellviewer.ui.host.Host` that a tool uses (panels, menus, the project session and its
+store, the status bar, close guards, ``projectChanged``), for tests that do not need the whole
+``MainWindow``."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu
 
+from cellviewer.core.session import ProjectSession
 from cellviewer.ui.host import CLOSE_PROJECT, QUIT, CloseGuard
 
 
-class TrainingHost(QMainWindow):
+class FakeHost(QMainWindow):
     projectChanged = Signal(object)
 
     def __init__(self, store=None) -> None:
         super().__init__()
-        self.store = store
+        self.session = ProjectSession(lock_projects=False)
+        self.session.attach(store, own=False)  # the test closes its stores
         self.guards: list[CloseGuard] = []
         self._menus: dict[str, QMenu] = {}
         self.statuses: list[str] = []
@@ -34,8 +37,12 @@ class TrainingHost(QMainWindow):
     def add_close_guard(self, guard: CloseGuard) -> None:
         self.guards.append(guard)
 
+    @property
+    def store(self):
+        return self.session.store
+
     def current_store(self):
-        return self.store
+        return self.session.store
 
     def show_status(self, text: str, ms: int = 4000) -> None:
         self.statuses.append(text)
@@ -43,7 +50,7 @@ class TrainingHost(QMainWindow):
 
     # what MainWindow does around its guards
     def set_store(self, store) -> None:
-        self.store = store
+        self.session.attach(store, own=False)
         self.projectChanged.emit(store)
 
     def close_project(self) -> bool:
