@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
-from cellviewer.core.crop import crop_patches, window_size  # noqa: E402
+from cellviewer.core.cells.crop import crop_patches, window_size  # noqa: E402
 from cellviewer.core.sources import open_image  # noqa: E402
 
 DEFAULT_SLIDE = REPO.parent / "shared/data/slides/CMU-1-Small-Region_pyramid.tiff"

@@ -123,8 +123,8 @@ class BenchData:
 
 def build_data(folder: Path, n_cells: int, n_points: int) -> BenchData:
     """The project (two images, n_cells labelled cells on the first), the model, the CSV."""
-    from cellviewer.core.demo import load_class_set
-    from cellviewer.core.project_import import add_classes, add_images
+    from cellviewer.core.io.project_import import add_classes, add_images
+    from cellviewer.core.project.demo import load_class_set
     from cellviewer.core.store import ProjectStore
 
     class_set = load_class_set()["classes"]
@@ -244,14 +244,14 @@ def undo(w) -> None:
 
 def review_by_confidence(w) -> None:
     """Build the review queue of the current image, least confident first."""
-    from cellviewer.ui.review import ReviewFilter
+    from cellviewer.ui.review.panel import ReviewFilter
 
     w.prediction_tools.review_panel.build(ReviewFilter(image_id=w.current_image_id()))
 
 
 def review_by_blur(w) -> None:
     """Build the review queue of the current image, most blur-sensitive first."""
-    from cellviewer.ui.review import ReviewFilter
+    from cellviewer.ui.review.panel import ReviewFilter
 
     w.prediction_tools.review_panel.build(ReviewFilter(image_id=w.current_image_id(),
                                                        order="blur"))

@@ -38,8 +38,8 @@ import numpy as np  # noqa: E402
 
 
 def build_project(folder: Path, slide: Path, n: int, seed: int = 0) -> Path:
-    from cellviewer.core.demo import load_class_set
-    from cellviewer.core.project_import import add_classes, add_images
+    from cellviewer.core.io.project_import import add_classes, add_images
+    from cellviewer.core.project.demo import load_class_set
     from cellviewer.core.sources import open_image
     from cellviewer.core.store import ProjectStore
     from cellviewer.paths import demo_dir

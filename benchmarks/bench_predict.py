@@ -6,7 +6,7 @@
    90th percentile over many moves; beside it the bare ``Predictor.predict`` of one blurred patch.
    Target (issue 8): under 30 ms on the CPU.
 2. **Batch prediction**: N cells (100,000 by default) spread uniformly over the CMU slide in a
-   fresh project, predicted end to end by ``cellviewer.core.predict_job.run_prediction`` exactly
+   fresh project, predicted end to end by ``cellviewer.core.predict.job.run_prediction`` exactly
    as the GUI's job runs it (crop in a producer thread, infer, store the probabilities in the
    project): cells/s, with the time spent cropping (overlapped), in the model and in the store.
 
@@ -57,12 +57,12 @@ def bench_slider(model_path: Path, device: str, moves: int) -> dict:
     from PySide6.QtWidgets import QApplication
 
     import cellviewer.ui  # noqa: F401 (the PySide6 6.12 refcount guard)
-    from cellviewer.core.crop import crop_patches
-    from cellviewer.core.model_info import ModelChoice
+    from cellviewer.core.cells.crop import crop_patches
+    from cellviewer.core.predict.model_info import ModelChoice
     from cellviewer.core.sources import open_image
-    from cellviewer.ui.blur_preview import BlurPreview
-    from cellviewer.ui.model_panel import ModelSession
-    from cellviewer.ui.prediction_install import _blur_for_display
+    from cellviewer.ui.predict.blur_preview import BlurPreview
+    from cellviewer.ui.predict.install import _blur_for_display
+    from cellviewer.ui.predict.model_panel import ModelSession
     from trainer.predict import Predictor
 
     app = QApplication.instance() or QApplication([])
@@ -123,7 +123,7 @@ def bench_slider(model_path: Path, device: str, moves: int) -> dict:
 
 
 def bench_batch(model_path: Path, device: str, n: int, batch_size: int, folder: Path) -> dict:
-    from cellviewer.core.predict_job import run_prediction
+    from cellviewer.core.predict.job import run_prediction
     from cellviewer.core.sources import open_image
     from cellviewer.core.store import ProjectStore
     from trainer.predict import Predictor

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellviewer.core.demo import demo_images, demo_points, load_class_set
+from cellviewer.core.project.demo import demo_images, demo_points, load_class_set
 from cellviewer.core.store import SCHEMA_VERSION, ProjectStore
 
 

@@ -19,8 +19,8 @@ def add_parser(sub: Any) -> None:
 
 def project_info(path: Path) -> dict[str, Any]:
     """The summary ``info`` prints (ProjectError naming the file when it is not a project)."""
-    from cellviewer.core.runs import RunRegistry
     from cellviewer.core.store import ProjectStore
+    from cellviewer.core.training.runs import RunRegistry
 
     with ProjectStore.open(path, readonly=True) as store:
         table = store.cell_table()

@@ -3,7 +3,8 @@
 Conventions (``../shared/design/cli.md``): ``--help`` on each command and ``--version``; exit
 codes 0 done, 1 error (nothing written), 2 usage, 3 a batch finished with failed items; messages
 name the file and the cause, never a traceback for bad input; commands that change a project
-need a user (``--user``, else ``CELLVIEWER_USER``, else refuse: :func:`cellviewer.core.users.
+need a user (``--user``, else ``CELLVIEWER_USER``, else refuse:
+:func:`cellviewer.core.project.users.
 headless_user`).
 
 Adding a command: a module in this package with ``add_parser(subparsers)`` (which sets

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cellviewer.core.predict_job import blur_sensitivity
+from cellviewer.core.predict.job import blur_sensitivity
 from cellviewer.core.store import REVIEW_STATUSES, ProjectStore
 
 #: Review statuses in order; a review action moves a cell one step up (never down).

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from PySide6.QtCore import Qt, SignalInstance
 from PySide6.QtWidgets import QDockWidget, QMenu
 
-from cellviewer.core.session import ProjectSession
+from cellviewer.core.project.session import ProjectSession
 
 #: What a close guard is asked about: the project is about to close, or the app to quit.
 CLOSE_PROJECT, QUIT = "close-project", "quit"

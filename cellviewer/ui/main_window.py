@@ -1,11 +1,12 @@
 """The main window: a project's images, the slide view in the centre, docked panels around it.
 
-The window is a view of one :class:`~cellviewer.core.session.ProjectSession` (the open project,
+The window is a view of one :class:`~cellviewer.core.project.session.ProjectSession` (the open
+project,
 its lock, who is editing, the active model, the current image and its cells): it opens and closes
 projects through it, shows the image it names, and turns the user's gestures into the core's
-editing functions (:mod:`cellviewer.core.editing`). It never copies an edit into a panel by
+editing functions (:mod:`cellviewer.core.cells.editing`). It never copies an edit into a panel by
 hand: every edit, from any panel, reaches the session's cells through the store's change events,
-and the markers, gallery, counts and details follow them (:mod:`cellviewer.ui.cell_panels`).
+and the markers, gallery, counts and details follow them (:mod:`cellviewer.ui.viewer.cell_panels`).
 
 Tools (the model, blur-preview, review and training panels) dock in through the surface described
 by :class:`cellviewer.ui.host.Host` and reach the project through :attr:`MainWindow.session`.
@@ -38,25 +39,25 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cellviewer.core import editing
-from cellviewer.core.editing import EditError, EditResult
-from cellviewer.core.image_cells import load_image_cells
-from cellviewer.core.session import ProjectSession
+from cellviewer.core.cells import editing
+from cellviewer.core.cells.editing import EditError, EditResult
+from cellviewer.core.cells.image_cells import load_image_cells
+from cellviewer.core.cells.spatial import GridIndex
+from cellviewer.core.project.session import ProjectSession
 from cellviewer.core.sources.suffixes import image_file_patterns, is_image_file
-from cellviewer.core.spatial import GridIndex
-from cellviewer.ui.cell_details import CellDetails
-from cellviewer.ui.cell_panels import CellPanels
-from cellviewer.ui.class_panel import ClassPanel
-from cellviewer.ui.dialogs import ask_user_name, saved_user, show_error
-from cellviewer.ui.gallery import GalleryPanel
+from cellviewer.ui.common.dialogs import ask_user_name, saved_user, show_error
+from cellviewer.ui.common.settings import app_settings
+from cellviewer.ui.common.workers import BackgroundRunner
 from cellviewer.ui.host import CLOSE_PROJECT, QUIT, CloseGuard
-from cellviewer.ui.image_list import ImageList
-from cellviewer.ui.markers import COLOR_MODES, MARKER_STYLES, ClassStyle
-from cellviewer.ui.settings import app_settings
-from cellviewer.ui.slide_view import SlideView
-from cellviewer.ui.start_page import StartPage
-from cellviewer.ui.tiles import SourceHandle, TileCache, TileLoader
-from cellviewer.ui.workers import BackgroundRunner
+from cellviewer.ui.viewer.cell_details import CellDetails
+from cellviewer.ui.viewer.cell_panels import CellPanels
+from cellviewer.ui.viewer.class_panel import ClassPanel
+from cellviewer.ui.viewer.gallery import GalleryPanel
+from cellviewer.ui.viewer.image_list import ImageList
+from cellviewer.ui.viewer.markers import COLOR_MODES, MARKER_STYLES, ClassStyle
+from cellviewer.ui.viewer.slide_view import SlideView
+from cellviewer.ui.viewer.start_page import StartPage
+from cellviewer.ui.viewer.tiles import SourceHandle, TileCache, TileLoader
 
 PROJECT_SUFFIX = ".cvproj"
 MAX_RECENT = 10
@@ -307,8 +308,8 @@ class MainWindow(QMainWindow):
     def install_tools(self) -> None:
         """Add the model, blur-preview, review and export tools and the training panels (they
         dock in through this surface). The app calls it once after creating the window."""
-        from cellviewer.ui.prediction_install import install as install_prediction
-        from cellviewer.ui.training_install import install as install_training
+        from cellviewer.ui.predict.install import install as install_prediction
+        from cellviewer.ui.train.install import install as install_training
 
         if not hasattr(self, "prediction_tools"):
             self.prediction_tools = install_prediction(self)
@@ -403,7 +404,7 @@ class MainWindow(QMainWindow):
     # --- projects ----------------------------------------------------------------------------
     def open_demo(self) -> bool:
         """Open the bundled demo project (built in the user data folder the first time)."""
-        from cellviewer.core.project_import import create_demo_project
+        from cellviewer.core.io.project_import import create_demo_project
 
         try:
             path = create_demo_project()
@@ -474,7 +475,7 @@ class MainWindow(QMainWindow):
     def _lock_user(self) -> str:
         """The name the lock shows to others: the editing user once known, else the name
         kept in the settings or the login name; never asks, since opening is not editing."""
-        from cellviewer.core.users import default_user
+        from cellviewer.core.project.users import default_user
 
         return self.session.user or saved_user() or default_user()
 
@@ -646,7 +647,7 @@ class MainWindow(QMainWindow):
         if self.store is None:
             self.report_error("No project", "Open or create a project before adding images.")
             return
-        from cellviewer.core.project_import import image_info
+        from cellviewer.core.io.project_import import image_info
 
         def probe(path: str):
             return (path, *image_info(path))
@@ -670,7 +671,7 @@ class MainWindow(QMainWindow):
                                lambda msg: self.report_error("Cannot add image", msg))
 
     def import_points(self, csv_path: str, image_dir: str | None = None) -> bool:
-        """Import cells from a points CSV (see cellviewer.core.io_csv) in the background,
+        """Import cells from a points CSV (see cellviewer.core.io.points_csv) in the background,
         through a connection of its own: the window stays live, edits wait until it is done.
         Returns False when it could not start."""
         if self.store is None:
@@ -687,7 +688,7 @@ class MainWindow(QMainWindow):
         store, name = self.store, Path(csv_path).name
 
         def job():
-            from cellviewer.core.io_csv import import_points_csv
+            from cellviewer.core.io.points_csv import import_points_csv
             from cellviewer.core.store import ProjectStore
 
             with ProjectStore.open(store.path) as own:
@@ -733,7 +734,7 @@ class MainWindow(QMainWindow):
     def edit_classes(self) -> None:
         if self.store is None:
             return
-        from cellviewer.ui.class_editor import ClassEditorDialog
+        from cellviewer.ui.viewer.class_editor import ClassEditorDialog
 
         dialog = ClassEditorDialog(self.store, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cellviewer.core import runs
-from cellviewer.core.demo import demo_points, load_class_set
+from cellviewer.core.project.demo import demo_points, load_class_set
 from cellviewer.core.store import ProjectStore
+from cellviewer.core.training import runs
 from cellviewer.paths import demo_dir
 from cellviewer.ui.main_window import MainWindow
-from cellviewer.ui.training_install import install
+from cellviewer.ui.train.install import install
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "resources" / "screenshots"
 # three real red-cell classes of the demo, the last one rare enough for FlagMin to matter
@@ -145,7 +145,7 @@ def test_train_from_the_dialog_and_predict_with_the_result(qtbot, tmp_path: Path
     with qtbot.waitSignal(view.robustness_measured, timeout=120_000):
         view.blur.measure_button.click()
     assert view.blur.table.rowCount() == 6  # clean + the study's five sigmas
-    from cellviewer.ui.training_runs import BLUR_COLUMN, COLUMNS
+    from cellviewer.ui.train.runs import BLUR_COLUMN, COLUMNS
 
     panel = training.runs_panel
     qtbot.waitUntil(lambda: panel.table.item(panel.row_of("cnn_tiny"),

@@ -1,8 +1,8 @@
 """Today's export formats, registered on import: the cells CSV, the summary CSV, QuPath GeoJSON.
 
 Each is a thin adapter from the exporter's ``write`` signature to the writer that already
-existed (:mod:`.tables`, :mod:`cellviewer.core.io_geojson`); those are imported when a file is
-written, so listing the formats costs nothing (no pandas) and :mod:`cellviewer.core.io_geojson`,
+existed (:mod:`.tables`, :mod:`cellviewer.core.io.geojson`); those are imported when a file is
+written, so listing the formats costs nothing (no pandas) and :mod:`cellviewer.core.io.geojson`,
 which imports :mod:`.tables`, can never meet a half-imported package.
 """
 
@@ -59,7 +59,7 @@ def write_summary_csv(store: ProjectStore, path: Path, *, selection: Selection,
 
 def write_geojson(store: ProjectStore, path: Path, *, selection: Selection,
                   options: Mapping[str, Any], progress: Progress | None = None) -> Path:
-    from cellviewer.core.io_geojson import export_geojson
+    from cellviewer.core.io.geojson import export_geojson
 
     if selection.image_ids is None or len(selection.image_ids) != 1:
         raise ValueError("a GeoJSON file holds the cells of one image")

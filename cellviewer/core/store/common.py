@@ -20,8 +20,8 @@ PALETTE = (
 
 
 def current_user() -> str:
-    """Who a store records when nobody said (scripts, tests): see cellviewer.core.users."""
-    from cellviewer.core.users import default_user
+    """Who a store records when nobody said (scripts, tests): see cellviewer.core.project.users."""
+    from cellviewer.core.project.users import default_user
 
     return default_user()
 

@@ -4,7 +4,7 @@ chosen from: the project's label counts (:mod:`.project_data`), the models the t
 (:mod:`.models`), the devices it can use (:mod:`.devices`) and the model files a run can start
 from (:mod:`.start_from`).
 
-The training dialog (``cellviewer.ui.training_dialog``) is a view over a
+The training dialog (``cellviewer.ui.train.dialog``) is a view over a
 :class:`~.form.TrainingForm`; a script can fill the same form and launch the same run.
 Torch-free: the trainer is asked about GPUs in a separate process.
 """

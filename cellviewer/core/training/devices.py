@@ -9,7 +9,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from cellviewer.core import runs as runs_mod
+from cellviewer.core.training import runs as runs_mod
 
 AUTO = "auto"  # the trainer picks: CUDA, then Apple MPS, then CPU (trainer.engine.device)
 CPU = "cpu"

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cellviewer.core import runs as runs_mod
+from cellviewer.core.training import runs as runs_mod
 from cellviewer.core.training.form import TrainingForm
 from trainer.formats.config import RunConfig
 
@@ -117,8 +117,8 @@ class PatchSetJob:
     def run(self) -> Path:
         """Write the patch set; returns its folder. Raises :class:`PatchSetCancelled` when
         cancelled, or the error that stopped it (an image that cannot be read names it)."""
-        from cellviewer.core.project_patchset import write_project_patchset
         from cellviewer.core.store import ProjectStore
+        from cellviewer.core.training.patchset import write_project_patchset
 
         store = ProjectStore.open(self.project_path)
         try:

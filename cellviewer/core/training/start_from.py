@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellviewer.core import runs as runs_mod
+from cellviewer.core.training import runs as runs_mod
 from trainer.formats.errors import ModelFileError
 from trainer.formats.model_header import read_model_header
 

@@ -11,7 +11,7 @@ from collections import defaultdict
 import numpy as np
 from PIL import Image
 
-from cellviewer.core.crop import crop_patches
+from cellviewer.core.cells.crop import crop_patches
 from cellviewer.core.sources import open_image
 from trainer.formats.patchset import crop_window
 

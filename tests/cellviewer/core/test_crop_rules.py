@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cellviewer.core.crop import crop_patch, crop_patches, fov_px_from_um, window_size
+from cellviewer.core.cells.crop import crop_patch, crop_patches, fov_px_from_um, window_size
 from cellviewer.core.sources import ArraySource, open_image
 from trainer.formats.patchset import crop_window, resize_to_patch
 

@@ -1,6 +1,6 @@
 from collections import Counter
 
-from cellviewer.core.demo import demo_images, demo_points, load_class_set
+from cellviewer.core.project.demo import demo_images, demo_points, load_class_set
 from cellviewer.paths import demo_dir
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cellviewer.core.demo import DEMO_MODEL_NAME, demo_models, load_class_set
-from cellviewer.core.project_import import create_demo_project
+from cellviewer.core.io.project_import import create_demo_project
+from cellviewer.core.project.demo import DEMO_MODEL_NAME, demo_models, load_class_set
 from cellviewer.core.store import ProjectStore
 from trainer.formats.model_header import read_model_header
 
@@ -39,7 +39,7 @@ def test_the_demo_project_lists_it_once_with_every_class_matched():
 def test_the_demo_model_recognises_the_demo_cells():
     import torch
 
-    from cellviewer.core.project_patchset import write_project_patchset
+    from cellviewer.core.training.patchset import write_project_patchset
     from trainer.predict import Predictor
 
     torch.set_num_threads(1)

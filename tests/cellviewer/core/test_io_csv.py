@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from cellviewer.core.export import atomic_write, export_cells_csv, export_summary_csv
-from cellviewer.core.io_csv import import_points_csv, read_points_csv
-from cellviewer.core.project_import import create_project_from_points
+from cellviewer.core.io.points_csv import import_points_csv, read_points_csv
+from cellviewer.core.io.project_import import create_project_from_points
 from cellviewer.core.store import ProjectError, ProjectStore
 from cellviewer.paths import class_sets_dir
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from cellviewer.core.export import export_cells_csv
-from cellviewer.core.io_csv import import_points_csv
-from cellviewer.core.io_geojson import export_geojson, import_geojson, read_geojson
+from cellviewer.core.io.geojson import export_geojson, import_geojson, read_geojson
+from cellviewer.core.io.points_csv import import_points_csv
 from cellviewer.core.store import ProjectError, ProjectStore
 
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cellviewer.core.demo import demo_points, load_class_set
-from cellviewer.core.predict_job import (
+from cellviewer.core.predict.job import (
     blur_sensitivity,
     match_classes,
     run_prediction,
 )
+from cellviewer.core.project.demo import demo_points, load_class_set
 from cellviewer.core.store import ProjectStore
 from cellviewer.paths import demo_dir
 
@@ -88,7 +88,7 @@ def test_predicts_every_cell_and_stores_per_model(demo_store, predictor, model_f
     first_image = image_ids[0]
     arrays = store.cell_arrays(first_image)
     stored = store.predictions(model_id, list(arrays.ids))
-    from cellviewer.core.crop import crop_patches
+    from cellviewer.core.cells.crop import crop_patches
     from cellviewer.core.sources import open_image
 
     source = open_image(store.image(first_image).path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cellviewer.core.project_lock import (
+from cellviewer.core.project.lock import (
     PARTIAL_WRITE_GRACE_S,
     LockOwner,
     ProjectInUseError,
@@ -192,7 +192,7 @@ def test_a_leftover_lock_with_our_own_process_id_is_stale(project):
 RACER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from cellviewer.core.project_lock import ProjectInUseError, ProjectLock
+    from cellviewer.core.project.lock import ProjectInUseError, ProjectLock
     project, go = Path(sys.argv[1]), Path(sys.argv[2])
     print("ready", flush=True)
     while not go.exists():
@@ -228,7 +228,7 @@ def test_apps_racing_for_a_stale_lock_let_exactly_one_win(project, dead_pid, tmp
 
 PROBE_READ_ONLY = textwrap.dedent("""
     import os, sys
-    from cellviewer.core.project_lock import ProjectLock
+    from cellviewer.core.project.lock import ProjectLock
     if os.geteuid() == 0:  # root writes anywhere: look as 'nobody' instead
         os.setgid(65534)
         os.setuid(65534)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cellviewer.core.project_patchset import write_project_patchset
 from cellviewer.core.sources import ImageOpenError
 from cellviewer.core.store import ProjectStore
+from cellviewer.core.training.patchset import write_project_patchset
 from trainer.formats.patchset import crop_window, load_patchset, resize_to_patch
 
 
@@ -97,7 +97,7 @@ def test_bad_choices_and_broken_images_write_nothing(project, tmp_path):
 
 
 def test_large_sets_are_assembled_on_disk(project, tmp_path, monkeypatch):
-    import cellviewer.core.project_patchset as module
+    import cellviewer.core.training.patchset as module
 
     store, d = project
     monkeypatch.setattr(module, "IN_MEMORY_LIMIT", 1000)  # force the memory-mapped path
@@ -112,7 +112,7 @@ def test_large_sets_are_assembled_on_disk(project, tmp_path, monkeypatch):
 def test_crc_project_patches_equal_direct_slices_and_the_trainer_build(shared_data, tmp_path):
     """A project built from the CRC points CSV writes the same patches the trainer builds from
     the CSV itself, and hand-checked cells equal a direct slice of their tile."""
-    from cellviewer.core.project_import import create_project_from_points
+    from cellviewer.core.io.project_import import create_project_from_points
     from trainer.data.build import build_from_points_csv
 
     crc = shared_data / "crc"

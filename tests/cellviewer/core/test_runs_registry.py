@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cellviewer.core import runs
-from cellviewer.core.runs import RunRegistry, run_status
+from cellviewer.core.training import runs
+from cellviewer.core.training.runs import RunRegistry, run_status
 from trainer.formats.protocol import encode_event
 
 
@@ -111,7 +111,7 @@ def test_a_just_launched_run_is_running_before_its_first_event(tmp_path: Path):
     """The cause of runs read as "interrupted" while their trainer started: the status looked
     for "trainer" in the pid's command line, which before the exec is still the app's. Now
     the pid and its start token are recorded at spawn and decide alone."""
-    from cellviewer.core import project_lock
+    from cellviewer.core.project import lock as project_lock
 
     assert runs.pid_alive is project_lock.pid_alive  # one pid_alive in the app
     run = RunRegistry(tmp_path / "p.cvproj").create("r")

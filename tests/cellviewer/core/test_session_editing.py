@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cellviewer.core import editing
-from cellviewer.core.editing import EditError
-from cellviewer.core.image_cells import load_image_cells
-from cellviewer.core.session import ProjectSession
+from cellviewer.core.cells import editing
+from cellviewer.core.cells.editing import EditError
+from cellviewer.core.cells.image_cells import load_image_cells
+from cellviewer.core.project.session import ProjectSession
+from cellviewer.core.project.users import NoUserError
 from cellviewer.core.store import ProjectStore
-from cellviewer.core.users import NoUserError
 
 
 def _project(path, n=50, images=2):

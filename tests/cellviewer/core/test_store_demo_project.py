@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from cellviewer.core.demo import demo_points, load_class_set
-from cellviewer.core.project_import import create_demo_project, demo_project_path
+from cellviewer.core.io.project_import import create_demo_project, demo_project_path
+from cellviewer.core.project.demo import demo_points, load_class_set
 from cellviewer.core.store import ProjectStore
 from cellviewer.paths import user_data_dir
 

@@ -124,7 +124,7 @@ def test_moved_images_are_found_again_by_fingerprint(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from cellviewer.core.project_import import add_images, relink_missing
+    from cellviewer.core.io.project_import import add_images, relink_missing
 
     (tmp_path / "old").mkdir()
     (tmp_path / "new" / "deep").mkdir(parents=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cellviewer.core.sources import open_image
-from cellviewer.core.tiling import (
+from cellviewer.core.sources.tiling import (
     BYTES_PER_PIXEL,
     TILE_SIZE,
     ByteBoundedLRU,

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cellviewer.core import runs
 from cellviewer.core.store import ProjectStore
+from cellviewer.core.training import runs
 from cellviewer.core.training.devices import AUTO, DeviceStatus, device_options
 from cellviewer.core.training.form import TrainingForm
 from cellviewer.core.training.models import catalogue

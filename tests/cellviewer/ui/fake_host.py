@@ -8,7 +8,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu
 
-from cellviewer.core.session import ProjectSession
+from cellviewer.core.project.session import ProjectSession
 from cellviewer.ui.host import CLOSE_PROJECT, QUIT, CloseGuard
 
 

@@ -8,12 +8,12 @@ import pytest
 from PySide6.QtCore import Qt
 from test_predict_support import wait_for
 
-from cellviewer.core.crop import crop_patches
-from cellviewer.core.model_info import read_model_info
+from cellviewer.core.cells.crop import crop_patches
+from cellviewer.core.predict.model_info import read_model_info
 from cellviewer.core.sources import open_image
-from cellviewer.ui.blur_preview import STUDY_SIGMAS, BlurPreview
-from cellviewer.ui.model_panel import ModelSession
-from cellviewer.ui.prediction_install import _blur_for_display
+from cellviewer.ui.predict.blur_preview import STUDY_SIGMAS, BlurPreview
+from cellviewer.ui.predict.install import _blur_for_display
+from cellviewer.ui.predict.model_panel import ModelSession
 
 pytest_plugins = ["test_predict_support"]
 

@@ -16,10 +16,10 @@ from test_predict_support import wait_for
 
 from cellviewer.core.export import Exporter, exporters, register, unregister
 from cellviewer.core.store import ProjectStore
-from cellviewer.ui.export_dialog import SCOPE_IMAGE, SCOPE_PROJECT, SCOPE_SELECTION, ExportDialog
+from cellviewer.ui.export.dialog import SCOPE_IMAGE, SCOPE_PROJECT, SCOPE_SELECTION, ExportDialog
 from cellviewer.ui.main_window import MainWindow
-from cellviewer.ui.model_panel import SCOPE_PROJECT as PREDICT_PROJECT
-from cellviewer.ui.prediction_install import install
+from cellviewer.ui.predict.install import install
+from cellviewer.ui.predict.model_panel import SCOPE_PROJECT as PREDICT_PROJECT
 
 pytest_plugins = ["test_predict_support"]
 

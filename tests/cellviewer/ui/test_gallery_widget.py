@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from cellviewer.ui.gallery import PatchGallery
-from cellviewer.ui.markers import ClassStyle
+from cellviewer.ui.viewer.gallery import PatchGallery
+from cellviewer.ui.viewer.markers import ClassStyle
 
 CLASSES = [ClassStyle(1, "tumour", "#ff0000", "1"), ClassStyle(2, "stroma", "#00ff00", "2")]
 

@@ -18,7 +18,7 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QMessageBox
 
-from cellviewer.core.project_lock import lock_path_for
+from cellviewer.core.project.lock import lock_path_for
 from cellviewer.core.store import ProjectStore
 from cellviewer.ui.main_window import MainWindow
 

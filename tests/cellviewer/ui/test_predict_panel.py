@@ -10,7 +10,7 @@ import pytest
 from test_predict_support import wait_for
 
 from cellviewer.core.store import ProjectStore
-from cellviewer.ui.model_panel import SCOPE_PROJECT, ModelPanel, ModelSession
+from cellviewer.ui.predict.model_panel import SCOPE_PROJECT, ModelPanel, ModelSession
 
 # The trained model and project fixtures (registered once, so the model is trained once).
 pytest_plugins = ["test_predict_support"]

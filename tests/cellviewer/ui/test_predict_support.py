@@ -48,9 +48,9 @@ def _write_points_subset(out: Path) -> Path:
 
 
 def _train(base: Path) -> TrainedModel:
-    from cellviewer.core.demo import load_class_set
-    from cellviewer.core.project_import import create_project_from_points
-    from cellviewer.core.project_patchset import write_project_patchset
+    from cellviewer.core.io.project_import import create_project_from_points
+    from cellviewer.core.project.demo import load_class_set
+    from cellviewer.core.training.patchset import write_project_patchset
     from cellviewer.paths import demo_dir
 
     base.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ from test_predict_support import wait_for
 
 from cellviewer.core.review import ReviewFilter, next_review_status
 from cellviewer.ui.main_window import MainWindow
-from cellviewer.ui.model_panel import SCOPE_PROJECT
-from cellviewer.ui.prediction_install import install
+from cellviewer.ui.predict.install import install
+from cellviewer.ui.predict.model_panel import SCOPE_PROJECT
 
 pytest_plugins = ["test_predict_support"]
 

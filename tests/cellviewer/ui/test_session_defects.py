@@ -33,12 +33,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cellviewer.core.demo import demo_points, load_class_set, register_demo_models
-from cellviewer.core.project_import import add_classes, add_images
+from cellviewer.core.io.project_import import add_classes, add_images
+from cellviewer.core.project.demo import demo_points, load_class_set, register_demo_models
 from cellviewer.core.store import ProjectStore
 from cellviewer.paths import demo_dir
+from cellviewer.ui.common.settings import app_settings
 from cellviewer.ui.main_window import MainWindow
-from cellviewer.ui.settings import app_settings
 
 IMAGE = demo_dir() / "images" / "12.jpg"  # 640 x 480
 OTHER_IMAGE = demo_dir() / "images" / "198.jpg"
@@ -195,7 +195,7 @@ TRAIN_CLASSES = {"normal": 24, "target cell": 24, "spherocyte": 24}
 @pytest.fixture
 def training_project(tmp_path: Path) -> tuple[Path, Path]:
     """A project of 72 labelled demo cells in three classes and its patch set."""
-    from cellviewer.core.project_patchset import write_project_patchset
+    from cellviewer.core.training.patchset import write_project_patchset
 
     path = tmp_path / "train.cvproj"
     with ProjectStore.create(path) as store:
@@ -508,7 +508,7 @@ def test_gallery_captions_pair_the_confidence_with_the_predicted_class(
 # --- 7. closing a project while a training run is going ---------------------------------------
 def test_closing_the_project_during_training_asks_and_cancel_keeps_it_open(
         qtbot, answerer, training_project, make_window):
-    from cellviewer.core.runs import RunRegistry
+    from cellviewer.core.training.runs import RunRegistry
     from trainer.formats.config import RunConfig
 
     path, patchset = training_project

@@ -1,4 +1,4 @@
-"""The task runner (cellviewer.ui.tasks): a work function is a plain function with a
+"""The task runner (cellviewer.ui.common.tasks): a work function is a plain function with a
 TaskState, run and tested without Qt; with Qt, the three policies (pool, newest wins,
 dedicated thread) deliver on the UI thread."""
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from cellviewer.ui.tasks import DEDICATED, NEWEST, POOL, TaskRunner, TaskState
+from cellviewer.ui.common.tasks import DEDICATED, NEWEST, POOL, TaskRunner, TaskState
 
 
 def count_to(n: int, state: TaskState) -> list[int]:

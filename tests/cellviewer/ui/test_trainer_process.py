@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cellviewer.ui.trainer_process import TrainerProcess
+from cellviewer.ui.common.trainer_process import TrainerProcess
 
 # Writes two events split across writes (one line in three pieces, with a UTF-8 character cut
 # in two), a line that is not protocol, a last event without its newline; waits for a line on

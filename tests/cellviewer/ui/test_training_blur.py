@@ -15,11 +15,11 @@ import pytest
 from PySide6.QtCore import Qt
 from test_training_views import CLASSES, finished_events, write_run
 
-from cellviewer.core import runs
-from cellviewer.ui.training_blur import BLUR_INTRO
-from cellviewer.ui.training_install import ResultsWindow
-from cellviewer.ui.training_results import ResultsView
-from cellviewer.ui.training_runs import BLUR_COLUMN, COLUMNS, RunsPanel, TrainingManager
+from cellviewer.core.training import runs
+from cellviewer.ui.train.blur import BLUR_INTRO
+from cellviewer.ui.train.install import ResultsWindow
+from cellviewer.ui.train.results import ResultsView
+from cellviewer.ui.train.runs import BLUR_COLUMN, COLUMNS, RunsPanel, TrainingManager
 from trainer.formats.protocol import encode_event
 
 SIGMAS = [0.1, 0.2, 0.4, 0.8, 1.6]

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from cellviewer.core import runs
 from cellviewer.core.store import ProjectStore
+from cellviewer.core.training import runs
 from cellviewer.paths import demo_dir
-from cellviewer.ui.training_dialog import TrainingDialog
-from cellviewer.ui.training_runs import TrainingManager
+from cellviewer.ui.train.dialog import TrainingDialog
+from cellviewer.ui.train.runs import TrainingManager
 
 pytestmark = pytest.mark.slow  # the first dialog asks a trainer process for its devices
 

@@ -13,8 +13,8 @@ import torch
 from PySide6.QtWidgets import QFileDialog
 from test_training_dialog import open_dialog, project_with_copied_images
 
-from cellviewer.core import runs
-from cellviewer.ui.training_dialog import SCRATCH_LABEL
+from cellviewer.core.training import runs
+from cellviewer.ui.train.dialog import SCRATCH_LABEL
 from trainer.engine.modelfile import save_model_file
 from trainer.formats.protocol import encode_event
 
@@ -192,8 +192,8 @@ def test_a_run_started_from_a_saved_model(qtbot, tmp_path: Path):
 def test_fine_tune_presets_the_model_and_the_start(qtbot, tmp_path: Path):
     """What a results window's "Fine-tune…" does: set before the dialog's lists have come,
     the model and "Start from" follow once they have."""
-    from cellviewer.ui.training_dialog import TrainingDialog
-    from cellviewer.ui.training_runs import TrainingManager
+    from cellviewer.ui.train.dialog import TrainingDialog
+    from cellviewer.ui.train.runs import TrainingManager
 
     store = project_with_copied_images(tmp_path)
     run = finished_run(store.path, "mlp-1", "mlp", ["a", "b"], 0.9)

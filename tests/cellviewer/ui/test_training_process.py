@@ -14,13 +14,13 @@ import pytest
 from fake_host import FakeHost
 from PIL import Image
 
-from cellviewer.core import runs
-from cellviewer.core.demo import demo_points
-from cellviewer.core.project_patchset import write_project_patchset
+from cellviewer.core.project.demo import demo_points
 from cellviewer.core.store import ProjectStore
+from cellviewer.core.training import runs
+from cellviewer.core.training.patchset import write_project_patchset
 from cellviewer.paths import demo_dir
-from cellviewer.ui.training_install import install
-from cellviewer.ui.training_runs import TrainingManager
+from cellviewer.ui.train.install import install
+from cellviewer.ui.train.runs import TrainingManager
 from trainer.formats.config import RunConfig
 
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "resources" / "screenshots"
@@ -121,7 +121,7 @@ def test_a_trainer_killed_from_outside_is_failed_not_running(qtbot, tmp_path: Pa
     assert "killed" in proc.failure
     # the next session of the app sees the same
     assert runs.RunRegistry(tmp_path / "p.cvproj").get("killed").status() == runs.FAILED
-    from cellviewer.ui.training_monitor import RunMonitor
+    from cellviewer.ui.train.monitor import RunMonitor
 
     monitor = RunMonitor()
     qtbot.addWidget(monitor)
@@ -131,7 +131,7 @@ def test_a_trainer_killed_from_outside_is_failed_not_running(qtbot, tmp_path: Pa
 
 
 def test_an_error_event_is_shown_in_words(qtbot, tmp_path: Path, patchset: Path):
-    from cellviewer.ui.training_monitor import RunMonitor
+    from cellviewer.ui.train.monitor import RunMonitor
 
     manager = TrainingManager(tmp_path / "p.cvproj")
     run = new_run(tmp_path / "p.cvproj", patchset, "bad-model", model="resnet_d5")
@@ -180,8 +180,8 @@ def test_a_run_going_when_the_app_closes_is_interrupted_and_resumes(qtbot, tmp_p
 CRASHING_APP = """
 import os, signal, sys
 from PySide6.QtCore import QCoreApplication
-from cellviewer.core.runs import RunRegistry
-from cellviewer.ui.training_runs import TrainingManager
+from cellviewer.core.training.runs import RunRegistry
+from cellviewer.ui.train.runs import TrainingManager
 
 app = QCoreApplication([])
 project = sys.argv[1]
@@ -205,7 +205,7 @@ def test_a_run_outlives_an_app_crash_and_is_followed_and_stopped(qtbot, tmp_path
     import subprocess
     import sys
 
-    from cellviewer.ui.training_monitor import RunMonitor
+    from cellviewer.ui.train.monitor import RunMonitor
 
     project = tmp_path / "p.cvproj"
     run = new_run(project, patchset, "crash")
@@ -317,8 +317,8 @@ def test_closing_the_project_asks_and_each_answer_does_what_it_says(qtbot, tmp_p
 DETACHING_APP = """
 import sys
 from PySide6.QtCore import QCoreApplication
-from cellviewer.core.runs import RunRegistry
-from cellviewer.ui.training_runs import TrainingManager
+from cellviewer.core.training.runs import RunRegistry
+from cellviewer.ui.train.runs import TrainingManager
 
 app = QCoreApplication([])
 project = sys.argv[1]
@@ -344,7 +344,7 @@ def test_a_kept_run_outlives_the_app_quitting_and_is_followed_next_time(qtbot, t
     import subprocess
     import sys
 
-    from cellviewer.ui.training_monitor import RunMonitor
+    from cellviewer.ui.train.monitor import RunMonitor
 
     project = tmp_path / "p.cvproj"
     run = new_run(project, patchset, "kept")

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from cellviewer.core import runs
-from cellviewer.ui.training_monitor import (
+from cellviewer.core.training import runs
+from cellviewer.ui.train.monitor import (
     RunMonitor,
     TrainingCharts,
     error_text,
 )
-from cellviewer.ui.training_results import ResultsView, normalised_confusion
-from cellviewer.ui.training_runs import COLUMNS, RunsPanel, TrainingManager
+from cellviewer.ui.train.results import ResultsView, normalised_confusion
+from cellviewer.ui.train.runs import COLUMNS, RunsPanel, TrainingManager
 from trainer.evaluate import write_report
 from trainer.formats.protocol import encode_event
 from trainer.metrics import classification_metrics

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from cellviewer.core.demo import load_class_set
-from cellviewer.core.project_import import add_classes, add_images
+from cellviewer.core.io.project_import import add_classes, add_images
+from cellviewer.core.project.demo import load_class_set
 from cellviewer.core.store import ProjectStore
 from cellviewer.paths import demo_dir
 from cellviewer.ui.main_window import MainWindow

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from cellviewer.core.demo import load_class_set
-from cellviewer.core.project_import import add_classes, add_images
+from cellviewer.core.io.project_import import add_classes, add_images
+from cellviewer.core.project.demo import load_class_set
 from cellviewer.core.store import ProjectStore
 from cellviewer.paths import demo_dir
 from cellviewer.ui.main_window import MainWindow

@@ -11,14 +11,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QDockWidget, QLabel
 
-from cellviewer.core.demo import load_class_set
-from cellviewer.core.project_import import add_classes, add_images
+from cellviewer.core.io.project_import import add_classes, add_images
+from cellviewer.core.project.demo import load_class_set
 from cellviewer.core.store import ProjectStore
 from cellviewer.paths import demo_dir
-from cellviewer.ui.dialogs import ask_user_name, saved_user
+from cellviewer.ui.common.dialogs import ask_user_name, saved_user
+from cellviewer.ui.common.settings import app_settings
 from cellviewer.ui.main_window import MainWindow
-from cellviewer.ui.markers import AGREE_COLOUR, DISAGREE_COLOUR
-from cellviewer.ui.settings import app_settings
+from cellviewer.ui.viewer.markers import AGREE_COLOUR, DISAGREE_COLOUR
 
 IMAGES = [demo_dir() / "images" / "12.jpg", demo_dir() / "images" / "198.jpg"]
 
@@ -125,7 +125,7 @@ def test_gallery_orders_cells_by_the_models_confidence(qtbot, window):
 
 
 def test_order_rows_puts_cells_without_a_prediction_last():
-    from cellviewer.ui.gallery import order_rows
+    from cellviewer.ui.viewer.gallery import order_rows
 
     conf = np.array([0.5, np.nan, 0.2, 0.9, 0.2])
     rows = np.array([0, 1, 2, 3, 4])
@@ -184,7 +184,7 @@ def test_class_editor_changes_reach_the_panel(qtbot, window):
 
 
 def test_the_user_comes_from_the_environment_else_is_asked_pre_filled(qtbot, monkeypatch):
-    from cellviewer.core.session import ProjectSession
+    from cellviewer.core.project.session import ProjectSession
 
     assert ProjectSession().user == "test-user"  # CELLVIEWER_USER
     monkeypatch.delenv("CELLVIEWER_USER")

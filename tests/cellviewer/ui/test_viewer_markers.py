@@ -7,11 +7,11 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 
-from cellviewer.core import editing
-from cellviewer.core.session import ProjectSession
-from cellviewer.core.spatial import GridIndex
+from cellviewer.core.cells import editing
+from cellviewer.core.cells.spatial import GridIndex
+from cellviewer.core.project.session import ProjectSession
 from cellviewer.core.store import ProjectStore
-from cellviewer.ui.markers import (
+from cellviewer.ui.viewer.markers import (
     AGREE_COLOUR,
     DISAGREE_COLOUR,
     ClassStyle,

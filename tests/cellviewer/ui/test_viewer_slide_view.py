@@ -12,9 +12,9 @@ from PySide6.QtWidgets import QApplication
 
 from cellviewer.core.sources import open_image
 from cellviewer.paths import demo_dir
-from cellviewer.ui.markers import ClassStyle
-from cellviewer.ui.slide_view import PLACEHOLDER, SlideView
-from cellviewer.ui.tiles import SourceHandle, TileCache, TileLoader
+from cellviewer.ui.viewer.markers import ClassStyle
+from cellviewer.ui.viewer.slide_view import PLACEHOLDER, SlideView
+from cellviewer.ui.viewer.tiles import SourceHandle, TileCache, TileLoader
 
 SLIDE = demo_dir() / "slides" / "CMU-1-Small-Region.svs"
 

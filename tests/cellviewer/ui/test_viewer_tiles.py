@@ -8,7 +8,7 @@ from PySide6.QtGui import QImage
 
 from cellviewer.core.sources import open_image
 from cellviewer.paths import demo_dir
-from cellviewer.ui.tiles import (
+from cellviewer.ui.viewer.tiles import (
     TILE_SIZE,
     SourceHandle,
     TileCache,

@@ -64,7 +64,7 @@ def test_best_and_last_model_files_record_the_training_data(trained):
 
 
 def test_a_model_file_alone_shows_its_training_data_in_the_panel(trained):
-    from cellviewer.core.model_info import describe_meta, read_model_info
+    from cellviewer.core.predict.model_info import describe_meta, read_model_info
 
     root, _, result, _ = trained
     alone = root / "shared" / "model.cvmodel"
@@ -76,7 +76,7 @@ def test_a_model_file_alone_shows_its_training_data_in_the_panel(trained):
 
 
 def test_an_older_file_without_data_loads_and_falls_back_to_the_run_events(trained):
-    from cellviewer.core.model_info import describe_meta, read_model_info
+    from cellviewer.core.predict.model_info import describe_meta, read_model_info
 
     _, _, result, _ = trained
     mf = mfile.load_model_file(result.best_path)

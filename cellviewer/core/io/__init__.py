@@ -1,0 +1,1 @@
+"""Files in and out: points CSV, QuPath GeoJSON, building projects from them."""

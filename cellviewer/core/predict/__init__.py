@@ -1,0 +1,1 @@
+"""Prediction without Qt: the batch job, model files and the chosen model."""

@@ -1,0 +1,1 @@
+"""The project session: the open project, its lock, who edits, the demo."""

@@ -1,0 +1,1 @@
+"""The slide viewer: tiles, markers, the gallery, classes, cell details, images."""

@@ -1,0 +1,93 @@
+"""The cell-details dock: the selected cell's patch, label, source, review status, who changed it
+and when, and its full history (append-only in the store)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QLabel,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cellviewer.ui.viewer.tiles import array_to_qimage
+
+PATCH_ZOOM = 4
+
+
+class CellDetails(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.patch = QLabel(self)
+        self.patch.setFixedSize(40 * PATCH_ZOOM, 40 * PATCH_ZOOM)
+        self.patch.setStyleSheet("background: #303030")
+        self.patch.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.fields: dict[str, QLabel] = {}
+        form = QFormLayout()
+        for name in ("Cell", "Position", "Class", "Source", "Review", "Changed by", "When"):
+            label = QLabel("", self)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            form.addRow(name + ":", label)
+            self.fields[name] = label
+        self.history = QTreeWidget(self)
+        self.history.setHeaderLabels(["When", "Who", "Action", "Change"])
+        self.history.setRootIsDecorated(False)
+        self.history.setColumnWidth(0, 118)
+        self.history.setColumnWidth(1, 70)
+        self.history.setColumnWidth(2, 50)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.patch, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addLayout(form)
+        layout.addWidget(self.history, 1)
+        self.cell_id: str | None = None
+        self.clear()
+
+    def clear(self, text: str = "No cell selected") -> None:
+        self.cell_id = None
+        self.patch.clear()
+        self.patch.setText("")
+        for label in self.fields.values():
+            label.setText("")
+        self.fields["Cell"].setText(text)
+        self.history.clear()
+
+    def show_cell(self, cell, class_name: str, history, mpp: float | None = None) -> None:
+        """``cell``: a CellRecord; ``history``: HistoryRecords, oldest first."""
+        self.cell_id = str(cell.id)
+        pos = f"{cell.x:.1f}, {cell.y:.1f} px"
+        if mpp:
+            pos += f"  ({cell.x * mpp:.1f}, {cell.y * mpp:.1f} µm)"
+        values = {
+            "Cell": str(cell.id), "Position": pos, "Class": class_name,
+            "Source": cell.label_source, "Review": cell.review_status,
+            "Changed by": cell.updated_by, "When": cell.updated_at,
+        }
+        for key, value in values.items():
+            self.fields[key].setText(str(value))
+        self.history.clear()
+        for h in reversed(list(history)):
+            change = ""
+            if h.old_class != h.new_class:
+                change = f"{h.old_class or '—'} → {h.new_class or '—'}"
+            elif h.old_status != h.new_status:
+                change = f"{h.old_status or '—'} → {h.new_status or '—'}"
+            item = QTreeWidgetItem([str(h.at).replace("T", " ")[:19], h.user, h.action, change])
+            item.setToolTip(3, f"source: {h.source}")
+            self.history.addTopLevelItem(item)
+
+    def show_many(self, n: int) -> None:
+        self.clear(f"{n:,} cells selected")
+
+    def set_patch(self, cell_id: str, patch: np.ndarray) -> None:
+        if cell_id != self.cell_id:
+            return  # the selection moved on while the crop was made
+        img = array_to_qimage(patch)
+        self.patch.setPixmap(QPixmap.fromImage(img).scaled(
+            40 * PATCH_ZOOM, 40 * PATCH_ZOOM, Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.FastTransformation))
