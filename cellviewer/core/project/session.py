@@ -70,7 +70,7 @@ class ProjectSession:
 
     def set_user(self, name: str) -> None:
         """Switch the editing user (the status bar's "switch user")."""
-        name = clean_user(name)
+        name = clean_user(name) or ""
         if not name:
             raise ValueError("a user name must not be empty")
         self._user = name

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 
+from cellviewer.core.store.base import StoreBase
 from cellviewer.core.store.records import CellColumns
 from cellviewer.core.store.schema import LABEL_SOURCES, REVIEW_STATUSES
 
@@ -28,13 +29,13 @@ _DTYPE = np.dtype([("row", np.int64), ("uuid", object), ("image", np.int64), ("x
                    ("conf", np.float64)])
 
 
-class CellColumnsMixin:
+class CellColumnsMixin(StoreBase):
     """The column reads of ProjectStore (see project.py)."""
 
     def _columns(self, where: str, args: tuple, model_id: int | None,
                  hint: str = "") -> CellColumns:
         model = -1 if model_id is None else int(model_id)
-        rows = self._conn.execute(  # type: ignore[attr-defined]
+        rows = self._conn.execute(
             f"SELECT c.id, c.uuid, c.image_id, c.x, c.y, {_PACKED},"
             " coalesce(mc.class_id, -1), coalesce(p.confidence, 'NaN')"
             f" FROM cells c{hint}"
@@ -66,7 +67,7 @@ class CellColumnsMixin:
         """Every cell of one image with ``model_id``'s prediction (none: -1 / NaN), in
         insertion order."""
         image_id = int(image_id)
-        hint = self._scan_instead(image_id)  # type: ignore[attr-defined]
+        hint = self._scan_instead(image_id)
         return self._columns("c.image_id = ?", (image_id,), model_id,
                              " NOT INDEXED" if hint else "")
 
@@ -85,6 +86,6 @@ class CellColumnsMixin:
         ids = [str(i) for i in ids]
         if not ids:
             return []
-        return [r[0] for r in self._conn.execute(  # type: ignore[attr-defined]
+        return [r[0] for r in self._conn.execute(
             "SELECT DISTINCT image_id FROM cells WHERE uuid IN (SELECT value FROM json_each(?))"
             " ORDER BY image_id", (json.dumps(ids),))]

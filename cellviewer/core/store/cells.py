@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from cellviewer.core.store import undo as _undo
+from cellviewer.core.store.base import StoreBase
 from cellviewer.core.store.common import (
+    cell_keys,
     check_source,
     check_status,
     utc_now,
@@ -51,7 +53,7 @@ def _per_cell(value, n: int, what: str, check) -> list[str]:
     return column
 
 
-class CellsMixin:
+class CellsMixin(StoreBase):
     """The cell half of ProjectStore (see project.py)."""
 
     # ------------------------------------------------------------------ cells: selection
@@ -62,33 +64,25 @@ class CellsMixin:
         from CellArrays) and optional per-cell values; KeyError naming an unknown id."""
         conn = self._conn
         conn.execute("DELETE FROM temp._sel")
-        rows_given = isinstance(ids, np.ndarray) and ids.dtype.kind in "iu"
+        column, keys = cell_keys(ids)
         n = len(ids)
         vals = [None] * n if values is None else list(values)
         xs = [None] * n if xy is None else xy[:, 0].tolist()
         ys = [None] * n if xy is None else xy[:, 1].tolist()
-        if rows_given:
-            conn.executemany(
-                "INSERT OR REPLACE INTO temp._sel (id, v, x, y) SELECT id, ?, ?, ? FROM cells "
-                "WHERE id = ?",
-                zip(vals, xs, ys, ids.tolist(), strict=True),
-            )
-        else:
-            conn.executemany(
-                "INSERT OR REPLACE INTO temp._sel (id, v, x, y) SELECT id, ?, ?, ? FROM cells "
-                "WHERE uuid = ?",
-                zip(vals, xs, ys, [str(i) for i in ids], strict=True),
-            )
+        conn.executemany(
+            "INSERT OR REPLACE INTO temp._sel (id, v, x, y) SELECT id, ?, ?, ? FROM cells "
+            f"WHERE {column} = ?",
+            zip(vals, xs, ys, keys, strict=True),
+        )
         found = conn.execute("SELECT count(*) FROM temp._sel").fetchone()[0]
         wanted = len(set(ids.tolist() if isinstance(ids, np.ndarray) else ids))
         if found != wanted:
-            if rows_given:
+            if column == "id":
                 known = {r[0] for r in conn.execute("SELECT id FROM temp._sel")}
-                missing = next(i for i in ids.tolist() if i not in known)
             else:
                 known = {r[0] for r in conn.execute(
                     "SELECT c.uuid FROM temp._sel s JOIN cells c ON c.id = s.id")}
-                missing = next(str(i) for i in ids if str(i) not in known)
+            missing = next(k for k in keys if k not in known)
             raise KeyError(f"no cell {missing} in {self.path}")
         return found
 
@@ -248,7 +242,7 @@ class CellsMixin:
             self._select(ids)
             return self._delete_selected(op, "delete")
 
-    def _delete_selected(self, op, action: str) -> int:
+    def _delete_selected(self, op: _undo.PendingOp, action: str) -> int:
         images = self._selected_images()
         rows = self._selected_rows()
         self._snapshot_selected(op, predictions=True)
@@ -306,7 +300,7 @@ class CellsMixin:
             self._select(ids, values=column)
             return self._label_selected(op, source, "label")
 
-    def _label_selected(self, op, source: str | None, action: str,
+    def _label_selected(self, op: _undo.PendingOp, source: str | None, action: str,
                         keep_source: bool = False) -> int:
         """Apply temp._sel.v as the new class of the selected cells."""
         src_expr = "c.label_source" if keep_source else ":source"
@@ -367,8 +361,9 @@ class CellsMixin:
         row = self._conn.execute(f"{_CELL_SELECT} WHERE uuid = ?", (str(cell_id),)).fetchone()
         if row is None:
             raise KeyError(f"no cell {cell_id} in {self.path}")
-        *fields, meta = row
-        return CellRecord(*fields, metadata=json.loads(meta) if meta else {})
+        uuid, image_id, x, y, class_id, source, status, by, at, meta = row
+        return CellRecord(uuid, image_id, x, y, class_id, source, status, by, at,
+                          metadata=json.loads(meta) if meta else {})
 
     def cell_count(self, image_id: int | None = None) -> int:
         counts = self._cell_counts()
@@ -480,7 +475,7 @@ class CellsMixin:
         names = ("rows", "ids", "image_id", "x", "y", "class_id", "label_source",
                  "review_status", "updated_by", "updated_at", "metadata")
         cols = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-        out = dict(zip(names, cols, strict=True))
+        out: dict[str, Any] = dict(zip(names, cols, strict=True))
         out["rows"] = np.array(out["rows"], dtype=np.int64)
         out["image_id"] = np.array(out["image_id"], dtype=np.int64)
         out["x"] = np.array(out["x"], dtype=np.float64)
@@ -507,7 +502,9 @@ class CellsMixin:
         "-confidence", "position" (image, y, x), "updated" (latest label change first) or None.
         """
         model = model_id if model_id is not None else disagree_model_id
-        joins, where, args = "", [], []
+        joins = ""
+        where: list[str] = []
+        args: list[Any] = []
         if model is not None:
             joins = (" JOIN predictions p ON p.cell_id = c.id AND p.model_id = ?"
                      " LEFT JOIN model_classes mc ON mc.model_id = p.model_id"
@@ -552,8 +549,9 @@ class CellsMixin:
         }
         if order not in orders:
             raise ValueError(f"order {order!r} is not one of {list(orders)}")
-        if orders[order]:
-            sql += " ORDER BY " + orders[order]
+        order_by = orders[order]
+        if order_by:
+            sql += " ORDER BY " + order_by
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [r[0] for r in self._conn.execute(sql, args)]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cellviewer.core.store import undo as _undo
+from cellviewer.core.store.base import StoreBase
 from cellviewer.core.store.common import (
     PALETTE,
+    inserted_id,
     norm_color,
     norm_key,
 )
@@ -16,7 +18,7 @@ from cellviewer.core.store.records import (
 )
 
 
-class ClassesMixin:
+class ClassesMixin(StoreBase):
     """The class half of ProjectStore (see project.py)."""
 
     # ------------------------------------------------------------------ classes
@@ -65,10 +67,10 @@ class ClassesMixin:
         with self._operation("add-class", f"Add class {name}") as op:
             self._free_key(op, key, None)
             order = self._conn.execute("SELECT coalesce(max(ord), -1) + 1 FROM classes")
-            class_id = self._conn.execute(
+            class_id = inserted_id(self._conn.execute(
                 "INSERT INTO classes (name, color, key, ord) VALUES (?, ?, ?, ?)",
                 (name, color, key, order.fetchone()[0]),
-            ).lastrowid
+            ))
             op.tables.setdefault("classes", {})[str(class_id)] = None
             # A model that already knows a class of this name now means this class.
             unmatched = self._conn.execute(

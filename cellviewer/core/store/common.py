@@ -1,9 +1,14 @@
-"""Small helpers shared by the store's modules: who, when, and checks of user input."""
+"""Small helpers shared by the store's modules: who, when, checks of user input, and how a call
+names cells and new rows in SQL."""
 
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
+
+import numpy as np
 
 from cellviewer.core.store.schema import LABEL_SOURCES, REVIEW_STATUSES
 
@@ -51,3 +56,18 @@ def check_source(source: str) -> None:
 def check_status(status: str) -> None:
     if status not in REVIEW_STATUSES:
         raise ValueError(f"review status {status!r} is not one of {REVIEW_STATUSES}")
+
+
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT just made (``lastrowid`` is None only before one)."""
+    row_id = cur.lastrowid
+    assert row_id is not None, "inserted_id() needs the cursor of an INSERT"
+    return row_id
+
+
+def cell_keys(ids: Sequence[str] | np.ndarray) -> tuple[str, list]:
+    """How ``ids`` name cells in SQL: ``("id", ints)`` for an integer array (CellArrays
+    ``rows``, the internal keys), else ``("uuid", strings)``."""
+    if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu":
+        return "id", ids.tolist()
+    return "uuid", [str(i) for i in ids]

@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 from cellviewer.core.store import undo as _undo
+from cellviewer.core.store.base import StoreBase
 from cellviewer.core.store.common import (
+    inserted_id,
     utc_now,
 )
 from cellviewer.core.store.records import (
@@ -16,7 +18,7 @@ from cellviewer.core.store.records import (
 )
 
 
-class ImagesMixin:
+class ImagesMixin(StoreBase):
     """The image half of ProjectStore (see project.py)."""
 
     # ------------------------------------------------------------------ images
@@ -48,11 +50,11 @@ class ImagesMixin:
         if existing is not None:
             raise ProjectError(f"{path}: already in the project (image {existing})")
         with self._operation("add-image", f"Add image {Path(stored).name}") as op:
-            image_id = self._conn.execute(
+            image_id = inserted_id(self._conn.execute(
                 "INSERT INTO images (path, width, height, mpp, fingerprint, added_by, added_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (stored, width, height, mpp, fingerprint, self._user, utc_now()),
-            ).lastrowid
+            ))
             op.tables.setdefault("images", {})[str(image_id)] = None  # absent before
             op.note("images", [image_id])
         return image_id

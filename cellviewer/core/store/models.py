@@ -9,7 +9,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cellviewer.core.store.base import StoreBase
 from cellviewer.core.store.common import (
+    cell_keys,
+    inserted_id,
     utc_now,
 )
 from cellviewer.core.store.records import (
@@ -18,7 +21,7 @@ from cellviewer.core.store.records import (
 )
 
 
-class ModelsMixin:
+class ModelsMixin(StoreBase):
     """The model half of ProjectStore (see project.py)."""
 
     # ------------------------------------------------------------------ models, predictions
@@ -33,12 +36,12 @@ class ModelsMixin:
         by_name = {c.name: c.id for c in self.classes()}
         by_lower = {c.name.lower(): c.id for c in self.classes()}
         with self._write(kinds=("models",)):
-            model_id = self._conn.execute(
+            model_id = inserted_id(self._conn.execute(
                 "INSERT INTO models (name, path, arch, meta, added_by, added_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (name, None if path is None else str(path), arch,
                  json.dumps(meta or {}, default=str), self._user, utc_now()),
-            ).lastrowid
+            ))
             self._conn.executemany(
                 "INSERT INTO model_classes (model_id, idx, name, class_id) VALUES (?, ?, ?, ?)",
                 [(model_id, i, c, by_name.get(c, by_lower.get(c.lower())))
@@ -94,10 +97,8 @@ class ModelsMixin:
             return
         predicted = probs.argmax(axis=1)
         confidence = probs[np.arange(len(probs)), predicted].astype(np.float64)
-        blobs = [bytes(b) for b in probs.view(np.dtype((np.void, 4 * k))).reshape(-1)]
-        rows_given = isinstance(cell_ids, np.ndarray) and cell_ids.dtype.kind in "iu"
-        keys = cell_ids.tolist() if rows_given else [str(i) for i in cell_ids]
-        column = "id" if rows_given else "uuid"
+        blobs = [row.tobytes() for row in probs]  # one cell's K little-endian float32
+        column, keys = cell_keys(cell_ids)
         with self._write(kinds=("predictions",)):
             cur = self._conn.executemany(
                 "INSERT OR REPLACE INTO predictions (model_id, cell_id, probs, predicted,"
@@ -117,9 +118,7 @@ class ModelsMixin:
         probs = np.full((n, k), np.nan, dtype=np.float32)
         predicted = np.full(n, -1, dtype=np.int64)
         confidence = np.full(n, np.nan, dtype=np.float32)
-        rows_given = isinstance(cell_ids, np.ndarray) and cell_ids.dtype.kind in "iu"
-        column = "id" if rows_given else "uuid"
-        keys = cell_ids.tolist() if rows_given else [str(i) for i in cell_ids]
+        column, keys = cell_keys(cell_ids)
         # Positions travel through temp._sel.v so one join answers for all cells.
         self._conn.execute("DELETE FROM temp._sel")
         self._conn.executemany(

@@ -33,6 +33,7 @@ from cellviewer.core.store.classes import ClassesMixin
 from cellviewer.core.store.common import (
     SUFFIX,
     current_user,
+    inserted_id,
     utc_now,
 )
 from cellviewer.core.store.images import ImagesMixin
@@ -308,11 +309,11 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            op_id = conn.execute(
+            op_id = inserted_id(conn.execute(
                 "INSERT INTO operations (action, description, user, at, state) "
                 "VALUES (?, ?, ?, ?, 'done')",
                 (action, description, self._user, utc_now()),
-            ).lastrowid
+            ))
             op = _undo.PendingOp(op_id, action, description)
             self._op = op
             yield op
@@ -389,7 +390,8 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
                 limit: int | None = None) -> list[HistoryRecord]:
         """The audit trail, oldest first (of one cell, or one action; ``limit``: the newest
         ``limit`` rows)."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if cell_id is not None:
             where.append("cell_uuid = ?")
             args.append(str(cell_id))
@@ -404,7 +406,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         rows = self._conn.execute(sql, args).fetchall()[::-1]
-        return [HistoryRecord(*r[:-1], detail=json.loads(r[-1]) if r[-1] else {}) for r in rows]
+        return [_history_record(r) for r in rows]
 
     def operations(self, limit: int | None = 50) -> list[OperationRecord]:
         """The most recent actions, newest first."""
@@ -464,6 +466,15 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         result.action = direction
         self._after_change(result)
         return True
+
+
+def _history_record(row: tuple) -> HistoryRecord:
+    """A row of history's SELECT in ``ProjectStore.history`` (its detail is JSON)."""
+    (row_id, cell_id, image_id, op_id, action, old_class, new_class, old_status, new_status,
+     source, user, at, detail) = row
+    return HistoryRecord(row_id, cell_id, image_id, op_id, action, old_class, new_class,
+                         old_status, new_status, source, user, at,
+                         detail=json.loads(detail) if detail else {})
 
 
 def _configure(conn: sqlite3.Connection) -> None:
