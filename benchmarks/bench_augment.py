@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout too
 
-from trainer.data.loader import PatchBatches, gather_batch  # noqa: E402
-from trainer.data.whiten import mean_image  # noqa: E402
+from trainer.data.loader import PatchBatches, gather_batch
+from trainer.data.whiten import mean_image
 
 
 def _ints(text: str) -> list[int]:

@@ -254,7 +254,7 @@ def review_by_blur(w) -> None:
     from cellviewer.ui.review.panel import ReviewFilter
 
     w.prediction_tools.review_panel.build(ReviewFilter(image_id=w.current_image_id(),
-                                                       order="blur"))
+                                                       order="blur-sensitive-first"))
 
 
 def import_points(w, csv_path: Path) -> None:

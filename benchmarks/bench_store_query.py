@@ -36,8 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cellviewer.core.store import ProjectStore  # noqa: E402
-from cellviewer.core.store.schema import GRID  # noqa: E402
+from cellviewer.core.store import ProjectStore
+from cellviewer.core.store.schema import GRID
 
 SLIDE = (100_000, 80_000)
 SCREEN = (1920, 1080)
@@ -133,10 +133,10 @@ def bench_store(folder: Path, n_cells: int, n_images: int, n_queries: int) -> di
         results["query_class"] = _once(store.query_cells, image_id=image, class_id=classes[1],
                                        order=None)
         results["query_disagree_1000"] = _once(store.query_cells, image_id=image,
-                                               disagree_model_id=model, order="confidence",
+                                               disagree_model_id=model, order="unsure-first",
                                                limit=1000)
         results["query_least_confident_1000"] = _once(store.query_cells, model_id=model,
-                                                      order="confidence", limit=1000)
+                                                      order="unsure-first", limit=1000)
         results["query_confidence_below_0.3"] = _once(store.query_cells, model_id=model,
                                                       max_confidence=0.3, order=None)
     results["file_mb"] = sum(p.stat().st_size for p in folder.glob("bench.cvproj*")) / 1e6

@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from trainer.engine.bench import (  # noqa: E402
+from trainer.engine.bench import (
     bench_fwd_bwd,
     bench_train_step,
     inference_cost,

@@ -1,4 +1,6 @@
-"""Command-line entry point of the desktop app: ``cellviewer [PROJECT] [--demo] [--selftest]``.
+"""Command-line entry point: ``cellviewer [PROJECT] [--demo] [--selftest]`` opens the desktop
+app; ``cellviewer COMMAND …`` (a first word that is a command's name, see
+:mod:`cellviewer.cli`) runs a headless command instead, without Qt.
 
 Kept free of heavy imports: Qt is imported only once we know a window is wanted, and torch,
 timm and pandas never on this path, so the window appears fast.
@@ -37,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.cli import main as trainer_main
 
         return trainer_main(argv[1:])
+    from cellviewer.cli.main import is_command
+
+    if is_command(argv):
+        from cellviewer.cli.main import main as cli_main
+
+        return cli_main(argv)
     args = build_parser().parse_args(argv)
     from cellviewer.ui.application import run_app, selftest
 

@@ -5,9 +5,10 @@ The ladder follows the study: unreviewed → annotated (an annotator verified it
 second annotator double-checked it) → reviewed (a pathologist's decision). A review action moves
 a cell one step up, never down.
 
-Orders of a queue (one vocabulary, :data:`QUEUE_ORDERS`): ``"confidence"`` (the active model's
-least confident calls first) and ``"blur"`` (the calls that move most under blur first; needs a
-blurred prediction of the queue's cells, see :func:`order_by_blur_sensitivity`).
+Orders of a queue (:data:`QUEUE_ORDERS`, words of :mod:`cellviewer.core.cells.order`):
+``"unsure-first"`` (the active model's least confident calls first) and
+``"blur-sensitive-first"`` (the calls that move most under blur first; needs a blurred
+prediction of the queue's cells, see :func:`order_by_blur_sensitivity`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cellviewer.core.cells.order import BLUR_SENSITIVE_FIRST, UNSURE_FIRST, check_order
 from cellviewer.core.predict.job import blur_sensitivity
 from cellviewer.core.store import REVIEW_STATUSES, ProjectStore
 
 #: Review statuses in order; a review action moves a cell one step up (never down).
 REVIEW_LADDER = REVIEW_STATUSES
-SORT_CONFIDENCE, SORT_BLUR = "confidence", "blur"
-QUEUE_ORDERS = (SORT_CONFIDENCE, SORT_BLUR)
+QUEUE_ORDERS = (UNSURE_FIRST, BLUR_SENSITIVE_FIRST)
 ACCEPTED, CORRECTED = "model-accepted", "corrected"
 
 
@@ -44,10 +45,14 @@ class ReviewFilter:
     class_id: int | None = None  # labelled with this class
     review_status: str | None = None  # in this review status (e.g. "unreviewed")
     image_id: int | None = None  # None: the whole project
-    order: str = SORT_CONFIDENCE
+    order: str = UNSURE_FIRST
+
+    def __post_init__(self) -> None:
+        check_order(self.order, QUEUE_ORDERS)
 
     def needs_model(self) -> bool:
-        return self.disagree or self.max_confidence is not None or self.order == SORT_BLUR
+        return (self.disagree or self.max_confidence is not None
+                or self.order == BLUR_SENSITIVE_FIRST)
 
 
 def build_queue(store: ProjectStore, model_id: int | None, flt: ReviewFilter) -> list[str]:
@@ -61,7 +66,7 @@ def build_queue(store: ProjectStore, model_id: int | None, flt: ReviewFilter) ->
         disagree_model_id=model_id if flt.disagree else None,
         max_confidence=flt.max_confidence,
         review_status=flt.review_status,
-        order="confidence",
+        order=UNSURE_FIRST,
         model_id=model_id,
     ))
 
@@ -103,8 +108,3 @@ def order_by_blur_sensitivity(ids: list[str], clean: np.ndarray | None,
     flips = int(np.count_nonzero(clean_have.argmax(1) != blur_have.argmax(1)))
     ranked = [ids[i] for i in order.tolist()]
     return BlurOrder(ranked, dict(zip(picked, sens.tolist(), strict=True)), flips)
-
-
-def image_ids_of(store: ProjectStore, ids: list[str]) -> list[int]:
-    """The images the cells lie in (one query, however many cells)."""
-    return store.images_of_cells(ids)

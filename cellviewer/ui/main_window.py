@@ -374,7 +374,7 @@ class MainWindow(QMainWindow):
             return False
         try:
             cell = self.store.cell(cell_id)
-        except Exception:  # noqa: BLE001 (not a cell of this project)
+        except Exception:  # not a cell of this project
             return False
         self.show_image(cell.image_id)
         self.image_list.set_current_image(cell.image_id)
@@ -408,7 +408,7 @@ class MainWindow(QMainWindow):
 
         try:
             path = create_demo_project()
-        except Exception as exc:  # noqa: BLE001 (shown to the user)
+        except Exception as exc:  # shown to the user
             self.report_error("Cannot open the demo project", str(exc))
             return False
         return self.open_project(path)
@@ -449,7 +449,7 @@ class MainWindow(QMainWindow):
             else:
                 store = self.session.open(path, lock_user=self._lock_user(),
                                           confirm_in_use=self._confirm_open_in_use)
-        except Exception as exc:  # noqa: BLE001 (ProjectError names the file; else we do)
+        except Exception as exc:  # ProjectError names the file; else we do
             self.report_error("Cannot create project" if create else "Cannot open project",
                               self._named(path, exc))
             return False
@@ -565,7 +565,7 @@ class MainWindow(QMainWindow):
             return
         try:
             rec = self.store.image(image_id)
-        except Exception as exc:  # noqa: BLE001 (shown to the user)
+        except Exception as exc:  # shown to the user
             self.report_error("Cannot show image", str(exc))
             return
         self._close_image()
@@ -660,7 +660,7 @@ class MainWindow(QMainWindow):
                 p, w, h, mpp, fp = info
                 try:
                     image_id = store.add_image(p, w, h, mpp=mpp, fingerprint=fp)
-                except Exception as exc:  # noqa: BLE001 (shown to the user)
+                except Exception as exc:  # shown to the user
                     self.report_error("Cannot add image", self._named(Path(p), exc))
                     return
                 if self.session.image_id is None:
@@ -682,7 +682,7 @@ class MainWindow(QMainWindow):
             return False
         try:
             user = self.session.require_user()
-        except Exception as exc:  # noqa: BLE001 (no name given: nothing imported)
+        except Exception as exc:  # no name given: nothing imported
             self.report_error("Cannot import points", str(exc))
             return False
         store, name = self.store, Path(csv_path).name
@@ -823,7 +823,7 @@ class MainWindow(QMainWindow):
         self.zoom_label.setText(f"zoom {self.view.zoom() * 100:.0f}%" if self._handle else "")
 
     # --- keyboard ----------------------------------------------------------------------------
-    def keyPressEvent(self, e: QKeyEvent) -> None:  # noqa: N802
+    def keyPressEvent(self, e: QKeyEvent) -> None:
         """Keys the view and gallery pass up: digits label, Delete deletes, undo/redo."""
         text = e.text()
         mods = e.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
@@ -908,7 +908,7 @@ class MainWindow(QMainWindow):
             self.size_spin.setValue(int(s.value("view/marker_size", self.view.marker_size)))
         self._fill_recent_menu()
 
-    def closeEvent(self, event) -> None:  # noqa: N802
+    def closeEvent(self, event) -> None:
         if self.store is not None and not self._may_close(QUIT):
             event.ignore()
             return

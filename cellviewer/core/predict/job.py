@@ -210,7 +210,7 @@ class _Producer(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
-        except BaseException as exc:  # noqa: BLE001 (forwarded to the consumer, who re-raises)
+        except BaseException as exc:  # forwarded to the consumer, who re-raises
             self._put(_Failure(exc))
         else:
             self._put(_DONE)
@@ -461,7 +461,7 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         try:
             store = self.open_store()
-        except BaseException as exc:  # noqa: BLE001 (re-raised in the calling thread)
+        except BaseException as exc:  # re-raised in the calling thread
             self.outbox.put(_Failure(exc))
             return
         try:
@@ -473,7 +473,7 @@ class _Writer(threading.Thread):
                 t0 = time.perf_counter()
                 store.put_predictions(self.model_id, keys, probs)
                 self.outbox.put((payload, time.perf_counter() - t0))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self.outbox.put(_Failure(exc))
         finally:
             store.close()

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from cellviewer.core.cells.order import POSITION, SURE_FIRST, UNSURE_FIRST, UPDATED
 from cellviewer.core.store import undo as _undo
 from cellviewer.core.store.base import StoreBase
 from cellviewer.core.store.common import (
@@ -489,7 +490,7 @@ class CellsMixin(StoreBase):
 
     def query_cells(self, image_id: int | None = None, class_id: int | None = None,
                     disagree_model_id: int | None = None, max_confidence: float | None = None,
-                    review_status: str | None = None, order: str | None = "confidence", *,
+                    review_status: str | None = None, order: str | None = UNSURE_FIRST, *,
                     model_id: int | None = None, min_confidence: float | None = None,
                     predicted_class_id: int | None = None, label_source: str | None = None,
                     limit: int | None = None) -> list[str]:
@@ -498,8 +499,9 @@ class CellsMixin(StoreBase):
         ``class_id``: that label (``UNLABELLED`` = -1 for none). ``disagree_model_id``: labelled
         cells whose label differs from that model's predicted class. ``model_id`` (defaults to
         ``disagree_model_id``) is the model for the confidence filters, ``predicted_class_id``
-        and the order. ``order``: "confidence" (least confident first; by id without a model),
-        "-confidence", "position" (image, y, x), "updated" (latest label change first) or None.
+        and the order. ``order`` (the words of :mod:`cellviewer.core.cells.order`):
+        "unsure-first" (least confident first; by id without a model), "sure-first",
+        "position" (image, y, x), "updated" (latest label change first) or None.
         """
         model = model_id if model_id is not None else disagree_model_id
         joins = ""
@@ -541,10 +543,10 @@ class CellsMixin(StoreBase):
         if where:
             sql += " WHERE " + " AND ".join(where)
         orders = {
-            "confidence": "p.confidence ASC, c.id" if model is not None else "c.id",
-            "-confidence": "p.confidence DESC, c.id" if model is not None else "c.id",
-            "position": "c.image_id, c.y, c.x",
-            "updated": "c.updated_at DESC, c.id",
+            UNSURE_FIRST: "p.confidence ASC, c.id" if model is not None else "c.id",
+            SURE_FIRST: "p.confidence DESC, c.id" if model is not None else "c.id",
+            POSITION: "c.image_id, c.y, c.x",
+            UPDATED: "c.updated_at DESC, c.id",
             None: None,
         }
         if order not in orders:

@@ -14,7 +14,6 @@ from cellviewer.core.store.schema import LABEL_SOURCES, REVIEW_STATUSES
 
 SUFFIX = ".cvproj"
 UNLABELLED = -1  # class_id value meaning "no label" in arrays and query_cells
-REVIEW_CODE = {s: i for i, s in enumerate(REVIEW_STATUSES)}
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 # Distinct colours for classes created without one (Sasha Trubetskoy's 20 colours).
 PALETTE = (

@@ -139,14 +139,6 @@ class TrainingForm:
     def counts_failed(self, message: str) -> None:
         self.counts_error = f"Could not read the project's labels: {message}"
 
-    def set_models(self, models: list[ModelInfo]) -> None:
-        """Another list of models (the form starts with the trainer's catalogue). The chosen
-        model is kept if still offered, else the default (or the first) is chosen with its
-        study defaults."""
-        self.models = list(models)
-        self._refresh_model()
-        self._apply_preset()
-
     def set_devices(self, status: DeviceStatus) -> None:
         self.devices, self.devices_error = status, ""
 

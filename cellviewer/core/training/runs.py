@@ -568,7 +568,3 @@ def register_model(store, run: Run) -> int:
     model_id = store.add_model(run.name, str(path), str(cfg.get("model", "")), classes, meta)
     run.update(model_id=int(model_id))
     return int(model_id)
-
-
-#: another name for :class:`RunRegistry` (the model panel lists runs through it)
-RunStore = RunRegistry

@@ -69,10 +69,10 @@ class PatchView(QWidget):
         self._zoom = zoom
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
 
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+    def sizeHint(self) -> QSize:  # Qt naming
         return QSize(40 * self._zoom, 40 * self._zoom + 18)
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802
+    def minimumSizeHint(self) -> QSize:
         return self.sizeHint()
 
     def set_patch(self, patch: np.ndarray | None) -> None:
@@ -83,7 +83,7 @@ class PatchView(QWidget):
         self._title = title
         self.update()
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event) -> None:
         p = QPainter(self)
         side = 40 * self._zoom
         target = QRectF(0, 18, side, side)
@@ -129,13 +129,13 @@ class ProbabilityBars(QWidget):
     def probs(self) -> np.ndarray | None:
         return self._probs
 
-    def sizeHint(self) -> QSize:  # noqa: N802
+    def sizeHint(self) -> QSize:
         return QSize(180, max(1, len(self._names)) * self.ROW + 2)
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802
+    def minimumSizeHint(self) -> QSize:
         return QSize(120, self.sizeHint().height())
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event) -> None:
         p = QPainter(self)
         fm = p.fontMetrics()
         label_w = min(max((fm.horizontalAdvance(n) for n in self._names), default=40) + 6,
@@ -192,7 +192,7 @@ class SigmaSlider(QWidget):
     def value(self) -> float:
         return self.slider.value() / SLIDER_STEPS_PER_UNIT
 
-    def setValue(self, sigma: float) -> None:  # noqa: N802 (Qt naming, like QSlider)
+    def setValue(self, sigma: float) -> None:  # Qt naming, like QSlider
         self.slider.setValue(round(sigma * SLIDER_STEPS_PER_UNIT))
 
     def mark_x(self, sigma: float) -> int:
@@ -220,7 +220,7 @@ class _SigmaMarks(QWidget):
     def _positions(self) -> list[tuple[float, int]]:
         return [(s, self.owner.mark_x(s)) for s in (0.0, *STUDY_SIGMAS, SIGMA_MAX)]
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event) -> None:
         p = QPainter(self)
         fm = p.fontMetrics()
         text = self.palette().windowText().color()
@@ -241,7 +241,7 @@ class _SigmaMarks(QWidget):
             p.drawText(QRectF(left, 6 + row * fm.height(), w + 2, fm.height()), label)
         p.end()
 
-    def mousePressEvent(self, event) -> None:  # noqa: N802
+    def mousePressEvent(self, event) -> None:
         x = event.position().x()
         sigma, _ = min(self._positions(), key=lambda sp: abs(sp[1] - x))
         self.owner.setValue(sigma)
@@ -448,7 +448,7 @@ class BlurPreview(QWidget):
         self.status.setText(f"Prediction failed: {message}")
         self.failed.emit(message)
 
-    def closeEvent(self, event) -> None:  # noqa: N802
+    def closeEvent(self, event) -> None:
         self.runner.close()
         super().closeEvent(event)
 

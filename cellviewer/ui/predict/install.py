@@ -216,7 +216,7 @@ class PredictionTools(QObject):
             return
         try:
             cell = store.cell(cell_id)
-        except Exception:  # noqa: BLE001 (a cell deleted meanwhile)
+        except Exception:  # a cell deleted meanwhile
             return
         if cell.image_id != self.window.current_image_id():
             return
@@ -342,7 +342,7 @@ class PredictionTools(QObject):
         clean = store.predictions(choice.model_id, ids).predicted_class_id
         return int(np.count_nonzero(clean != np.array([blurred[i] for i in ids])))
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if obj is self.window and event.type() == QEvent.Type.Close:
             self.shutdown()
         return False

@@ -237,7 +237,7 @@ class _LazyCombo(QComboBox):
         super().__init__()
         self._on_first_popup = on_first_popup
 
-    def showPopup(self) -> None:  # noqa: N802 (Qt naming)
+    def showPopup(self) -> None:  # Qt naming
         self._on_first_popup()
         super().showPopup()
 
@@ -419,7 +419,7 @@ class ModelPanel(QWidget):
         for run in RunRegistry(store.path).runs():
             try:
                 model = run.model_path()
-            except Exception:  # noqa: BLE001 (a damaged run hides itself, not the list)
+            except Exception:  # a damaged run hides itself, not the list
                 continue
             if model is not None:
                 out.append((run, model))
@@ -436,7 +436,7 @@ class ModelPanel(QWidget):
 
             try:
                 model_id = register_model(self.session.store, run)
-            except Exception as exc:  # noqa: BLE001 (shown to the user)
+            except Exception as exc:  # shown to the user
                 self.warn("Cannot use the run's model", f"{run.folder}: {exc}")
                 return
         self.load_model(path, model_id=model_id)
@@ -481,7 +481,7 @@ class ModelPanel(QWidget):
                 return
         try:
             self.session.choose(path, meta, name=name, model_id=model_id, allow_mapping=allow)
-        except Exception as exc:  # noqa: BLE001 (e.g. the store refused the model)
+        except Exception as exc:  # e.g. the store refused the model
             self.warn("Model refused", f"{path}: {exc}")
             return
         self.refresh_models()

@@ -42,10 +42,10 @@ from PySide6.QtWidgets import (
 
 from cellviewer.core.cells import editing
 from cellviewer.core.cells.editing import EditError
+from cellviewer.core.cells.order import BLUR_SENSITIVE_FIRST, ORDERS
 from cellviewer.core.review import (
+    QUEUE_ORDERS,
     REVIEW_LADDER,
-    SORT_BLUR,
-    SORT_CONFIDENCE,
     ReviewFilter,
     build_queue,
     order_by_blur_sensitivity,
@@ -162,13 +162,13 @@ class ReviewQueueModel(QAbstractTableModel):
         return out
 
     # --- Qt model ---------------------------------------------------------------------------
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.ids)
 
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.HEADERS)
 
-    def headerData(self, section: int, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+    def headerData(self, section: int, orientation, role=Qt.ItemDataRole.DisplayRole):
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return self.HEADERS[section]
         return None
@@ -253,8 +253,8 @@ class ReviewPanel(QWidget):
         self.scope_combo.addItem("current image", "image")
         self.scope_combo.addItem("whole project", "project")
         self.sort_combo = QComboBox()
-        self.sort_combo.addItem("least confident first", SORT_CONFIDENCE)
-        self.sort_combo.addItem("most blur-sensitive first", SORT_BLUR)
+        for order in QUEUE_ORDERS:
+            self.sort_combo.addItem(ORDERS[order], order)
         self.build_button = QPushButton("Build queue")
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -393,7 +393,7 @@ class ReviewPanel(QWidget):
         if ids:
             self.go_to(0)
         self.built.emit(list(ids))
-        if flt.order == SORT_BLUR and ids:
+        if flt.order == BLUR_SENSITIVE_FIRST and ids:
             self.sort_by_blur()
 
     def _fit_columns(self, rows: int = 40) -> None:
@@ -566,12 +566,12 @@ class ReviewPanel(QWidget):
             return int(classes[int(key_text) - 1].id)
         return None
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if obj is self.table and event.type() == QEvent.Type.KeyPress:
             return self._handle_key(event)
         return super().eventFilter(obj, event)
 
-    def keyPressEvent(self, event) -> None:  # noqa: N802
+    def keyPressEvent(self, event) -> None:
         if not self._handle_key(event):
             super().keyPressEvent(event)
 

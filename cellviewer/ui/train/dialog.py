@@ -782,7 +782,7 @@ class TrainingDialog(QDialog):
             return
         self.reject()
 
-    def done(self, result: int) -> None:  # noqa: D102 (Qt override)
+    def done(self, result: int) -> None:  # Qt override
         if self.writer is not None:  # closed while writing: cancel, clean up when it stops
             self.writer.cancel()
             return

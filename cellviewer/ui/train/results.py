@@ -118,7 +118,7 @@ class ConfusionHeatmap(QWidget):
         self.counts = None if counts is None else np.asarray(counts)
         self.update()
 
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+    def sizeHint(self) -> QSize:  # Qt naming
         return QSize(420, 380)
 
     TOP = 24.0  # room for the title
@@ -135,7 +135,7 @@ class ConfusionHeatmap(QWidget):
         spare = max(0.0, self.width() - label_col - 10 - cell * k)
         return label_col + spare / 2, bottom, cell
 
-    def paintEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+    def paintEvent(self, event) -> None:  # Qt naming
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.fillRect(self.rect(), QColor("white"))
@@ -197,7 +197,7 @@ class ConfusionHeatmap(QWidget):
         p.drawText(QRectF(left, y, k * cell, fm.height()), Qt.AlignmentFlag.AlignCenter,
                    "predicted class")
 
-    def mouseMoveEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+    def mouseMoveEvent(self, event) -> None:  # Qt naming
         k = len(self.matrix)
         if k == 0:
             return
@@ -391,12 +391,12 @@ class ResultsView(QWidget):
 
     # a measurement belongs to the run on show: it ends with the window (not when the window is
     # minimised, nor when the other tab is chosen)
-    def hideEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+    def hideEvent(self, event) -> None:  # Qt naming
         if not event.spontaneous():
             self.blur.cancel()
         super().hideEvent(event)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+    def closeEvent(self, event) -> None:  # Qt naming
         self.blur.cancel()
         super().closeEvent(event)
 

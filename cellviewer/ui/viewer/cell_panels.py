@@ -15,11 +15,12 @@ from collections.abc import Callable
 import numpy as np
 from PySide6.QtCore import QObject, QTimer
 
+from cellviewer.core.cells.order import SLIDE, order_by_confidence
 from cellviewer.core.project.session import ProjectSession
 from cellviewer.ui.common.workers import BackgroundRunner
 from cellviewer.ui.viewer.cell_details import CellDetails
 from cellviewer.ui.viewer.class_panel import ClassPanel
-from cellviewer.ui.viewer.gallery import GalleryPanel, order_rows
+from cellviewer.ui.viewer.gallery import GalleryPanel
 from cellviewer.ui.viewer.image_list import ImageList
 from cellviewer.ui.viewer.markers import ClassStyle
 from cellviewer.ui.viewer.slide_view import SlideView
@@ -106,7 +107,7 @@ class CellPanels(QObject):
         elif "labels" in dirty:
             self._update_gallery_labels()
         if "predictions" in dirty and "structure" not in dirty \
-                and self.gallery_panel.current_order() != "slide":
+                and self.gallery_panel.current_order() != SLIDE:
             self.refresh_gallery(keep_scroll=True)
         self._changed_at = np.empty(0, dtype=np.int64)
         self.show_details()
@@ -140,14 +141,14 @@ class CellPanels(QObject):
             rows = np.flatnonzero(cells.class_id == int(f))
         order = self.gallery_panel.current_order()
         scores = predicted = None
-        if order != "slide" and cells.has_predictions():
-            rows = order_rows(rows, cells.confidence, order)
+        if order != SLIDE and cells.has_predictions():
+            rows = order_by_confidence(rows, cells.confidence, order)
             scores, predicted = cells.confidence[rows], cells.pred_class[rows]
         self.gallery.set_items(cells.ids[rows], cells.class_id[rows], scores=scores,
                                predicted=predicted, keep_scroll=keep_scroll)
         self.gallery.select_ids(self.view.selected_ids())
         self.gallery_panel.show_count(len(rows))
-        if order != "slide" and not cells.has_predictions():
+        if order != SLIDE and not cells.has_predictions():
             self.gallery_panel.count.setText(f"{len(rows):,} cells · no predictions to order by")
 
     def _update_gallery_labels(self) -> None:
@@ -220,7 +221,7 @@ class CellPanels(QObject):
             cell = store.cell(cid)
             history = store.history(cid)
             image = store.image(cell.image_id)
-        except Exception as exc:  # noqa: BLE001 (a cell deleted meanwhile)
+        except Exception as exc:  # a cell deleted meanwhile
             self.details.clear(str(exc))
             return
         self.details.show_cell(cell, self.class_name(cell.class_id), history, image.mpp)

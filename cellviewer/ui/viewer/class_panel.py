@@ -27,7 +27,7 @@ def swatch(colour: str, size: int = 14) -> QIcon:
 
 
 class _ClassTree(QTreeWidget):
-    def keyPressEvent(self, e) -> None:  # noqa: N802
+    def keyPressEvent(self, e) -> None:
         if e.text() and e.text() in "123456789":
             e.ignore()  # class keys label the selected cells (the window), not a tree search
             return

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cellviewer.core.cells.order import ORDERS, SLIDE, SURE_FIRST, UNSURE_FIRST
 from cellviewer.ui.viewer.markers import ClassStyle
 from cellviewer.ui.viewer.tiles import array_to_qimage
 
@@ -216,7 +217,7 @@ class PatchGallery(QAbstractScrollArea):
         bar.setPageStep(max(1, self.viewport().height()))
         bar.setSingleStep(ch // 2)
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._update_scroll_range()
 
@@ -265,7 +266,7 @@ class PatchGallery(QAbstractScrollArea):
             self._images.move_to_end(i)
         return img
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event) -> None:
         p = QPainter(self.viewport())
         p.fillRect(self.viewport().rect(), QColor("#202020"))
         first, last = self.visible_range()
@@ -314,7 +315,7 @@ class PatchGallery(QAbstractScrollArea):
             self.patchesNeeded.emit(np.asarray(want, dtype=np.int64))
 
     # --- mouse and keys ----------------------------------------------------------------------
-    def mousePressEvent(self, e: QMouseEvent) -> None:  # noqa: N802
+    def mousePressEvent(self, e: QMouseEvent) -> None:
         self.setFocus(Qt.FocusReason.MouseFocusReason)
         i = self.index_at(e.position().toPoint())
         if i < 0 or e.button() != Qt.MouseButton.LeftButton:
@@ -335,7 +336,7 @@ class PatchGallery(QAbstractScrollArea):
             self.cellActivated.emit(str(self._ids[i]))
         self._current = i
 
-    def keyPressEvent(self, e: QKeyEvent) -> None:  # noqa: N802
+    def keyPressEvent(self, e: QKeyEvent) -> None:
         n = len(self._ids)
         key = e.key()
         if key == Qt.Key.Key_A and e.modifiers() & Qt.KeyboardModifier.ControlModifier:
@@ -359,23 +360,8 @@ class PatchGallery(QAbstractScrollArea):
 
 
 #: the gallery's orders: (label, key); the confidence ones need the active model's predictions
-ORDERS = (
-    ("Slide order", "slide"),
-    ("Unsure first", "confidence-up"),
-    ("Sure first", "confidence-down"),
-)
-
-
-def order_rows(rows: np.ndarray, confidence: np.ndarray | None, order: str) -> np.ndarray:
-    """``rows`` (indices into the image's cells) in the gallery's ``order``: as given for
-    "slide", else by the prediction's confidence (``confidence`` aligned with the cells, NaN
-    where a cell has none: those come last either way); ties keep the slide order."""
-    if order == "slide" or confidence is None or not len(rows):
-        return rows
-    conf = np.asarray(confidence, dtype=np.float64)[rows]
-    key = conf if order == "confidence-up" else -conf
-    key = np.where(np.isnan(key), np.inf, key)
-    return rows[np.argsort(key, kind="stable")]
+#: the gallery's orders (words of cellviewer.core.cells.order), as its menu lists them
+GALLERY_ORDERS = (SLIDE, UNSURE_FIRST, SURE_FIRST)
 
 
 class GalleryPanel(QWidget):
@@ -383,7 +369,7 @@ class GalleryPanel(QWidget):
     the active model's confidence: a montage from doubtful to sure) and magnification."""
 
     filterChanged = Signal(object)  # "selection", "all", or a class id (int)
-    orderChanged = Signal(str)  # a key of ORDERS
+    orderChanged = Signal(str)  # one of GALLERY_ORDERS
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -391,8 +377,8 @@ class GalleryPanel(QWidget):
         self.filter = QComboBox(self)
         self.filter.setToolTip("Which cells of the current image to show")
         self.order = QComboBox(self)
-        for label, key in ORDERS:
-            self.order.addItem(label, key)
+        for key in GALLERY_ORDERS:
+            self.order.addItem(ORDERS[key].capitalize(), key)
         self.order.setToolTip("Slide order, or by the active model's confidence in its "
                               "prediction (shown on each crop): the doubtful calls first, or "
                               "the surest")

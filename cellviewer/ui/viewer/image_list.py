@@ -88,7 +88,7 @@ class ImageList(QListWidget):
             if item.toolTip() == key:
                 item.setIcon(self._thumbs[key])
 
-    def keyPressEvent(self, e) -> None:  # noqa: N802
+    def keyPressEvent(self, e) -> None:
         if e.text() and e.text() in "123456789":
             e.ignore()  # class keys label the selected cells (the window), not a list search
             return

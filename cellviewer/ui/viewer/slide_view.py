@@ -287,7 +287,7 @@ class SlideView(QWidget):
         self.update()
         self.viewChanged.emit()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
+    def resizeEvent(self, event) -> None:
         if self._fitted:
             self.fit()
         elif self.handle is not None and event.oldSize().isValid():
@@ -299,7 +299,7 @@ class SlideView(QWidget):
             self._clamp()
         super().resizeEvent(event)
 
-    def sizeHint(self) -> QSize:  # noqa: N802
+    def sizeHint(self) -> QSize:
         return QSize(800, 600)
 
     # --- selection ---------------------------------------------------------------------------
@@ -384,7 +384,7 @@ class SlideView(QWidget):
         right, bottom = round((x0 + w0) * z - self._ox), round((y0 + h0) * z - self._oy)
         return QRect(left, top, max(1, right - left), max(1, bottom - top))
 
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+    def paintEvent(self, event: QPaintEvent) -> None:
         t0 = time.perf_counter()
         p = QPainter(self)
         p.fillRect(self.rect(), BACKGROUND)
@@ -623,7 +623,7 @@ class SlideView(QWidget):
         p.drawRect(r.intersected(QRectF(box)))
 
     # --- mouse and keys ----------------------------------------------------------------------
-    def mousePressEvent(self, e: QMouseEvent) -> None:  # noqa: N802
+    def mousePressEvent(self, e: QMouseEvent) -> None:
         self.setFocus(Qt.FocusReason.MouseFocusReason)
         if self.handle is None:
             return
@@ -650,7 +650,7 @@ class SlideView(QWidget):
             return
         self._press_row = self.marker_at(pos)
 
-    def mouseMoveEvent(self, e: QMouseEvent) -> None:  # noqa: N802
+    def mouseMoveEvent(self, e: QMouseEvent) -> None:
         pos = e.position()
         if self.handle is not None:
             x, y = self.view_to_image(pos)
@@ -687,7 +687,7 @@ class SlideView(QWidget):
             self.update()
         self._last = pos
 
-    def mouseReleaseEvent(self, e: QMouseEvent) -> None:  # noqa: N802
+    def mouseReleaseEvent(self, e: QMouseEvent) -> None:
         if self._press is None or self.handle is None:
             self._press = None
             return
@@ -720,12 +720,12 @@ class SlideView(QWidget):
         self._move_to = None
         self.update()
 
-    def mouseDoubleClickEvent(self, e: QMouseEvent) -> None:  # noqa: N802
+    def mouseDoubleClickEvent(self, e: QMouseEvent) -> None:
         if self.handle is not None and e.button() == Qt.MouseButton.LeftButton and \
                 self.tool == "select" and self.marker_at(e.position()) < 0:
             self.set_zoom(self._zoom * 2, e.position())
 
-    def wheelEvent(self, e: QWheelEvent) -> None:  # noqa: N802
+    def wheelEvent(self, e: QWheelEvent) -> None:
         if self.handle is None:
             return
         steps = e.angleDelta().y() / 120.0
@@ -740,7 +740,7 @@ class SlideView(QWidget):
         s = box.width() / self.handle.width
         self.centre_on((pos.x() - box.left()) / s, (pos.y() - box.top()) / s)
 
-    def keyPressEvent(self, e: QKeyEvent) -> None:  # noqa: N802
+    def keyPressEvent(self, e: QKeyEvent) -> None:
         key, step = e.key(), 120
         mods = e.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         if mods not in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.ShiftModifier):

@@ -151,9 +151,9 @@ def test_query_cells_filters_and_orders(store):
     assert set(store.query_cells(class_id=UNLABELLED)) == set(ids_arr[classes == -1])
     disagree = (classes >= 0) & (predicted != classes)
     assert set(store.query_cells(disagree_model_id=model)) == set(ids_arr[disagree])
-    by_conf = store.query_cells(model_id=model, order="confidence")
+    by_conf = store.query_cells(model_id=model, order="unsure-first")
     assert by_conf == ids_arr[np.lexsort((np.arange(len(ids)), confidence))].tolist()
-    unsure = store.query_cells(model_id=model, max_confidence=0.6, order="-confidence")
+    unsure = store.query_cells(model_id=model, max_confidence=0.6, order="sure-first")
     want = confidence <= 0.6
     assert set(unsure) == set(ids_arr[want])
     assert store.query_cells(model_id=model, limit=5) == by_conf[:5]

@@ -59,7 +59,7 @@ class FakeHost(QMainWindow):
         self.set_store(None)
         return True
 
-    def closeEvent(self, event) -> None:  # noqa: N802
+    def closeEvent(self, event) -> None:
         if not all(g(QUIT) for g in self.guards):
             event.ignore()
             return

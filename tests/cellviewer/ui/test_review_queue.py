@@ -138,7 +138,7 @@ def test_sort_by_blur_sensitivity(qtbot, window):
     panel = tools.review_panel
     panel.blur_sigma = 1.6
     image = window.current_image_id()
-    ids = _build(qtbot, panel, ReviewFilter(image_id=image, order="blur"))
+    ids = _build(qtbot, panel, ReviewFilter(image_id=image, order="blur-sensitive-first"))
     wait_for(qtbot, lambda: panel.sensitivity(ids[0]) is not None, 60000)
     order = list(panel.model.ids)
     sens = [panel.sensitivity(i) for i in order]

@@ -429,7 +429,7 @@ def test_the_active_model_and_its_predictions_survive_reopening_the_project(
     # predictions at once: no "no predictions", the 0.53 call's confidence on its crop.
     w.set_color_mode("prediction")
     w.gallery_panel.set_filter("all")
-    w.gallery_panel.set_order("confidence-up")
+    w.gallery_panel.set_order("unsure-first")
     w.wait_idle(10000)
     count = w.gallery_panel.count.text()
     assert "no predictions" not in count, count
@@ -489,7 +489,7 @@ def test_gallery_captions_pair_the_confidence_with_the_predicted_class(
     open_project(qtbot, w, path)
     choose_model(qtbot, w)
     w.gallery_panel.set_filter("all")
-    w.gallery_panel.set_order("confidence-up")
+    w.gallery_panel.set_order("unsure-first")
     w.wait_idle(10000)
     assert w.gallery.count() == len(POINTS)
     captions = gallery_captions(qtbot, w)

@@ -111,28 +111,30 @@ def test_gallery_orders_cells_by_the_models_confidence(qtbot, window):
     left, right = (str(cells.ids[i]) for i in order)
     panel = window.gallery_panel
     panel.set_filter("all")
-    panel.set_order("confidence-up")  # no predictions yet: slide order, and it says why
+    panel.set_order("unsure-first")  # no predictions yet: slide order, and it says why
     assert "no predictions" in panel.count.text()
     _predict(window, {left: ("normal", 0.9), right: ("normal", 0.35)})
     qtbot.waitUntil(lambda: window.gallery.ids() == [right, left], timeout=3000)
     # the doubtful call first, each crop captioned with the model's call and confidence
     assert [window.gallery.caption(i) for i in range(2)] == ["0.35 normal", "0.90 normal"]
-    panel.set_order("confidence-down")
+    panel.set_order("sure-first")
     assert window.gallery.ids() == [left, right]
     panel.set_order("slide")
     assert window.gallery.caption(0) in ("normal", "macrocyte")
     assert "no predictions" not in panel.count.text()
 
 
-def test_order_rows_puts_cells_without_a_prediction_last():
-    from cellviewer.ui.viewer.gallery import order_rows
+def test_ordering_by_confidence_puts_cells_without_a_prediction_last():
+    from cellviewer.core.cells.order import order_by_confidence
 
     conf = np.array([0.5, np.nan, 0.2, 0.9, 0.2])
     rows = np.array([0, 1, 2, 3, 4])
-    assert order_rows(rows, conf, "confidence-up").tolist() == [2, 4, 0, 3, 1]
-    assert order_rows(rows, conf, "confidence-down").tolist() == [3, 0, 2, 4, 1]
-    assert order_rows(rows, conf, "slide").tolist() == [0, 1, 2, 3, 4]
-    assert order_rows(rows[::-1], None, "confidence-up").tolist() == [4, 3, 2, 1, 0]
+    assert order_by_confidence(rows, conf, "unsure-first").tolist() == [2, 4, 0, 3, 1]
+    assert order_by_confidence(rows, conf, "sure-first").tolist() == [3, 0, 2, 4, 1]
+    assert order_by_confidence(rows, conf, "slide").tolist() == [0, 1, 2, 3, 4]
+    assert order_by_confidence(rows[::-1], None, "unsure-first").tolist() == [4, 3, 2, 1, 0]
+    with pytest.raises(ValueError, match="'blur' is not one of"):
+        order_by_confidence(rows, conf, "blur")
 
 
 def test_signals_and_centring_on_a_cell_of_another_image(qtbot, window):
