@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 
 from cellviewer.core.cells import editing
 from cellviewer.core.cells.editing import EditError, EditResult
-from cellviewer.core.cells.image_cells import load_image_cells
+from cellviewer.core.cells.image_cells import index_ids, load_image_cells
 from cellviewer.core.cells.spatial import GridIndex
 from cellviewer.core.project.session import ProjectSession
 from cellviewer.core.sources.suffixes import image_file_patterns, is_image_file
@@ -616,7 +616,7 @@ class MainWindow(QMainWindow):
         store = self.store
         if request is None or store is None:
             return
-        n = store.cell_count(request.image_id)
+        n = store.image_cell_count(request.image_id)
         if n < SYNC_CELLS_BELOW:
             self.session.loaded(request, store.image_columns(request.image_id,
                                                              request.model_id))
@@ -625,11 +625,11 @@ class MainWindow(QMainWindow):
 
         def job():
             cols = load_image_cells(request)
-            return cols, GridIndex(cols.xy, rec.width, rec.height)
+            return cols, index_ids(cols), GridIndex(cols.xy, rec.width, rec.height)
 
         def done(result) -> None:
-            cols, index = result
-            if self.session.loaded(request, cols):
+            cols, ids, index = result
+            if self.session.loaded(request, cols, ids):
                 self.view.layer.set_index(index)
                 self.statusBar().clearMessage()
 

@@ -62,6 +62,13 @@ class _Pending:
     reload: bool = False
 
 
+def index_ids(columns: CellColumns) -> dict[str, int]:
+    """Cell id → position in ``columns`` (sorted by key, as :class:`ImageCells` keeps them):
+    built by the worker that loads the cells, so the GUI thread never loops over them."""
+    order = np.argsort(columns.rows, kind="stable")
+    return {cid: i for i, cid in enumerate(columns.ids[order].tolist())}
+
+
 def load_image_cells(request: LoadRequest) -> CellColumns:
     """Read one image's cells with the model's predictions through a read-only connection of
     its own (safe on a worker thread while the GUI's connection writes)."""
@@ -169,11 +176,15 @@ class ImageCells:
     def loading(self) -> bool:
         return self._loading is not None
 
-    def replace(self, columns: CellColumns, store=None) -> None:
+    def replace(self, columns: CellColumns, store=None,
+                index_of_id: dict[str, int] | None = None) -> None:
         """Show ``columns`` (a load's result for :attr:`image_id`); changes seen during the
-        load are read again from ``store`` and applied on top."""
+        load are read again from ``store`` and applied on top. ``index_of_id``: the id → position
+        map, when the worker that loaded the columns built it (see :func:`index_ids`)."""
         pending, self._loading = self._loading, None
         self._set(columns)
+        if index_of_id is not None and len(index_of_id) == len(self._cols):
+            self._index_of_id = index_of_id
         self.events.reset.emit()
         if pending is not None and store is not None and pending.rows:
             self._apply_rows(store, np.unique(np.concatenate(pending.rows)))

@@ -241,13 +241,15 @@ class ProjectSession:
         self.cells.begin_load(self.image_id, self.active_model_id)
         self.cells.replace(self.store.image_columns(self.image_id, self.active_model_id))
 
-    def loaded(self, request: LoadRequest, columns) -> bool:
-        """A background load finished: show it if it is still what is wanted (False: stale)."""
+    def loaded(self, request: LoadRequest, columns,
+               index_of_id: dict[str, int] | None = None) -> bool:
+        """A background load finished: show it if it is still what is wanted (False: stale).
+        ``index_of_id``: the worker's id → position map (see ``image_cells.index_ids``)."""
         if (self.store is None or request.generation != self.cells.generation
                 or request.image_id != self.image_id
                 or request.project_path != str(self.store.path)):
             return False
-        self.cells.replace(columns, self.store)
+        self.cells.replace(columns, self.store, index_of_id)
         return True
 
     # --- changes -------------------------------------------------------------------------

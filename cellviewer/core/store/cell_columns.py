@@ -81,6 +81,12 @@ class CellColumnsMixin(StoreBase):
         return self._columns("c.id IN (SELECT value FROM json_each(?))",
                              (json.dumps(rows.tolist()),), model_id)
 
+    def image_cell_count(self, image_id: int) -> int:
+        """How many cells one image has: an index-only count, without the whole project's
+        per-image counts (which another connection's import makes stale)."""
+        return int(self._conn.execute(
+            "SELECT count(*) FROM cells WHERE image_id = ?", (int(image_id),)).fetchone()[0])
+
     def images_of_cells(self, ids) -> list[int]:
         """The ids of the images holding these cells (UUIDs), sorted; one query."""
         ids = [str(i) for i in ids]

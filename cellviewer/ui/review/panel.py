@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QTableView,
+    QTreeView,
     QVBoxLayout,
     QWidget,
 )
@@ -96,10 +96,11 @@ class ReviewQueueModel(QAbstractTableModel):
             self._classes = {int(c.id): (c.name, c.color) for c in self.store.classes()}
             self._images = {int(r.id): Path(r.path).name for r in self.store.images()}
 
-    def set_ids(self, ids: Sequence[str]) -> None:
+    def set_ids(self, ids: Sequence[str], row_of: dict[str, int] | None = None) -> None:
+        """Show these cells (``row_of``: their id → row map, when a worker built it)."""
         self.beginResetModel()
         self.ids = list(ids)
-        self._row_of = None
+        self._row_of = row_of
         self._rows.clear()
         self._done.clear()
         self.endResetModel()
@@ -231,6 +232,7 @@ class ReviewPanel(QWidget):
         self.host = host
         self.runner = BackgroundRunner(1, self)  # queue queries, blur-sensitivity ordering
         self._build_ticket = 0
+        self._queue_images: list[int] = []  # the images of the queue's cells (blur order)
         self.model = ReviewQueueModel(self)
         self.filter = ReviewFilter()
         self._sensitivity: dict[str, float] = {}
@@ -256,16 +258,19 @@ class ReviewPanel(QWidget):
         for order in QUEUE_ORDERS:
             self.sort_combo.addItem(ORDERS[order], order)
         self.build_button = QPushButton("Build queue")
-        self.table = QTableView()
+        # A tree view without branches: uniform row heights make a queue of 100,000 rows cost
+        # nothing to lay out (a table view keeps a header section per row).
+        self.table = QTreeView()
         self.table.setModel(self.model)
+        self.table.setRootIsDecorated(False)
+        self.table.setUniformRowHeights(True)
+        self.table.setItemsExpandable(False)
+        self.table.setAllColumnsShowFocus(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(20)
-        # Interactive widths, fitted to the rows on screen after each build: ResizeToContents
-        # would re-measure on every change, and a queue can hold 100,000 cells.
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        # Interactive widths, fitted to the first rows after each build (_fit_columns).
+        self.table.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.header().setStretchLastSection(True)
         self.table.installEventFilter(self)
         self.status = QLabel("Build a queue to start reviewing.")
         self.status.setWordWrap(True)
@@ -367,15 +372,18 @@ class ReviewPanel(QWidget):
             return
         path = store.path
 
-        def query() -> list[str]:
+        def query() -> tuple[list[str], dict[str, int], list[int]]:
             from cellviewer.core.store import ProjectStore
 
             with ProjectStore.open(path, readonly=True) as ro:
-                return build_queue(ro, model_id, flt)
+                ids = build_queue(ro, model_id, flt)
+                images = ro.images_of_cells(ids) if flt.order == BLUR_SENSITIVE_FIRST else []
+            return ids, {cid: i for i, cid in enumerate(ids)}, images
 
-        def done(ids: list[str]) -> None:
+        def done(result: tuple[list[str], dict[str, int], list[int]]) -> None:
             if ticket == self._build_ticket and store is self.store:
-                self._show_queue(flt, ids)
+                ids, rows, self._queue_images = result
+                self._show_queue(flt, ids, rows)
 
         def failed(message: str) -> None:
             if ticket == self._build_ticket:
@@ -386,8 +394,9 @@ class ReviewPanel(QWidget):
         self.status.setText("Building the queue…")
         self.runner.submit(query, done, failed)
 
-    def _show_queue(self, flt: ReviewFilter, ids: list[str]) -> None:
-        self.model.set_ids(ids)
+    def _show_queue(self, flt: ReviewFilter, ids: list[str],
+                    rows: dict[str, int] | None = None) -> None:
+        self.model.set_ids(ids, rows)
         self._fit_columns()
         self.status.setText(f"{len(ids):,} cells in the queue.")
         if ids:
@@ -416,7 +425,7 @@ class ReviewPanel(QWidget):
         from cellviewer.ui.predict.worker import PredictionJob
 
         ids = list(self.model.ids)
-        images = self.store.images_of_cells(ids)
+        images = self._queue_images or self.store.images_of_cells(ids)
         job = PredictionJob(self.store.path, choice.path, None, images, cell_ids=ids,
                             device=self.session.device, store_results=False,
                             predict_kwargs={"blur_sigma": self.blur_sigma,
@@ -454,14 +463,17 @@ class ReviewPanel(QWidget):
 
             with ProjectStore.open(path, readonly=True) as ro:
                 clean = np.asarray(ro.predictions(model_id, ids).probs, dtype=np.float32)
-            return order_by_blur_sensitivity(ids, clean, blurred)
+            result = order_by_blur_sensitivity(ids, clean, blurred)
+            rows = None if result is None else {cid: i for i, cid in enumerate(result.ids)}
+            return result, rows
 
-        def done(result: Any) -> None:
+        def done(found: Any) -> None:
+            result, rows = found
             if result is None:
                 self.status.setText("Blur sensitivity needs stored predictions: predict first.")
                 return
             self._sensitivity = result.sensitivity
-            self.model.set_ids(result.ids)
+            self.model.set_ids(result.ids, rows)
             self.status.setText(f"{len(result.ids):,} cells, most blur-sensitive first (σ "
                                 f"{self.blur_sigma:g}, {self.blur_mode}-resize): "
                                 f"{result.flips:,} calls flip.")
