@@ -68,7 +68,7 @@ TILE_CACHE_BYTES = 384 * 1024 * 1024
 class MainWindow(QMainWindow):
     projectChanged = Signal(object)
     imageChanged = Signal(int)
-    selectionChanged = Signal(list)
+    selectionChanged = Signal(object)  # cell ids (a list: object, so PySide does not copy it)
     cellsChanged = Signal()
     colorModeChanged = Signal(str)
 

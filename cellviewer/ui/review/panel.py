@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QTreeView,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -66,6 +66,7 @@ class _Row:
 
 
 FETCH_BLOCK = 200  # queue rows read from the store at once
+ROWS_AT_ONCE = 1000  # queue rows the view is told of at a time
 
 
 class ReviewQueueModel(QAbstractTableModel):
@@ -83,6 +84,7 @@ class ReviewQueueModel(QAbstractTableModel):
         self._classes: dict[int, tuple[str, str]] = {}  # id -> (name, colour)
         self._images: dict[int, str] = {}
         self._row_of: dict[str, int] | None = None
+        self._shown = 0  # rows the view knows of (see set_ids)
 
     # --- content ----------------------------------------------------------------------------
     def set_context(self, store: Any, choice: Any) -> None:
@@ -97,10 +99,13 @@ class ReviewQueueModel(QAbstractTableModel):
             self._images = {int(r.id): Path(r.path).name for r in self.store.images()}
 
     def set_ids(self, ids: Sequence[str], row_of: dict[str, int] | None = None) -> None:
-        """Show these cells (``row_of``: their id → row map, when a worker built it)."""
+        """Show these cells (``row_of``: their id → row map, when a worker built it). The view
+        is told of the first ``ROWS_AT_ONCE`` rows, and of more as it scrolls (Qt's
+        fetchMore), so a queue of 100,000 cells costs what one of 1,000 does."""
         self.beginResetModel()
         self.ids = list(ids)
         self._row_of = row_of
+        self._shown = min(len(self.ids), ROWS_AT_ONCE)
         self._rows.clear()
         self._done.clear()
         self.endResetModel()
@@ -112,8 +117,8 @@ class ReviewQueueModel(QAbstractTableModel):
         else:
             for i in ids:
                 self._rows.pop(i, None)
-        if self.ids:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.ids) - 1,
+        if self._shown:
+            self.dataChanged.emit(self.index(0, 0), self.index(self._shown - 1,
                                                                len(self.HEADERS) - 1))
 
     def mark_done(self, cell_id: str, text: str) -> None:
@@ -163,8 +168,28 @@ class ReviewQueueModel(QAbstractTableModel):
         return out
 
     # --- Qt model ---------------------------------------------------------------------------
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.ids)
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # Qt naming
+        return 0 if parent.isValid() else self._shown
+
+    def canFetchMore(self, parent: QModelIndex = QModelIndex()) -> bool:  # Qt naming
+        return not parent.isValid() and self._shown < len(self.ids)
+
+    def fetchMore(self, parent: QModelIndex = QModelIndex()) -> None:  # Qt naming
+        if parent.isValid() or self._shown >= len(self.ids):
+            return
+        more = min(len(self.ids), self._shown + ROWS_AT_ONCE)
+        self.beginInsertRows(QModelIndex(), self._shown, more - 1)
+        self._shown = more
+        self.endInsertRows()
+
+    def row_map(self) -> dict[str, int] | None:
+        """The id → row map when one was built (by the worker that built the queue)."""
+        return self._row_of
+
+    def reveal(self, row: int) -> None:
+        """Make sure the view knows ``row`` (going to a row beyond those shown)."""
+        while row >= self._shown and self.canFetchMore():
+            self.fetchMore()
 
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.HEADERS)
@@ -224,7 +249,7 @@ class ReviewPanel(QWidget):
 
     currentCellChanged = Signal(str)
     edited = Signal(list)
-    built = Signal(list)  # the queue's cell ids, once a build has finished
+    built = Signal(object)  # the queue's cell ids (a list), once a build has finished
 
     def __init__(self, session: Any, host: Host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -258,19 +283,16 @@ class ReviewPanel(QWidget):
         for order in QUEUE_ORDERS:
             self.sort_combo.addItem(ORDERS[order], order)
         self.build_button = QPushButton("Build queue")
-        # A tree view without branches: uniform row heights make a queue of 100,000 rows cost
-        # nothing to lay out (a table view keeps a header section per row).
-        self.table = QTreeView()
+        self.table = QTableView()
         self.table.setModel(self.model)
-        self.table.setRootIsDecorated(False)
-        self.table.setUniformRowHeights(True)
-        self.table.setItemsExpandable(False)
-        self.table.setAllColumnsShowFocus(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         # Interactive widths, fitted to the first rows after each build (_fit_columns).
-        self.table.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.table.header().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
         self.table.installEventFilter(self)
         self.status = QLabel("Build a queue to start reviewing.")
         self.status.setWordWrap(True)
@@ -431,11 +453,17 @@ class ReviewPanel(QWidget):
                             predict_kwargs={"blur_sigma": self.blur_sigma,
                                             "blur_mode": self.blur_mode},
                             keep_source_crops=self.blur_mode == "pre", parent=self)
-        blurred: dict[str, np.ndarray] = {}
+        # the blurred probabilities by queue row, filled chunk by chunk (NaN: not yet)
+        blurred = np.full((len(ids), len(choice.classes)), np.nan, dtype=np.float32)
+        row_of = {cid: i for i, cid in enumerate(ids)} if self.model.row_map() is None \
+            else self.model.row_map()
 
         def collect(progress: Any) -> None:
-            for cid, p in zip(progress.chunk.cell_ids, progress.chunk.probs, strict=True):
-                blurred[cid] = p
+            chunk = progress.chunk
+            rows = np.fromiter((row_of.get(c, -1) for c in chunk.cell_ids), dtype=np.int64,
+                               count=len(chunk.cell_ids))
+            ok = rows >= 0
+            blurred[rows[ok]] = np.asarray(chunk.probs)[ok]
             self.status.setText(f"Blur sensitivity: {progress.done:,} of {progress.total:,} "
                                 "cells predicted…")
 
@@ -450,7 +478,7 @@ class ReviewPanel(QWidget):
                             f"{self.blur_sigma:g} ({self.blur_mode}-resize)…")
         job.start()
 
-    def _apply_sensitivity(self, ids: list[str], blurred: dict[str, np.ndarray]) -> None:
+    def _apply_sensitivity(self, ids: list[str], blurred: np.ndarray) -> None:
         """Order the queue by blur sensitivity in the background (the stored clean
         probabilities are read through a connection of the worker's own)."""
         choice, store = self.session.choice, self.store
@@ -495,6 +523,7 @@ class ReviewPanel(QWidget):
         if not self.model.ids:
             return
         row = max(0, min(row, len(self.model.ids) - 1))
+        self.model.reveal(row)
         self.table.setCurrentIndex(self.model.index(row, 0))
         self.table.scrollTo(self.model.index(row, 0))
 

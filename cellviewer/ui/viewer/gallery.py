@@ -43,7 +43,7 @@ CACHE_ITEMS = 6000  # piecemeal patches kept (about 40 MB as 32-bit images)
 
 class PatchGallery(QAbstractScrollArea):
     cellActivated = Signal(str)  # a crop was clicked: centre the slide on this cell
-    selectionChanged = Signal(list)  # ids
+    selectionChanged = Signal(object)  # ids (a list; object: not converted to Qt)
     patchesNeeded = Signal(object)  # np.ndarray of item indices without a patch
 
     def __init__(self, parent: QWidget | None = None) -> None:

@@ -77,7 +77,7 @@ def nice_length(target: float) -> float:
 
 
 class SlideView(QWidget):
-    selectionChanged = Signal(list)  # cell ids
+    selectionChanged = Signal(object)  # cell ids (a list; object: not converted to Qt)
     addRequested = Signal(float, float)  # level-0 position of a new marker
     moveRequested = Signal(str, float, float)  # cell id, new level-0 position
     cursorMoved = Signal(float, float)  # level-0 position under the cursor (nan when outside)

@@ -8,7 +8,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from cellviewer.core.cells import editing
-from cellviewer.core.cells.spatial import GridIndex
 from cellviewer.core.project.session import ProjectSession
 from cellviewer.core.store import ProjectStore
 from cellviewer.ui.viewer.markers import (
@@ -29,35 +28,6 @@ def _layer(n=2000, w=5000, h=3000, seed=0) -> MarkerLayer:
     layer.set_cells([f"c{i}" for i in range(n)], rng.random((n, 2)) * (w, h),
                     rng.choice([5, 9, -1], n), w, h)
     return layer
-
-
-def test_grid_query_matches_brute_force():
-    rng = np.random.default_rng(1)
-    xy = rng.random((20000, 2)) * (8000, 6000)
-    index = GridIndex(xy, 8000, 6000)
-    for _ in range(50):
-        x0, y0 = rng.random(2) * (8000, 6000)
-        x1, y1 = x0 + rng.random() * 3000, y0 + rng.random() * 2000
-        got = np.sort(index.query(x0, y0, x1, y1))
-        inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
-        assert np.array_equal(got, np.flatnonzero(inside))
-    assert len(index.query(-10, -10, 9000, 7000)) == 20000
-    assert len(index.query(100, 100, 50, 50)) == 0
-
-
-def test_nearest_respects_radius_and_mask():
-    xy = np.array([[10.0, 10.0], [20.0, 10.0], [100.0, 100.0]])
-    index = GridIndex(xy, 200, 200)
-    assert index.nearest(12, 10, 5) == 0
-    assert index.nearest(17, 10, 5) == 1
-    assert index.nearest(60, 60, 5) == -1
-    assert index.nearest(12, 10, 5, mask=np.array([False, True, True])) == -1
-    assert index.nearest(12, 10, 9, mask=np.array([False, True, True])) == 1
-
-
-def test_points_outside_the_declared_image_are_still_found():
-    index = GridIndex(np.array([[5000.0, 5.0]]), 100, 100)
-    assert list(index.query(4990, 0, 5010, 10)) == [0]
 
 
 def test_hidden_classes_are_not_queried_nor_hit():
