@@ -18,10 +18,10 @@ import sys
 from collections.abc import Sequence
 
 from cellviewer import __version__
-from cellviewer.cli import info
+from cellviewer.cli import import_cmd, info
 
 #: the command modules, in the order ``--help`` lists them
-COMMANDS = {"info": info}
+COMMANDS = {"import": import_cmd, "info": info}
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -39,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS.values():
         module.add_parser(sub)
     return parser
+
+
+def command_invocation(args: Sequence[str]) -> tuple[str, list[str]]:
+    """Program and arguments that run ``cellviewer ARGS`` as a child process: the same Python
+    (``-u -m cellviewer``), or a frozen app itself (its first argument picks the command)."""
+    if getattr(sys, "frozen", False):
+        return sys.executable, list(args)
+    return sys.executable, ["-u", "-m", "cellviewer", *args]
 
 
 def is_command(argv: Sequence[str]) -> bool:

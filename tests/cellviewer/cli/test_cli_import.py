@@ -1,0 +1,53 @@
+"""``cellviewer import``: points into a real project file (the schema fixture), recorded with the
+user it was given, refused whole without a user or with a bad file; JSON progress lines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from cellviewer.cli.main import main
+from cellviewer.core.store import ProjectStore
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "project-v1.cvproj"
+
+
+def _project(tmp_path: Path) -> tuple[Path, Path]:
+    path = tmp_path / "cohort.cvproj"
+    shutil.copy(FIXTURE, path)
+    with ProjectStore.open(path, readonly=True) as store:
+        image = store.images()[0].path  # stored by name: resolves beside the project
+    return path, image
+
+
+def test_import_points_records_the_user_and_reports_json(tmp_path, capsys):
+    path, image = _project(tmp_path)
+    csv = tmp_path / "more.csv"
+    csv.write_text(f"image,x,y,class\n{image},10,12,normal\n{image},30,40,\n")
+    assert main(["import", str(path), str(csv), "--user", "dr-a", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events] == ["started", "finished"]
+    assert events[-1]["n_cells"] == 2
+    with ProjectStore.open(path, readonly=True) as store:
+        assert store.cell_count() == 351
+        newest = store.history()[-1]
+        assert newest.user == "dr-a" and newest.action == "add"
+        assert store.can_undo()  # one undoable action
+
+
+def test_no_user_or_a_bad_file_changes_nothing(tmp_path, capsys, monkeypatch):
+    path, image = _project(tmp_path)
+    csv = tmp_path / "more.csv"
+    csv.write_text(f"image,x,y,class\n{image},10,12,normal\n")
+    monkeypatch.delenv("CELLVIEWER_USER")
+    assert main(["import", str(path), str(csv)]) == 1
+    assert "--user" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,x,y,class\nnowhere.jpg,1,1,normal\n")
+    assert main(["import", str(path), str(bad), "--user", "dr-a", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out.splitlines()[-1])["event"] == "error"
+    assert "nowhere.jpg" in err and "Traceback" not in err
+    with ProjectStore.open(path, readonly=True) as store:
+        assert store.cell_count() == 349
