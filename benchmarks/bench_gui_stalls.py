@@ -151,6 +151,7 @@ def window_idle(w) -> bool:
     jobs = (tools.session.job, tools.review_panel._sens_job, tools._blur_job)
     return (not w.runner.pending() and not w.loader.pending_count()
             and not w.image_list.runner.pending() and not w.session.cells.loading
+            and w._writing is None
             and not w.panels._pred_timer.isActive() and not w.panels._timer.isActive()
             and not tools.model_panel.runner.pending() and not tools.review_panel.runner.pending()
             and tools._crop_runner.is_idle() and tools.blur_preview.is_idle()

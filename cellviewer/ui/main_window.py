@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self._image_generation = 0
         self._pending_selection: list[str] = []
         self._writing: str | None = None  # a background write (an import) in progress
+        self._import_process = None  # its child process
         self._close_guards: list[CloseGuard] = []
         self._menus: dict[str, QMenu] = {}
         self._panels_menu: QMenu | None = None
@@ -671,9 +672,10 @@ class MainWindow(QMainWindow):
                                lambda msg: self.report_error("Cannot add image", msg))
 
     def import_points(self, csv_path: str, image_dir: str | None = None) -> bool:
-        """Import cells from a points CSV (see cellviewer.core.io.points_csv) in the background,
-        through a connection of its own: the window stays live, edits wait until it is done.
-        Returns False when it could not start."""
+        """Import cells from a points CSV (``cellviewer import``, cellviewer.core.io) in a
+        child process: the window stays live whatever the file's size (a thread would share
+        the GIL with it), and edits wait until it is done. Returns False when it could not
+        start."""
         if self.store is None:
             self.report_error("No project", "Open or create a project before importing points.")
             return False
@@ -685,33 +687,39 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # no name given: nothing imported
             self.report_error("Cannot import points", str(exc))
             return False
+        from cellviewer.cli.main import command_invocation
+        from cellviewer.ui.common.trainer_process import TrainerProcess
+
         store, name = self.store, Path(csv_path).name
+        args = ["import", str(store.path), str(csv_path), "--user", user, "--json"]
+        if image_dir is not None:
+            args += ["--image-dir", str(image_dir)]
+        program, argv = command_invocation(args)
+        proc = TrainerProcess(argv, store.folder, self, program=program)
+        outcome: dict = {}
+        proc.protocol_event.connect(outcome.update)  # the last event: finished or error
 
-        def job():
-            from cellviewer.core.io.points_csv import import_points_csv
-            from cellviewer.core.store import ProjectStore
-
-            with ProjectStore.open(store.path) as own:
-                own.user = user
-                return import_points_csv(own, csv_path, image_dir=image_dir)
-
-        def finished() -> None:
+        def finished(code: int, _crashed: bool) -> None:
             self._writing = None
-            if store is self.store:
-                store.external_change()  # everything is read again, in the background
+            self._import_process = None
+            if store is not self.store:
+                return
+            store.external_change()  # everything is read again, in the background
+            if code == 0 and outcome.get("event") == "finished":
+                self.statusBar().showMessage(
+                    f"Imported {int(outcome.get('n_cells', 0)):,} cells from {name}", 8000)
+            else:
+                message = outcome.get("message") or proc.stderr_tail() or f"exit code {code}"
+                self.report_error("Cannot import points",
+                                  self._named(Path(csv_path), Exception(message)))
 
-        def done(result) -> None:
-            finished()
-            self.statusBar().showMessage(f"Imported {result.n_cells:,} cells from {name}", 8000)
-
-        def failed(message: str) -> None:
-            finished()
-            self.report_error("Cannot import points", self._named(Path(csv_path),
-                                                                  Exception(message)))
-
+        proc.finished.connect(finished)
+        if not proc.start():
+            self.report_error("Cannot import points", proc.error or "could not start")
+            return False
+        self._import_process = proc
         self._writing = f"the import of {name}"
         self.statusBar().showMessage(f"Importing {name}…")
-        self.runner.submit(job, done, failed)
         return True
 
     # --- classes -----------------------------------------------------------------------------
