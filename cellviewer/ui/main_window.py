@@ -28,11 +28,9 @@ from PySide6.QtGui import QAction, QActionGroup, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMenu,
-    QMessageBox,
     QSpinBox,
     QStackedWidget,
     QToolButton,
@@ -44,7 +42,9 @@ from cellviewer.core.cells.editing import EditError, EditResult
 from cellviewer.core.cells.image_cells import index_ids, load_image_cells
 from cellviewer.core.cells.spatial import GridIndex
 from cellviewer.core.project.session import ProjectSession
-from cellviewer.core.sources.suffixes import image_file_patterns, is_image_file
+from cellviewer.core.sources.suffixes import is_image_file
+from cellviewer.core.store import SUFFIX
+from cellviewer.ui.common import project_files as files
 from cellviewer.ui.common.dialogs import ask_user_name, saved_user, show_error
 from cellviewer.ui.common.settings import app_settings
 from cellviewer.ui.common.workers import BackgroundRunner
@@ -59,8 +59,7 @@ from cellviewer.ui.viewer.slide_view import SlideView
 from cellviewer.ui.viewer.start_page import StartPage
 from cellviewer.ui.viewer.tiles import SourceHandle, TileCache, TileLoader
 
-PROJECT_SUFFIX = ".cvproj"
-MAX_RECENT = 10
+PROJECT_SUFFIX = SUFFIX  # ".cvproj": the store owns it
 SYNC_CELLS_BELOW = 5_000  # smaller images load their cells on the GUI thread (< 25 ms)
 TILE_CACHE_BYTES = 384 * 1024 * 1024
 
@@ -448,8 +447,9 @@ class MainWindow(QMainWindow):
             if create:
                 store = self.session.create(path, lock_user=self._lock_user())
             else:
-                store = self.session.open(path, lock_user=self._lock_user(),
-                                          confirm_in_use=self._confirm_open_in_use)
+                store = self.session.open(
+                    path, lock_user=self._lock_user(),
+                    confirm_in_use=lambda error: files.confirm_open_in_use(self, error))
         except Exception as exc:  # ProjectError names the file; else we do
             self.report_error("Cannot create project" if create else "Cannot open project",
                               self._named(path, exc))
@@ -480,29 +480,6 @@ class MainWindow(QMainWindow):
 
         return self.session.user or saved_user() or default_user()
 
-    def _confirm_open_in_use(self, error) -> bool:
-        """Ask whether to open a project another CellViewer has open (a ProjectInUseError);
-        True for "Open anyway". Cancel is the default, and what Escape or closing the box do."""
-        box = QMessageBox(QMessageBox.Icon.Warning, "Project already open", str(error),
-                          QMessageBox.StandardButton.NoButton, self)
-        box.setObjectName("project_in_use_box")
-        if error.checkable:
-            hint = ("If both change it, their edits and undo steps mix and work can be lost. "
-                    "Open it anyway only if that CellViewer is no longer working on it.")
-        else:
-            hint = ("It is open on another computer, so whether it is still in use cannot be "
-                    "checked from here. Open it anyway only if that CellViewer was closed or "
-                    "crashed; if both change it, work can be lost.")
-        box.setInformativeText(hint)
-        open_anyway = box.addButton("Open anyway", QMessageBox.ButtonRole.AcceptRole)
-        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(cancel)
-        box.setEscapeButton(cancel)
-        box.exec()
-        answer = box.clickedButton() is open_anyway
-        box.deleteLater()
-        return answer
-
     def _on_project(self, store) -> None:
         """The session opened ``store`` (or closed the project: None): every per-project
         view starts afresh."""
@@ -522,7 +499,8 @@ class MainWindow(QMainWindow):
         if lock is not None and not lock.held and lock.reason:
             self.statusBar().showMessage(
                 f"Not locked ({lock.reason}): another CellViewer could open it too", 15000)
-        self._remember_recent(str(store.path))
+        files.remember_recent(str(store.path))
+        files.fill_recent_menu(self.recent_menu, self.open_path)
         self.setWindowTitle(f"CellViewer: {Path(store.path).name}")
         self.stack.setCurrentWidget(self.view)
         self._reload_classes()
@@ -537,7 +515,7 @@ class MainWindow(QMainWindow):
             self.view.update()
 
     def _show_start_page(self) -> None:
-        self.start_page.set_recent(self._recent())
+        self.start_page.set_recent(files.recent_projects())
         self.stack.setCurrentWidget(self.start_page)
 
     def _on_store_changed(self, event) -> None:
@@ -854,51 +832,28 @@ class MainWindow(QMainWindow):
             return
         e.accept()
 
-    # --- file dialogs (interactive only; tests call the methods they wrap) ------------------
+    # --- file dialogs (interactive only; tests call the methods they lead to) --------------
     def _ask_new_project(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "New project", str(Path.home()),
-                                              f"CellViewer project (*{PROJECT_SUFFIX})")
+        path = files.ask_new_project(self)
         if path:
             self.new_project(path)
 
     def _ask_open_project(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open project", str(Path.home()),
-                                              f"CellViewer project (*{PROJECT_SUFFIX});;"
-                                              "All files (*)")
+        path = files.ask_open_project(self)
         if path:
             self.open_path(path)
 
     def _ask_add_images(self) -> None:
-        patterns = image_file_patterns()
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add images", str(Path.home()),
-                                                f"Images ({patterns});;All files (*)")
+        paths = files.ask_images(self)
         if paths:
             self.add_images(paths)
 
     def _ask_import_points(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import points CSV", str(Path.home()),
-                                              "CSV (*.csv);;All files (*)")
+        path = files.ask_points_csv(self)
         if path:
             self.import_points(path)
 
     # --- settings ----------------------------------------------------------------------------
-    def _recent(self) -> list[str]:
-        value = app_settings().value("recent_projects", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or []) if v]
-
-    def _remember_recent(self, path: str) -> None:
-        recent = [path] + [p for p in self._recent() if p != path]
-        app_settings().setValue("recent_projects", recent[:MAX_RECENT])
-        self._fill_recent_menu()
-
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        for p in self._recent():
-            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
-        self.recent_menu.setEnabled(bool(self._recent()))
-
     def _restore_settings(self) -> None:
         s = app_settings()
         geometry = s.value("main_window/geometry")
@@ -914,7 +869,7 @@ class MainWindow(QMainWindow):
             self.style_combo.setCurrentIndex(self.style_combo.findData(style))
         with contextlib.suppress(TypeError, ValueError):
             self.size_spin.setValue(int(s.value("view/marker_size", self.view.marker_size)))
-        self._fill_recent_menu()
+        files.fill_recent_menu(self.recent_menu, self.open_path)
 
     def closeEvent(self, event) -> None:
         if self.store is not None and not self._may_close(QUIT):
