@@ -26,6 +26,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDockWidget,
     QLabel,
@@ -860,7 +861,7 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray | bytes):
             self.restoreGeometry(geometry)
         else:
-            self.resize(1400, 900)
+            self._fit_to_screen(1400, 900)
         state = s.value("main_window/state")
         if isinstance(state, QByteArray | bytes):
             self.restoreState(state)
@@ -870,6 +871,16 @@ class MainWindow(QMainWindow):
         with contextlib.suppress(TypeError, ValueError):
             self.size_spin.setValue(int(s.value("view/marker_size", self.view.marker_size)))
         files.fill_recent_menu(self.recent_menu, self.open_path)
+
+    def _fit_to_screen(self, width: int, height: int) -> None:
+        """The first size: ``width`` × ``height``, or less on a smaller screen (a laptop's
+        1366 × 768), so the whole window, its docks and its status bar are on it."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is not None:
+            free = screen.availableGeometry()
+            width = min(width, free.width())
+            height = min(height, free.height() - 30)  # (the title bar)
+        self.resize(width, height)
 
     def closeEvent(self, event) -> None:
         if self.store is not None and not self._may_close(QUIT):

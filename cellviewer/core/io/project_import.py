@@ -16,6 +16,7 @@ from cellviewer.core.io.points_csv import ImportResult, import_points_csv
 from cellviewer.core.store import ProjectError, ProjectStore
 
 DEMO_PROJECT_NAME = "demo.cvproj"
+DEMO_USER = "demo (Chula RBC-12 labels)"  # whom the demo's history names for its labels
 
 
 def image_info(path: str | os.PathLike) -> tuple[int, int, float | None, str | None]:
@@ -65,6 +66,7 @@ def create_project_from_points(
     project_path: str | os.PathLike, *, classes: Iterable[dict] | None = None,
     name: str | None = None, class_column: str | None = None,
     class_names: Sequence[str] | None = None, overwrite: bool = False,
+    user: str | None = None,
 ) -> tuple[ProjectStore, ImportResult]:
     """A new project holding the cells of a points CSV (``image,x,y,class``) and their images.
 
@@ -73,6 +75,8 @@ def create_project_from_points(
     Returns the open store (the caller closes it) and the import's result.
     """
     store = ProjectStore.create(project_path, name=name, overwrite=overwrite)
+    if user:
+        store.user = user  # who the history names for the imported labels
     try:
         if classes:
             add_classes(store, classes)
@@ -128,6 +132,7 @@ def create_demo_project(*, rebuild: bool = False) -> Path:
     store, _ = create_project_from_points(
         demo_dir() / "points.csv", demo_dir(), tmp,
         classes=load_class_set()["classes"], name="CellViewer demo", overwrite=True,
+        user=DEMO_USER,
     )
     with store:
         known = {im.path for im in store.images()}

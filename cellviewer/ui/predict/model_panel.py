@@ -295,6 +295,10 @@ class ModelPanel(QWidget):
         self.open_button = QPushButton("Open model file…")
         self.device_combo = _LazyCombo(self.list_devices)
         self.device_combo.addItem(AUTO_LABEL, AUTO)
+        # the device names may be long ("auto (CUDA, then …)", a GPU's name): never the dock's
+        self.device_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.device_combo.setMinimumContentsLength(12)
         self.device_label = QLabel("Device in use: –")
         self.device_label.setWordWrap(True)  # the why-no-GPU note must not widen the dock
         self.info = QLabel("No model chosen.")
