@@ -3,6 +3,7 @@ data folder in a temporary directory, so no test sees another's state or the use
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def _fresh_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("CELLVIEWER_DATA_DIR", str(home / "data"))
     monkeypatch.setenv("CELLVIEWER_USER", "test-user")
     yield
+    # The window freezes its long-lived objects out of the garbage collector's passes
+    # (cellviewer/ui/common/heap.py); a test's window is not long-lived: let it be collected.
+    gc.unfreeze()
 
 
 @pytest.fixture

@@ -47,6 +47,7 @@ from cellviewer.core.sources.suffixes import is_image_file
 from cellviewer.core.store import SUFFIX
 from cellviewer.ui.common import project_files as files
 from cellviewer.ui.common.dialogs import ask_user_name, saved_user, show_error
+from cellviewer.ui.common.heap import freeze_long_lived
 from cellviewer.ui.common.settings import app_settings
 from cellviewer.ui.common.workers import BackgroundRunner
 from cellviewer.ui.host import CLOSE_PROJECT, QUIT, CloseGuard
@@ -316,6 +317,7 @@ class MainWindow(QMainWindow):
             self.prediction_tools = install_prediction(self)
         if not hasattr(self, "training"):
             self.training = install_training(self)
+        freeze_long_lived()
 
     @property
     def store(self):
@@ -508,6 +510,7 @@ class MainWindow(QMainWindow):
         images = store.images()
         self.image_list.set_images(images)
         self.projectChanged.emit(store)
+        freeze_long_lived()
         if images:
             self.image_list.set_current_image(images[0].id)
             self.show_image(images[0].id)

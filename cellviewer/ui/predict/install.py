@@ -24,6 +24,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFrame, QScrollArea
 
+from cellviewer.ui.common.heap import freeze_long_lived
 from cellviewer.ui.predict.blur_preview import BlurPreview
 from cellviewer.ui.predict.model_panel import ModelPanel, ModelSession
 from cellviewer.ui.predict.worker import LatestRunner, PredictionJob
@@ -80,6 +81,8 @@ class PredictionTools(QObject):
         self.session.changed.connect(self._on_model_changed)
         self.session.chunkPredicted.connect(self._on_chunk)
         self.session.jobStarted.connect(self._on_job_started)
+        # a model was loaded (torch and its modules imported): keep GC passes short
+        self.session.deviceInUse.connect(lambda _device: freeze_long_lived())
         self.review_panel.currentCellChanged.connect(self._on_review_cell)
         self.blur_preview.blurChanged.connect(self._on_blur_changed)
         self.blur_preview.applyToVisibleChanged.connect(self._on_apply_visible)
