@@ -45,6 +45,7 @@ from cellviewer.core.cells.spatial import GridIndex
 from cellviewer.core.project.session import ProjectSession
 from cellviewer.core.sources.suffixes import is_image_file
 from cellviewer.core.store import SUFFIX
+from cellviewer.core.store.project import COUNT_NEUTRAL
 from cellviewer.ui.common import project_files as files
 from cellviewer.ui.common.dialogs import ask_user_name, saved_user, show_error
 from cellviewer.ui.common.heap import freeze_long_lived
@@ -528,12 +529,35 @@ class MainWindow(QMainWindow):
         kinds = event.kinds
         if "classes" in kinds:
             self._reload_classes()
-        if "images" in kinds and self.store is not None:
+        if event.action == "external":  # another connection wrote: recount off this thread
+            self._refresh_image_list_in_background()
+        elif "images" in kinds and self.store is not None:
             self.image_list.set_images(self.store.images())
         elif "cells" in kinds:
             self.panels.update_image_counts()
+            others = set(event.image_ids) - {self.session.image_id}
+            if others and event.action not in COUNT_NEUTRAL and self.store is not None:
+                self.image_list.update_counts(self.store.images())  # other images' counts
         self._update_undo_actions()
         self.cellsChanged.emit()
+
+    def _refresh_image_list_in_background(self) -> None:
+        store = self.store
+        if store is None:
+            return
+        path = store.path
+
+        def read():
+            from cellviewer.core.store import ProjectStore
+
+            with ProjectStore.open(path, readonly=True) as ro:
+                return ro.images()
+
+        def done(images) -> None:
+            if store is self.store:
+                self.image_list.set_images(images)
+
+        self.runner.submit(read, done, lambda msg: self.show_status(msg, 8000))
 
     # --- images ------------------------------------------------------------------------------
     def image_count(self) -> int:

@@ -93,6 +93,11 @@ def _fmt(v: Any) -> Any:
 
 
 def stderr_log(message: str) -> None:
-    """A log line (stderr: stdout carries only the protocol)."""
-    sys.stderr.write(f"[trainer] {message}\n")
-    sys.stderr.flush()
+    """A log line (stderr: stdout carries only the protocol). A run kept going after the app
+    that started it quit has nobody reading its stderr any more: its notes are dropped, the run
+    goes on (events.jsonl keeps what matters)."""
+    try:
+        sys.stderr.write(f"[trainer] {message}\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        pass

@@ -65,6 +65,13 @@ class ImagesMixin(StoreBase):
         ).fetchone()
         return row[0] if row else None
 
+    def _counts_fresh(self) -> bool:
+        """Whether the cached per-image counts are still right (no change since, here or by
+        another connection)."""
+        if self._counts is None:
+            return False
+        return self._conn.execute("PRAGMA data_version").fetchone()[0] == self._data_version
+
     def _cell_counts(self) -> dict[int, int]:
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         if self._counts is None or version != self._data_version:
@@ -74,18 +81,23 @@ class ImagesMixin(StoreBase):
             self._data_version = version
         return self._counts
 
-    def _image_record(self, row: tuple) -> ImageRecord:
+    def _image_record(self, row: tuple, count: int | None = None) -> ImageRecord:
         image_id, stored, width, height, mpp, fingerprint = row
-        return ImageRecord(
-            image_id, self._resolve(stored), width, height, mpp, fingerprint,
-            self._cell_counts().get(image_id, 0), stored,
-        )
+        if count is None:
+            count = self._cell_counts().get(image_id, 0)
+        return ImageRecord(image_id, self._resolve(stored), width, height, mpp, fingerprint,
+                           count, stored)
 
     def images(self) -> list[ImageRecord]:
         rows = self._conn.execute(
             "SELECT id, path, width, height, mpp, fingerprint FROM images ORDER BY id"
         ).fetchall()
         return [self._image_record(r) for r in rows]
+
+    def image_names(self) -> dict[int, str]:
+        """Image id → file name, without counting cells (for labels and menus)."""
+        return {int(i): self._resolve(p).name for i, p in self._conn.execute(
+            "SELECT id, path FROM images ORDER BY id")}
 
     def image(self, image_id: int) -> ImageRecord:
         row = self._conn.execute(
@@ -94,6 +106,9 @@ class ImagesMixin(StoreBase):
         ).fetchone()
         if row is None:
             raise KeyError(f"no image {image_id} in {self.path}")
+        if not self._counts_fresh():  # one image's count, not the whole project's recount
+            return self._image_record(row, self._conn.execute(
+                "SELECT count(*) FROM cells WHERE image_id = ?", (int(image_id),)).fetchone()[0])
         return self._image_record(row)
 
     def missing_images(self) -> list[ImageRecord]:

@@ -48,6 +48,9 @@ from cellviewer.core.store.schema import APPLICATION_ID, SCHEMA_VERSION, migrate
 
 log = logging.getLogger(__name__)
 
+#: actions that change no image's number of cells (the cached counts stay valid)
+COUNT_NEUTRAL = frozenset({"label", "review", "move"})
+
 
 class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, ModelsMixin):
     """A CellViewer project: images, classes, cells, models, predictions, history and undo.
@@ -366,7 +369,8 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         return self._checkpointer.wait_idle(timeout) if self._checkpointer else True
 
     def _after_change(self, op: _undo.PendingOp) -> None:
-        if "cells" in op.kinds or "images" in op.kinds:
+        # relabelling, reviewing and moving keep every image's count: no recount for them
+        if "images" in op.kinds or ("cells" in op.kinds and op.action not in COUNT_NEUTRAL):
             self._counts = None
         rows = op.touched_rows() if "cells" in op.kinds else None
         self._notify(ChangeEvent(frozenset(op.kinds), frozenset(op.image_ids), op.id, op.action,

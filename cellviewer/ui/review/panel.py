@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,7 +95,7 @@ class ReviewQueueModel(QAbstractTableModel):
         self._images = {}
         if self.store is not None:
             self._classes = {int(c.id): (c.name, c.color) for c in self.store.classes()}
-            self._images = {int(r.id): Path(r.path).name for r in self.store.images()}
+            self._images = self.store.image_names()
 
     def set_ids(self, ids: Sequence[str], row_of: dict[str, int] | None = None) -> None:
         """Show these cells (``row_of``: their id → row map, when a worker built it). The view

@@ -246,9 +246,11 @@ class CellPanels(QObject):
         self._show_count(text)
 
     def update_image_counts(self) -> None:
-        store = self.session.store
-        if store is not None:
-            self.image_list.update_counts(store.images())
+        """The open image's count, from its cells (other images change through the store's
+        events: MainWindow refreshes the list for those)."""
+        cells = self.session.cells
+        if cells.image_id is not None and not cells.loading:
+            self.image_list.set_count(cells.image_id, len(cells))
 
     def clear(self) -> None:
         """No project: empty panels."""

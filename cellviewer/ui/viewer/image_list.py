@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
@@ -36,6 +38,7 @@ class ImageList(QListWidget):
         self.setSpacing(1)
         self.runner = BackgroundRunner(1, self)
         self._items: dict[int, QListWidgetItem] = {}
+        self._records: dict = {}  # image id -> the ImageRecord shown
         self._thumbs: dict[str, QIcon] = {}  # by path: survives a refresh
         self._placeholder = _placeholder()
         self.currentItemChanged.connect(self._on_current)
@@ -46,6 +49,7 @@ class ImageList(QListWidget):
         self.blockSignals(True)
         self.clear()
         self._items = {}
+        self._records = {int(rec.id): rec for rec in records}
         for rec in records:
             item = QListWidgetItem(self._label(rec))
             item.setData(Qt.ItemDataRole.UserRole, int(rec.id))
@@ -72,6 +76,13 @@ class ImageList(QListWidget):
             item = self._items.get(int(rec.id))
             if item is not None:
                 item.setText(self._label(rec))
+                self._records[int(rec.id)] = rec
+
+    def set_count(self, image_id: int, n: int) -> None:
+        """One image's cell count (the open image's, from its cells: no store query)."""
+        rec = self._records.get(int(image_id))
+        if rec is not None and rec.cell_count != n:
+            self.update_counts([dataclasses.replace(rec, cell_count=int(n))])
 
     def _got_thumbnail(self, key: str, img) -> None:
         icon = QIcon(QPixmap.fromImage(img))

@@ -1,0 +1,37 @@
+"""Per-image cell counts are cached: relabelling, reviewing and moving never recount the
+project; adding and deleting do; one image's count never needs the whole project's recount."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cellviewer.core.store import ProjectStore
+
+
+def _queries(store: ProjectStore) -> list[str]:
+    seen: list[str] = []
+    store._conn.set_trace_callback(seen.append)
+    return seen
+
+
+def test_count_neutral_edits_keep_the_cached_counts(tmp_path):
+    with ProjectStore.create(tmp_path / "p.cvproj") as store:
+        a = store.add_class("a")
+        one, two = store.add_image("1.png", 100, 100), store.add_image("2.png", 100, 100)
+        ids = store.add_cells(one, np.random.default_rng(0).uniform(0, 99, (20, 2)))
+        store.add_cells(two, [[5.0, 5.0]])
+        assert [r.cell_count for r in store.images()] == [20, 1]
+        seen = _queries(store)
+        store.set_labels(ids[:5], a)
+        store.set_review_status(ids[:2], "checked")
+        store.move_cell(ids[0], 50.0, 50.0)
+        assert [r.cell_count for r in store.images()] == [20, 1]
+        assert not any("GROUP BY" in q for q in seen)
+        store.delete_cells(ids[:3])  # a count changes: recounted once
+        assert [r.cell_count for r in store.images()] == [17, 1]
+        assert sum("GROUP BY" in q for q in seen) == 1
+        store.undo()
+        seen.clear()
+        assert store.image(one).cell_count == 20  # stale counts: one image counted, not all
+        assert not any("GROUP BY" in q for q in seen)
+        assert store.image_names() == {one: "1.png", two: "2.png"}
