@@ -182,7 +182,8 @@ def test_gallery_click_centres_the_view_on_that_cell(qtbot, window):
     # the gallery's selection and the view's are one: a key relabels it
     qtbot.keyClick(gallery, Qt.Key.Key_4)
     assert w.store.cell(cid).class_id == _class(w.store, "spherocyte")
-    assert gallery.class_ids()[k] == _class(w.store, "spherocyte")
+    qtbot.waitUntil(lambda: gallery.class_ids()[k] == _class(w.store, "spherocyte"),
+                    timeout=3000)  # redrawn in the event loop's next turn
 
 
 def test_another_panel_s_edit_reaches_the_markers(qtbot, window):
