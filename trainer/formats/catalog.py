@@ -224,12 +224,14 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _BY_NAME[name]
     except KeyError:
-        pass
-    close = difflib.get_close_matches(str(name), list(_BY_NAME), n=3, cutoff=0.5)
+        raise unknown_model(name, list(_BY_NAME)) from None
+
+
+def unknown_model(name: str, known: list[str]) -> UnknownModelError:
+    """The error for a model name that is none of ``known``: the close matches, then all."""
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise UnknownModelError(
-        f"unknown model {name!r}.{hint} Known models: {', '.join(_BY_NAME)}"
-    ) from None
+    return UnknownModelError(f"unknown model {name!r}.{hint} Known models: {', '.join(known)}")
 
 
 def model_rows(kind: str | None = None) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ models take "unit" (RGB in [0, 1]) and resize/normalise it themselves.
 Importing this package imports torch but not timm (only building a foundation model does).
 """
 
+from trainer.formats.catalog import UnknownModelError
 from trainer.models import (  # noqa: F401  (importing registers the models)
     cnn,
     convnext,
@@ -28,7 +29,6 @@ from trainer.models._registry import (
     DuplicateModelError,
     ModelSpec,
     TrainDefaults,
-    UnknownModelError,
     count_parameters,
     create_model,
     list_models,

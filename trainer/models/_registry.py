@@ -11,14 +11,13 @@ silently.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from trainer.formats.catalog import TrainDefaults, UnknownModelError
+from trainer.formats.catalog import TrainDefaults, unknown_model
 
 if TYPE_CHECKING:
     from trainer.models.layers import CellClassifier
@@ -158,12 +157,7 @@ def model_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        pass
-    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise UnknownModelError(
-        f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}"
-    ) from None
+        raise unknown_model(name, list_models()) from None
 
 
 def create_model(name: str, num_classes: int, **overrides: Any) -> CellClassifier:
