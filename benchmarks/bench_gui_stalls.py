@@ -298,10 +298,13 @@ def open_window(data: BenchData):
     return app, w
 
 
-def run_actions(w, data: BenchData, n_cells: int, repeat: int) -> list[Row]:
+def run_actions(w, data: BenchData, n_cells: int, repeat: int,
+                only: tuple[str, ...] = ()) -> list[Row]:
     rows: dict[str, Row] = {}
 
     def timed(name: str, action: Callable[[], object]) -> None:
+        if only and not any(o in name for o in only):
+            return
         rows.setdefault(name, Row(name)).runs.append(measure(w, action))
 
     big, small = (r.id for r in w.store.images())
@@ -325,6 +328,18 @@ def run_actions(w, data: BenchData, n_cells: int, repeat: int) -> list[Row]:
             settle(w)
             timed(f"label {n:,} selected cell{'s' if n > 1 else ''}", lambda: label_selection(w))
             timed(f"undo that label of {n:,}", lambda: undo(w))
+    # A rubber band: the cells of a square holding about 1,000 of them. Their positions are
+    # random, so their rows are scattered through the file (the worst case for the store's
+    # pages), unlike the first 1,000 rows above.
+    side = IMAGE_SIZE * (1000 / n_cells) ** 0.5
+    xy = w.session.cells.xy
+    inside = (xy[:, 0] < side) & (xy[:, 1] < side)
+    band = [str(i) for i in np.asarray(w.view.layer.ids)[inside]]
+    for _ in range(repeat):
+        w.select_cells(band)
+        settle(w)
+        timed(f"label a rubber band of {len(band):,} cells", lambda: label_selection(w))
+        timed(f"undo that label of {len(band):,}", lambda: undo(w))
     for _ in range(repeat):
         timed(f"review queue by confidence ({n_cells:,})", lambda: review_by_confidence(w))
         timed(f"review queue by blur sensitivity ({n_cells:,})", lambda: review_by_blur(w))
@@ -354,6 +369,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each action (median)")
     ap.add_argument("--quick", action="store_true", help="10,000 cells, 20,000 points")
     ap.add_argument("--json", type=Path, default=None, metavar="OUT")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="time only the actions whose name contains TEXT (repeatable)")
     args = ap.parse_args()
     if args.quick:
         args.cells, args.import_points = 10_000, 20_000
@@ -373,7 +390,7 @@ def main() -> int:
     print(f"main window offscreen ({app.platformName()}), {os.cpu_count()} CPUs, torch "
           f"{torch.__version__} with {torch.get_num_threads()} threads, load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    rows = run_actions(w, data, args.cells, args.repeat)
+    rows = run_actions(w, data, args.cells, args.repeat, tuple(args.only))
     w.close()
     shutil.rmtree(tmp, ignore_errors=True)
     print_table(rows)

@@ -46,6 +46,20 @@ def _class_name(store: ProjectStore, class_id: int | None) -> str:
     return store.class_record(int(class_id)).name
 
 
+def _keys(session: ProjectSession, ids: list[str]) -> list[str] | np.ndarray:
+    """The store's internal keys of ``ids`` when they are all cells of the open image (its
+    :class:`ImageCells` knows them): the store then finds each cell by its integer key instead
+    of searching the uuid index, a random page read per cell in a large project. Otherwise
+    the ids themselves (the store names an unknown one)."""
+    cells = session.cells
+    if not len(cells):
+        return ids
+    index = cells.indices_of(ids)
+    if (index < 0).any():
+        return ids
+    return cells.rows[index]
+
+
 @contextlib.contextmanager
 def _guard(what: str) -> Iterator[None]:
     """Turn the store's refusals into an EditError that says what could not be done."""
@@ -67,7 +81,7 @@ def label(session: ProjectSession, ids: Sequence[str], class_id: int | None,
         return EditResult(0, "No cells selected.")
     cid = None if class_id is None or int(class_id) < 0 else int(class_id)
     with _guard("Cannot set the class"):
-        store.set_labels(ids, cid, source=source)
+        store.set_labels(_keys(session, ids), cid, source=source)
         name = _class_name(store, cid)
     return EditResult(len(ids), f"{len(ids):,} cell(s) → {name}")
 
@@ -92,7 +106,7 @@ def review(session: ProjectSession, cell_id: str, class_id: int, *, accepted: bo
 def set_review_status(session: ProjectSession, ids: Sequence[str], status: str) -> EditResult:
     store = _store(session)
     with _guard("Cannot set the review status"):
-        n = store.set_review_status([str(i) for i in ids], status)
+        n = store.set_review_status(_keys(session, [str(i) for i in ids]), status)
     return EditResult(n, f"{n:,} cell(s) marked {status}")
 
 
@@ -125,7 +139,7 @@ def delete(session: ProjectSession, ids: Sequence[str]) -> EditResult:
     if not ids:
         return EditResult(0, "No cells selected.")
     with _guard("Cannot delete cells"):
-        n = store.delete_cells(ids)
+        n = store.delete_cells(_keys(session, ids))
     return EditResult(n, f"deleted {n:,} cell(s)")
 
 

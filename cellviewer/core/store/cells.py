@@ -82,7 +82,7 @@ class CellsMixin(StoreBase):
                 known = {r[0] for r in conn.execute("SELECT id FROM temp._sel")}
             else:
                 known = {r[0] for r in conn.execute(
-                    "SELECT c.uuid FROM temp._sel s JOIN cells c ON c.id = s.id")}
+                    "SELECT c.uuid FROM temp._sel s CROSS JOIN cells c ON c.id = s.id")}
             missing = next(k for k in keys if k not in known)
             raise KeyError(f"no cell {missing} in {self.path}")
         return found
@@ -96,14 +96,14 @@ class CellsMixin(StoreBase):
             " class_id, label_source, review_status, updated_by, updated_at, metadata)"
             " SELECT ?, c.id, 1, c.uuid, c.image_id, c.x, c.y, c.class_id, c.label_source,"
             " c.review_status, c.updated_by, c.updated_at, c.metadata"
-            " FROM temp._sel s JOIN cells c ON c.id = s.id WHERE s.id NOT BETWEEN ? AND ?",
+            " FROM temp._sel s CROSS JOIN cells c ON c.id = s.id WHERE s.id NOT BETWEEN ? AND ?",
             (op.id, lo, hi),
         )
         if predictions:
             self._conn.execute(
                 "INSERT OR IGNORE INTO op_predictions"
                 " SELECT ?, p.model_id, p.cell_id, p.probs, p.predicted, p.confidence"
-                " FROM temp._sel s JOIN predictions p ON p.cell_id = s.id"
+                " FROM temp._sel s CROSS JOIN predictions p ON p.cell_id = s.id"
                 " WHERE s.id NOT BETWEEN ? AND ?",
                 (op.id, lo, hi),
             )
@@ -115,7 +115,7 @@ class CellsMixin(StoreBase):
 
     def _selected_images(self) -> list[int]:
         return [r[0] for r in self._conn.execute(
-            "SELECT DISTINCT c.image_id FROM temp._sel s JOIN cells c ON c.id = s.id")]
+            "SELECT DISTINCT c.image_id FROM temp._sel s CROSS JOIN cells c ON c.id = s.id")]
 
     def _history_selected(self, op, action: str, new_class: str, old_status: str,
                           new_status: str, source: str, detail: str = "NULL",
@@ -127,7 +127,7 @@ class CellsMixin(StoreBase):
             " old_status, new_status, source, user, at, detail)"
             f" SELECT c.uuid, c.image_id, :op, :action, oc.name, {new_class}, {old_status},"
             f" {new_status}, {source}, :user, :now, {detail}"
-            " FROM temp._sel s JOIN cells c ON c.id = s.id"
+            " FROM temp._sel s CROSS JOIN cells c ON c.id = s.id"
             " LEFT JOIN classes oc ON oc.id = c.class_id",
             {"op": op.id, "action": action, "user": self._user, "now": utc_now(),
              **(params or {})},
@@ -278,6 +278,7 @@ class CellsMixin(StoreBase):
             )
             self._conn.execute(
                 "UPDATE cells SET x = s.x, y = s.y FROM temp._sel s WHERE s.id = cells.id"
+                " AND cells.id IN (SELECT id FROM temp._sel)"  # rowid lookups, not a scan
             )
             op.note("cells", images, n, rows=self._selected_rows())
 
@@ -306,8 +307,10 @@ class CellsMixin(StoreBase):
         """Apply temp._sel.v as the new class of the selected cells."""
         src_expr = "c.label_source" if keep_source else ":source"
         self._conn.execute(
-            "DELETE FROM temp._sel WHERE id IN (SELECT c.id FROM temp._sel s JOIN cells c"
-            f" ON c.id = s.id WHERE c.class_id IS s.v AND c.label_source = {src_expr})",
+            # a correlated EXISTS: rowid lookups (a join here got a Bloom filter built by a
+            # scan of every cell of the project once the file had statistics)
+            "DELETE FROM temp._sel WHERE EXISTS (SELECT 1 FROM cells c WHERE c.id = _sel.id"
+            f" AND c.class_id IS _sel.v AND c.label_source = {src_expr})",
             {"source": source},
         )
         n = self._conn.execute("SELECT count(*) FROM temp._sel").fetchone()[0]
@@ -321,7 +324,8 @@ class CellsMixin(StoreBase):
         )
         self._conn.execute(
             f"UPDATE cells SET class_id = s.v, label_source = {src_expr.replace('c.', 'cells.')},"
-            " updated_by = :user, updated_at = :now FROM temp._sel s WHERE s.id = cells.id",
+            " updated_by = :user, updated_at = :now FROM temp._sel s WHERE s.id = cells.id"
+            " AND cells.id IN (SELECT id FROM temp._sel)",  # rowid lookups, not a scan
             {"source": source, "user": self._user, "now": utc_now()},
         )
         op.note("cells", images, n, rows=self._selected_rows())

@@ -7,8 +7,11 @@ for writing everything twice before the call returns. Here the store's own conne
 checkpoints (``wal_autocheckpoint = 0``); this thread does, with its own connection, right after
 each commit. A PASSIVE checkpoint takes no write lock, so the user's next edit never waits for
 it; once it has copied everything, a TRUNCATE checkpoint (which gives up at once if anyone is
-busy) empties the log. The commit itself is already durable in the log (``synchronous = FULL``),
-so a crash before or during a checkpoint loses nothing. When the store closes, SQLite
+busy) empties the log. The store's connection commits with ``synchronous = NORMAL`` (no fsync
+on the caller's thread); this connection runs ``synchronous = FULL``, so its checkpoint first
+fsyncs the log: that is when a commit reaches the disk. A crash of the app before or during a
+checkpoint loses nothing (the log is in the operating system's hands); a power cut before it may
+lose the last commits, never the file's consistency. When the store closes, SQLite
 checkpoints and removes the log as the last connection goes.
 """
 
@@ -53,6 +56,7 @@ class Checkpointer:
         try:
             # No waiting on locks: a busy checkpoint is simply retried after the next commit.
             conn = sqlite3.connect(self._path, isolation_level=None, timeout=0.0)
+            conn.execute("PRAGMA synchronous = FULL")  # the log's fsync happens here
         except sqlite3.Error:
             log.exception("checkpoint thread cannot open %s", self._path)
             self._idle.set()

@@ -127,7 +127,7 @@ class ModelsMixin(StoreBase):
         )
         found = self._conn.execute(
             "SELECT s.v, p.probs, p.predicted, p.confidence FROM temp._sel s"
-            " JOIN predictions p ON p.cell_id = s.id AND p.model_id = ?", (int(model_id),)
+            " CROSS JOIN predictions p ON p.cell_id = s.id AND p.model_id = ?", (int(model_id),)
         ).fetchall()
         if found:
             pos, blobs, pred, conf = zip(*found, strict=True)

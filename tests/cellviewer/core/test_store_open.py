@@ -10,13 +10,13 @@ from cellviewer.core.store import SCHEMA_VERSION, ProjectError, ProjectStore
 from cellviewer.core.store.schema import APPLICATION_ID
 
 
-def test_new_project_is_wal_with_foreign_keys_full_sync_and_a_version(tmp_path):
+def test_new_project_is_wal_with_foreign_keys_normal_sync_and_a_version(tmp_path):
     path = tmp_path / "p.cvproj"
     with ProjectStore.create(path, name="Study A") as store:
         conn = store._conn
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: checkpointer syncs
         assert store.schema_version == SCHEMA_VERSION >= 1
         assert store.name == "Study A"
         assert store.user == "test-user"  # CELLVIEWER_USER from conftest
