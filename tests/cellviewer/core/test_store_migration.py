@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cellviewer.core.store import SCHEMA_VERSION, ProjectStore
+from cellviewer.core.store import SCHEMA_VERSION, ProjectStore, UndoConflictError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -78,8 +78,9 @@ def _dump(path: Path, like: Path | None = None) -> dict[str, list[tuple]]:
     return out
 
 
-def test_v1_keeps_every_row_of_every_table(tmp_path):
-    """Version 2 adds sessions (who may undo): every v1 row stays exactly as it was."""
+def test_v1_keeps_every_row_of_every_table_and_its_actions_become_legacy(tmp_path):
+    """Version 2 adds sessions (who may undo): every v1 row stays exactly as it was, and the
+    v1 actions, made before sessions existed, are undoable by the user who made them."""
     original = tmp_path / "pristine-v1.cvproj"  # (reading the fixture in place adds a WAL)
     shutil.copy(FIXTURES / "project-v1.cvproj", original)
     path = tmp_path / "old-v1.cvproj"
@@ -96,3 +97,10 @@ def test_v1_keeps_every_row_of_every_table(tmp_path):
     assert legacy == len(before["operations"])
     assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 0
     conn.close()
+    with ProjectStore.open(path) as store:
+        store.user = "tester"
+        with pytest.raises(UndoConflictError, match="fixture-maker undid 'Delete 1 cell'"):
+            store.redo()  # another user's legacy action
+        store.user = "fixture-maker"
+        assert store.redo() and store.undo()  # their own, as before
+        assert store.undo()
