@@ -17,6 +17,7 @@ from cellviewer.core.store.records import (
     OperationRecord,
     PredictionArrays,
     ProjectError,
+    UndoConflictError,
 )
 from cellviewer.core.store.schema import SCHEMA_VERSION
 
@@ -39,5 +40,6 @@ __all__ = [
     "PredictionArrays",
     "ProjectError",
     "ProjectStore",
+    "UndoConflictError",
     "current_user",
 ]

@@ -74,6 +74,9 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         self._user_provider: Callable[[], str] | None = None
         self._counts: dict[int, int] | None = None
         self._data_version = -1
+        # This connection as the author of actions: who may undo them (undo.py).
+        self._session = _undo.Session.start(utc_now())
+        weakref.finalize(self, _undo.session_ended, self._session.id)
         self._checkpointer: Checkpointer | None = None
         if not readonly:
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # done by the Checkpointer thread
@@ -187,6 +190,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         if self._conn is not None:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
+            self._session.end(None if self._readonly else self._conn, utc_now())
             with contextlib.suppress(sqlite3.Error):
                 if not self._readonly:
                     self._conn.execute("PRAGMA optimize")
@@ -314,10 +318,12 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            self._session.record(conn)
+            now = utc_now()
             op_id = inserted_id(conn.execute(
-                "INSERT INTO operations (action, description, user, at, state) "
-                "VALUES (?, ?, ?, ?, 'done')",
-                (action, description, self._user, utc_now()),
+                "INSERT INTO operations (action, description, user, at, state, session,"
+                " last_user, last_at) VALUES (?, ?, ?, ?, 'done', ?, ?, ?)",
+                (action, description, self._user, now, self._session.id, self._user, now),
             ))
             op = _undo.PendingOp(op_id, action, description)
             self._op = op
@@ -444,11 +450,15 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         return row[1] if row else None
 
     def undo(self) -> bool:
-        """Revert the latest action; False when there is nothing to undo."""
+        """Revert the latest action; False when there is nothing to undo.
+        :class:`UndoConflictError` (nothing changed) when another session wrote it or wrote
+        since: another process with the project open, or another user's earlier session
+        (see "Who may undo" in undo.py)."""
         return self._flip("undo")
 
     def redo(self) -> bool:
-        """Repeat the latest undone action; False when there is nothing to redo."""
+        """Repeat the latest undone action; False when there is nothing to redo.
+        :class:`UndoConflictError` as for :meth:`undo`."""
         return self._flip("redo")
 
     def _flip(self, direction: str) -> bool:
@@ -462,7 +472,10 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
             if row is None:
                 conn.execute("ROLLBACK")
                 return False
-            result = _undo.flip(conn, row[0], direction, self._user, utc_now())
+            _undo.check_turn(conn, row[0], direction, self._session, self._user, self.path)
+            self._session.record(conn)
+            result = _undo.flip(conn, row[0], direction, self._user, utc_now(),
+                                session=self._session.id)
             conn.execute("COMMIT")
             self._poke()
         except BaseException:

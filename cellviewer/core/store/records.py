@@ -23,12 +23,26 @@ __all__ = [
     "OperationRecord",
     "PredictionArrays",
     "ProjectError",
+    "UndoConflictError",
 ]
 
 
 class ProjectError(Exception):
     """A project file that cannot be used, or an edit the project refuses; the message names the
     file (and, for imports, the line or feature) and the cause."""
+
+
+class UndoConflictError(ProjectError):
+    """An undo or redo refused because another session wrote the actions it would step back
+    through (another process with the project open, or another user's earlier session), so it
+    would revert their edit. ``user``, ``at`` and ``description`` name that write (``at`` ISO
+    8601 UTC); nothing was changed."""
+
+    def __init__(self, message: str, *, user: str, at: str, description: str) -> None:
+        super().__init__(message)
+        self.user = user
+        self.at = at
+        self.description = description
 
 
 @dataclass(frozen=True)

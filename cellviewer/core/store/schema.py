@@ -19,7 +19,9 @@ Design choices worth knowing before editing:
   with the R*Tree (which stores float32 boxes, so it also needs an exact re-check), inserting took
   5-6 s against 18-22 s, and the file was 60 MB against 80 MB; so the plain index wins.
 - ``history`` is append-only: triggers abort any UPDATE or DELETE on it.
-- Undo data (``operations``, ``op_cells``, ``op_predictions``) is described in ``undo.py``.
+- Undo data (``operations``, ``op_cells``, ``op_predictions``) is described in ``undo.py``;
+  since version 2 each action names the *session* (one store connection, table ``sessions``)
+  that last wrote it, so that undo never steps back through another process's edits.
 - Foreign keys on ``cells.image_id`` and ``cells.class_id`` have no ON DELETE action: an undo
   swaps rows of ``images``/``classes`` with deferred foreign keys, and a cascade there would
   silently delete cells. Predictions do cascade with their cell (undo snapshots them first).
@@ -195,6 +197,32 @@ def _v0_to_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# Version 2: who may undo. ``sessions`` holds one row per store connection that recorded an
+# action (written with its first action, so opening a project writes nothing); ``closed_at``
+# stays NULL while it is open and after a crash (undo.py then asks whether ``pid`` still runs).
+# ``operations.session`` is the session that last wrote the action (made, undid or redid it),
+# ``last_user``/``last_at`` who that was and when. Actions from before version 2 keep NULL in all
+# three: an ended session of their ``user`` (undo.py).
+_V2 = """
+CREATE TABLE sessions (
+    id        TEXT PRIMARY KEY,     -- uuid4 hex, made when the store connection opened
+    host      TEXT NOT NULL,
+    pid       INTEGER NOT NULL,
+    opened_at TEXT NOT NULL,
+    closed_at TEXT                  -- NULL: open, or ended without closing (a crash)
+) WITHOUT ROWID;
+
+ALTER TABLE operations ADD COLUMN session TEXT;
+ALTER TABLE operations ADD COLUMN last_user TEXT;
+ALTER TABLE operations ADD COLUMN last_at TEXT;
+"""
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    for statement in _split_sql(_V2):
+        conn.execute(statement)
+
+
 def _split_sql(script: str) -> list[str]:
     """Statements of a script, keeping trigger bodies (which contain ';') whole."""
     out: list[str] = []
@@ -212,7 +240,7 @@ def _split_sql(script: str) -> list[str]:
 
 
 # MIGRATIONS[i] upgrades a file at user_version i to i + 1; append, never edit a shipped step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v0_to_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v0_to_v1, _v1_to_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -21,16 +21,47 @@ Three refinements:
 
 Every cell a flip changes gets a row in the append-only ``history`` (action ``undo`` or
 ``redo``, with the reverted action in ``detail``), so the audit trail shows the undo too.
+
+Who may undo. The stack is the project file's, so two processes with the project open (the lock
+bypassed or broken) share it, and a plain "undo the newest action" would revert the other
+process's edit. So every store connection is a *session* (:class:`Session`: a uuid made when it
+opens, its host and process id; a row of ``sessions`` written with its first action) and each
+action names the session that last wrote it (made, undid or redid it) and that user
+(``operations.session``, ``last_user``, ``last_at``). An undo or redo flips the same action as
+before, but only when that action and every action above it that still holds undo data are this
+session's own, or *adoptable*: written by the same user in a session that has ended (closed; or
+its process no longer runs on this computer; or an action from before sessions existed, whose
+session is taken as ended). Otherwise :func:`check_turn` raises
+:class:`~cellviewer.core.store.records.UndoConflictError` naming who wrote, what and when.
+Adopting is per action: flipping an adopted action makes it this session's (so the two cannot
+both take an ended session's stack), and it needs no write at open: opening a project to look
+at it changes nothing, and the user whose name decides is the one undoing (the app asks for it
+at the first edit, after the project has opened).
+
+Why this is enough: undo and redo stay strictly last-in first-out across sessions, so the state
+an action stored always fits the cells around it; what must not happen is stepping back through
+another live session's action, and ownership is exclusive (one session per action), so two live
+sessions can never both flip one action. A new action by anyone still drops everyone's redo
+stack (it must: the stored states would no longer fit). Closing and reopening keeps today's
+behaviour for one user; another user reopening meets the first user's actions as another
+session's and is refused, as is a second live process of the same user.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import sqlite3
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cellviewer.core.store.records import UndoConflictError
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "images": ("id", "path", "width", "height", "mpp", "fingerprint", "added_by", "added_at"),
@@ -104,6 +135,111 @@ class PendingOp:
         self.new_hi = hi
 
 
+# ---------------------------------------------------------------------------- sessions
+
+_OPEN_SESSIONS: set[str] = set()  # this process's sessions whose store is still open
+
+
+def session_ended(session_id: str) -> None:
+    """Forget an open session of this process (its store closed, or was dropped unclosed)."""
+    _OPEN_SESSIONS.discard(session_id)
+
+
+def _host() -> str:
+    return socket.gethostname() or "unknown-host"
+
+
+@dataclass
+class Session:
+    """One store connection as the author of actions (see "Who may undo" above)."""
+
+    id: str
+    host: str
+    pid: int
+    opened_at: str
+    recorded: bool = False  # its row was written (with an action of this connection)
+
+    @classmethod
+    def start(cls, now: str) -> Session:
+        session = cls(uuid.uuid4().hex, _host(), os.getpid(), now)
+        _OPEN_SESSIONS.add(session.id)
+        return session
+
+    def record(self, conn: sqlite3.Connection) -> None:
+        """Inside the transaction of one of this session's writes: make sure its row exists
+        (one primary-key probe after the first time)."""
+        conn.execute(
+            "INSERT OR IGNORE INTO sessions (id, host, pid, opened_at) VALUES (?, ?, ?, ?)",
+            (self.id, self.host, self.pid, self.opened_at),
+        )
+        self.recorded = True
+
+    def end(self, conn: sqlite3.Connection | None, now: str) -> None:
+        """The store is closing: other processes may now adopt this session's actions. The
+        closing time is best effort (a crash leaves it NULL; liveness is then asked of the
+        process id)."""
+        session_ended(self.id)
+        if conn is not None and self.recorded and not conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("UPDATE sessions SET closed_at = ? WHERE id = ?", (now, self.id))
+
+
+def _session_state(session: str | None, known: bool, host: str | None, pid: int | None,
+                   closed_at: str | None) -> tuple[bool, str]:
+    """(has it ended, how to name it) for a session as stored with an action."""
+    if session is None:
+        return True, "an earlier CellViewer without sessions"
+    if not known or host is None or pid is None:
+        return True, "a session with no record"
+    where = f"process {pid} on {host}"
+    if closed_at:
+        return True, f"{where}, closed at {closed_at}"
+    if host != _host():
+        return False, f"{where}, open or ended without closing (another computer)"
+    if pid == os.getpid():
+        alive = session in _OPEN_SESSIONS
+    else:
+        from cellviewer.core.project.lock import pid_alive  # (lock.py imports the store)
+
+        alive = pid_alive(pid)
+    return (False, f"{where}, still open") if alive else (True, f"{where}, ended")
+
+
+def check_turn(conn: sqlite3.Connection, op_id: int, direction: str, session: Session,
+               user: str, path: Path) -> None:
+    """Refuse (:class:`UndoConflictError`) to undo or redo ``op_id`` when it, or an action
+    above it that still holds undo data, was last written by another session that this one
+    may not adopt (see "Who may undo" above). Inside the caller's transaction."""
+    rows = conn.execute(
+        "SELECT o.id, o.description, o.state, o.session, coalesce(o.last_user, o.user),"
+        " o.at, o.last_at, s.id IS NOT NULL, s.host, s.pid, s.closed_at"
+        " FROM operations o LEFT JOIN sessions s ON s.id = o.session"
+        " WHERE o.state IN ('done', 'undone') AND o.id >= ? AND o.session IS NOT ?"
+        " ORDER BY o.id DESC",
+        (op_id, session.id),
+    ).fetchall()
+    for (row_id, description, state, other, who, made_at, last_at, known, host, pid,
+         closed_at) in rows:
+        ended, where = _session_state(other, bool(known), host, pid, closed_at)
+        if ended and who == user:
+            continue  # an ended session of this user: adopted
+        verb = ("undid" if state == "undone"
+                else "made" if last_at is None or last_at == made_at else "redid")
+        when = last_at or made_at
+        if row_id == op_id:
+            head = f"{path}: cannot {direction}"
+        else:
+            target = conn.execute(
+                "SELECT description FROM operations WHERE id = ?", (op_id,)).fetchone()[0]
+            head = f"{path}: cannot {direction} {target!r}"
+        raise UndoConflictError(
+            f"{head}: {who} {verb} {description!r} at {when} in another session ({where})"
+            f"{' since' if row_id != op_id else ''}; undo and redo step back only through "
+            "this session's own edits and those of an ended session of the same user",
+            user=who, at=when, description=description,
+        )
+
+
 # ---------------------------------------------------------------------------- small tables
 
 
@@ -174,8 +310,10 @@ def _delete_rows(conn: sqlite3.Connection, table: str, snap: dict[str, Any]) -> 
 # ---------------------------------------------------------------------------- the flip
 
 
-def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: str) -> PendingOp:
-    """Undo (``direction="undo"``) or redo the action ``op_id`` inside the caller's transaction.
+def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: str, *,
+         session: str) -> PendingOp:
+    """Undo (``direction="undo"``) or redo the action ``op_id`` inside the caller's transaction;
+    the action becomes ``session``'s (who may flip it is :func:`check_turn`'s question).
 
     Returns a PendingOp describing what changed (for listeners); the caller commits.
     """
@@ -322,10 +460,12 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
         (op_id,),
     )
     conn.execute(
-        "UPDATE operations SET state = ?, tables = ? WHERE id = ?",
+        "UPDATE operations SET state = ?, tables = ?, session = ?, last_user = ?, last_at = ?"
+        " WHERE id = ?",
         (
             "undone" if direction == "undo" else "done",
             json.dumps(current_tables) if current_tables else None,
+            session, user, now,
             op_id,
         ),
     )

@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 from cellviewer.cli.main import main
-from cellviewer.core.store import ProjectStore
+from cellviewer.core.store import SCHEMA_VERSION, ProjectStore
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "project-v1.cvproj"
+# The fixture of the current schema version: older ones open read-only only after upgrading.
+FIXTURE = (Path(__file__).resolve().parents[2] / "fixtures"
+           / f"project-v{SCHEMA_VERSION}.cvproj")
 
 
 def _project(tmp_path: Path) -> tuple[Path, Path]:

@@ -11,8 +11,11 @@ from pathlib import Path
 
 from cellviewer.app import main as app_main
 from cellviewer.cli.main import is_command, main
+from cellviewer.core.store import SCHEMA_VERSION
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "project-v1.cvproj"
+# The fixture of the current schema version: older ones open read-only only after upgrading.
+FIXTURE = (Path(__file__).resolve().parents[2] / "fixtures"
+           / f"project-v{SCHEMA_VERSION}.cvproj")
 
 
 def _copy(tmp_path: Path) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cellviewer.core.store import ProjectStore
+from cellviewer.core.store import ProjectStore, UndoConflictError
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -78,6 +78,10 @@ def test_sigkill_during_edits_keeps_every_committed_edit(tmp_path):
                 _, cell_id, cls = edit
                 assert store.cell(cell_id).class_id == int(cls)
                 assert store.history(cell_id)[-1].action == "label"
-        # The project still works: it undoes the killed process's last committed action.
+        # The project still works: its user undoes the killed process's last committed action
+        # (the killed session has ended, so its user adopts its undo stack; nobody else may).
+        with pytest.raises(UndoConflictError, match="editor made"):
+            store.undo()
+        store.user = "editor"
         assert store.undo()
         assert store.integrity_check() == "ok"

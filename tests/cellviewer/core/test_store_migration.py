@@ -7,17 +7,20 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from cellviewer.core.store import SCHEMA_VERSION, ProjectStore
+from cellviewer.core.store import SCHEMA_VERSION, ProjectStore, UndoConflictError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 # What each fixture holds, as written by its version (made once, never changed).
 EXPECTED = {
     1: {"images": 3, "classes": 13, "cells": 349, "history": 362, "predictions": 132,
+        "undone": 1, "checked": 5, "corrected": 5},
+    2: {"images": 3, "classes": 13, "cells": 349, "history": 362, "predictions": 132,
         "undone": 1, "checked": 5, "corrected": 5},
 }
 
@@ -55,4 +58,49 @@ def test_an_older_project_migrates_and_keeps_everything(tmp_path, version):
         # and the migrated file takes new edits
         store.user = "tester"
         store.set_labels(cells[:1], None)
+        assert store.undo()
+
+
+def _dump(path: Path, like: Path | None = None) -> dict[str, list[tuple]]:
+    """Every row of every table of ``path`` (only the tables and columns ``like`` has)."""
+    conn = sqlite3.connect(f"{(like or path).as_uri()}?mode=ro", uri=True)
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
+    conn.close()
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    out = {}
+    for table, cols in columns.items():
+        order = ", ".join(str(i + 1) for i in range(len(cols)))
+        out[table] = conn.execute(
+            f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}").fetchall()
+    conn.close()
+    return out
+
+
+def test_v1_keeps_every_row_of_every_table_and_its_actions_become_legacy(tmp_path):
+    """Version 2 adds sessions (who may undo): every v1 row stays exactly as it was, and the
+    v1 actions, made before sessions existed, are undoable by the user who made them."""
+    original = tmp_path / "pristine-v1.cvproj"  # (reading the fixture in place adds a WAL)
+    shutil.copy(FIXTURES / "project-v1.cvproj", original)
+    path = tmp_path / "old-v1.cvproj"
+    shutil.copy(original, path)
+    before = _dump(original)
+    assert len(before["cells"]) == 349 and len(before["history"]) == 362
+    with ProjectStore.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+    assert _dump(path, like=original) == before
+    conn = sqlite3.connect(path)
+    legacy = conn.execute(
+        "SELECT count(*) FROM operations WHERE session IS NULL AND last_user IS NULL"
+        " AND last_at IS NULL").fetchone()[0]
+    assert legacy == len(before["operations"])
+    assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 0
+    conn.close()
+    with ProjectStore.open(path) as store:
+        store.user = "tester"
+        with pytest.raises(UndoConflictError, match="fixture-maker undid 'Delete 1 cell'"):
+            store.redo()  # another user's legacy action
+        store.user = "fixture-maker"
+        assert store.redo() and store.undo()  # their own, as before
         assert store.undo()
