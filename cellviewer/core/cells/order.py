@@ -1,7 +1,8 @@
 """One vocabulary for the orders in which cells are shown: the gallery, the review queue and the
 store's queries all name an order with these words.
 
-- ``slide``: the image's own order (as the cells were added);
+- ``slide``: the image's own order: additions in the order they were made, the cells of one
+  addition in reading order (256-px tiles row by row, then y, then x: store.cells.spatial_order);
 - ``unsure-first`` / ``sure-first``: by the active model's confidence in its call, cells without
   a prediction last either way;
 - ``blur-sensitive-first``: the calls that move most under blur first (the review queue computes

@@ -170,13 +170,19 @@ class CellsMixin(StoreBase):
                 "UPDATE counters SET value = value + ? WHERE name = 'cells' RETURNING value - ?",
                 (n, n),
             ).fetchall()[0][0]
-            xs, ys = xy[:, 0].tolist(), xy[:, 1].tolist()
+            # Keys in reading order of tiles, so that neighbours share pages (see spatial_order)
+            order = spatial_order(xy)
+            take = order.tolist()
+            xs, ys = xy[order, 0].tolist(), xy[order, 1].tolist()
+            meta = list(meta)
             self._conn.executemany(
                 "INSERT INTO cells (id, uuid, image_id, x, y, class_id, label_source,"
                 " review_status, updated_by, updated_at, metadata)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                zip(range(lo, lo + n), ids, [int(image_id)] * n, xs, ys, classes, sources,
-                    statuses, [self._user] * n, [now] * n, meta, strict=True),
+                zip(range(lo, lo + n), [ids[i] for i in take], [int(image_id)] * n, xs, ys,
+                    [classes[i] for i in take], [sources[i] for i in take],
+                    [statuses[i] for i in take], [self._user] * n, [now] * n,
+                    [meta[i] for i in take], strict=True),
             )
             hi = lo + n - 1
             self._conn.execute(
@@ -561,6 +567,21 @@ class CellsMixin(StoreBase):
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [r[0] for r in self._conn.execute(sql, args)]
+
+
+def spatial_order(xy: np.ndarray, tile: float = GRID) -> np.ndarray:
+    """The order in which cells added together get their internal keys: tile by tile
+    (``tile`` level-0 pixels square, rows of tiles top to bottom, each left to right), and by
+    y then x inside a tile. The cells table is stored in key order, so cells that lie together
+    share database pages: a rubber band of 1,000 cells of a 100,000-cell image then dirties a
+    few dozen pages instead of about one per cell (relabelling it wrote ~3,500 pages to the log
+    when keys followed the order of a file whose rows were in random order). ``slide order``
+    is therefore this reading order within each addition."""
+    if len(xy) < 2:
+        return np.arange(len(xy))
+    tx = np.floor(xy[:, 0] / tile)
+    ty = np.floor(xy[:, 1] / tile)
+    return np.lexsort((xy[:, 0], xy[:, 1], tx, ty))
 
 
 def _json_meta(meta: dict | None) -> str | None:

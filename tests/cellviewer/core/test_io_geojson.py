@@ -74,14 +74,15 @@ def test_export_writes_qupath_detections(tiles, tmp_path):
     text = path.read_text()
     data = json.loads(text)
     assert data["type"] == "FeatureCollection" and len(data["features"]) == 200
-    feature = data["features"][0]
-    assert feature["id"] == result.ids[0] and uuid.UUID(feature["id"])
+    by_id = {f["id"]: f for f in data["features"]}
+    feature = by_id[result.ids[0]]
+    assert uuid.UUID(feature["id"])
     assert feature["geometry"]["type"] == "Point"
     props = feature["properties"]
     assert props["objectType"] == "detection"
     assert props["measurements"] == {"p_tumour": 0.93, "p_stroma": 0.07}
-    assert data["features"][1]["properties"]["measurements"] == {"p_tumour": "NaN",
-                                                                 "p_stroma": "NaN"}
+    assert by_id[result.ids[1]]["properties"]["measurements"] == {"p_tumour": "NaN",
+                                                                  "p_stroma": "NaN"}
     assert '"p_tumour":"NaN"' in text and ":NaN" not in text  # a string, so valid JSON
     labelled = next(f for f in data["features"] if "classification" in f["properties"]
                     and f["properties"]["classification"]["name"] == "tumour")

@@ -43,11 +43,14 @@ def test_all_labelled_cells_in_project_order(project, tmp_path):
     assert ps.path == tmp_path / "all.patches"
     assert ps.classes == ["tumour", "stroma", "immune"]
     assert len(ps) == 5  # the unlabelled cell is left out
-    assert ps.cell_ids == d["ids_a"][:3] + d["ids_b"]
-    assert ps.labels.tolist() == [0, 1, 2, 1, 0]
+    # project order: the store's keys follow reading order (tiles, then y, then x) within
+    # each addition, not the order the cells were given in
+    a, b = d["ids_a"], d["ids_b"]
+    assert ps.cell_ids == [a[1], a[0], a[2], b[1], b[0]]
+    assert ps.labels.tolist() == [1, 0, 2, 0, 1]
     assert ps.sources[0] == str(tmp_path / "a.png") and ps.sources[-1] == str(tmp_path / "b.png")
-    np.testing.assert_array_equal(ps.patches[0], d["a"][40:80, 60:100])  # a direct slice
-    for k, img in ((1, "a"), (2, "a"), (4, "b")):  # the border cells
+    np.testing.assert_array_equal(ps.patches[1], d["a"][40:80, 60:100])  # a direct slice
+    for k, img in ((0, "a"), (2, "a"), (3, "b")):  # the border cells
         expected, padded = crop_window(d[img], *ps.xy[k], 40)
         assert padded and ps.padded[k]
         np.testing.assert_array_equal(ps.patches[k], expected)
@@ -65,8 +68,8 @@ def test_chosen_images_classes_order_unlabelled_and_fov(project, tmp_path):
                                 class_names=["immune", "tumour"], fov_px=64,
                                 keep_source_crops=True, include_unlabelled=True)
     assert ps.classes == ["immune", "tumour"]  # the order asked for is the model's order
-    assert ps.cell_ids == [d["ids_a"][0], d["ids_a"][2], d["ids_a"][3]]
-    assert ps.labels.tolist() == [1, 0, -1]
+    assert ps.cell_ids == [d["ids_a"][3], d["ids_a"][0], d["ids_a"][2]]  # reading order
+    assert ps.labels.tolist() == [-1, 1, 0]
     assert ps.fov_px == 64 and ps.source_crops.shape == (3, 64, 64, 3)
     for k in range(3):
         crop, _ = crop_window(d["a"], *ps.xy[k], 64)
@@ -136,7 +139,8 @@ def test_crc_project_patches_equal_direct_slices_and_the_trainer_build(shared_da
     assert [ps.classes[i] for i in ps.labels] == [
         trainer_ps.classes[i] for i in trainer_ps.labels[order]]
     tile = np.asarray(Image.open(crc / "tiles" / "img1.png").convert("RGB"))
-    first = next(k for k, s in enumerate(ps.sources) if s.endswith("img1.png"))
+    first = next(k for k, (s, xy) in enumerate(zip(ps.sources, ps.xy.tolist(), strict=True))
+                 if s.endswith("img1.png") and abs(xy[0] - 148.78) < 0.01)
     # img1.png's first point (148.78, 181.48): x0 = 148 - 20 = 128, y0 = 181 - 20 = 161.
     assert ps.xy[first].tolist() == pytest.approx([148.78269484808447, 181.47754293262892])
     np.testing.assert_array_equal(ps.patches[first], tile[161:201, 128:168])

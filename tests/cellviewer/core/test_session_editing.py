@@ -62,7 +62,7 @@ def session(tmp_path, monkeypatch):
 def test_the_user_is_asked_once_before_the_first_edit_of_any_kind(session):
     a, _b = session.classes
     assert session.user is None and session.asked == []
-    cell = str(session.cells.ids[0])
+    cell = str(session.cells.ids[session.cells.class_id != a][0])
     # an edit straight through the store (as any panel might) still asks first
     session.store.set_labels([cell], a)
     assert session.asked == ["from-settings"]

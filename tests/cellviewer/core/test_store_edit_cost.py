@@ -63,3 +63,23 @@ def test_labelling_ten_cells_does_not_touch_the_other_cells(project, by):
         }
     # a scan of the project's cells alone is > N_CELLS steps; ten cells need a few thousand
     assert all(s < N_CELLS // 2 for s in steps.values()), steps
+
+
+def test_cells_that_lie_together_get_neighbouring_keys(project):
+    """Keys follow reading order of 256-px tiles, whatever order the cells were given in, so
+    a rubber band's cells lie in a few blocks of consecutive keys (a few database pages), not
+    one block per cell."""
+    with ProjectStore.open(project) as store:
+        arrays = store.cell_arrays(store.images()[0].id)
+    inside = (arrays.xy[:, 0] < 300) & (arrays.xy[:, 1] < 300)
+    blocks = len(np.unique(arrays.rows[inside] // 40))  # ~40 cells to a page of the table
+    # 109 cells in 2 x 2 tiles of ~80 cells: ~12 blocks (in the given, random, order: ~100)
+    assert inside.sum() > 50 and blocks <= 20, (inside.sum(), blocks)
+
+
+def test_spatial_order_is_tiles_then_y_then_x():
+    from cellviewer.core.store.cells import spatial_order
+
+    xy = np.array([[300.0, 10.0], [10.0, 300.0], [20.0, 5.0], [5.0, 20.0], [10.0, 5.0]])
+    assert spatial_order(xy).tolist() == [4, 2, 3, 0, 1]
+    assert spatial_order(xy[:1]).tolist() == [0]
