@@ -25,7 +25,9 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from cellviewer.core.store import integrity
 from cellviewer.core.store import undo as _undo
+from cellviewer.core.store.base import guard_errors, read_only_reason, store_errors, translate
 from cellviewer.core.store.cell_columns import CellColumnsMixin
 from cellviewer.core.store.cells import CellsMixin
 from cellviewer.core.store.checkpoint import Checkpointer
@@ -42,7 +44,9 @@ from cellviewer.core.store.records import (
     ChangeEvent,
     HistoryRecord,
     OperationRecord,
+    ProjectDamagedError,
     ProjectError,
+    ProjectReadOnlyError,
 )
 from cellviewer.core.store.schema import APPLICATION_ID, SCHEMA_VERSION, migrate
 
@@ -52,6 +56,7 @@ log = logging.getLogger(__name__)
 COUNT_NEUTRAL = frozenset({"label", "review", "move"})
 
 
+@guard_errors
 class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, ModelsMixin):
     """A CellViewer project: images, classes, cells, models, predictions, history and undo.
 
@@ -72,6 +77,8 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         self._user_provider: Callable[[], str] | None = None
         self._counts: dict[int, int] | None = None
         self._data_version = -1
+        self._read_only_reason = "opened read-only" if readonly else ""
+        self._open_check: integrity.CheckResult | None = None
         self._checkpointer: Checkpointer | None = None
         if not readonly:
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # done by the Checkpointer thread
@@ -95,96 +102,100 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
                 p.unlink(missing_ok=True)
         if not path.parent.is_dir():
             raise ProjectError(f"{path}: folder {path.parent} does not exist")
+        if read_only_reason(path):
+            raise ProjectReadOnlyError(path, f"cannot create the project: "
+                                             f"{read_only_reason(path)}")
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
         except sqlite3.Error as e:
-            raise ProjectError(f"{path}: cannot create the project ({e})") from e
+            raise translate(path, e, "cannot create the project") from e
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            _configure(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            migrate(conn, 0)
-            now, user = utc_now(), current_user()
-            conn.executemany(
-                "INSERT INTO project (key, value) VALUES (?, ?)",
-                [("name", name or path.stem), ("created_at", now), ("created_by", user),
-                 ("app", "cellviewer")],
-            )
-            conn.execute("COMMIT")
+            with store_errors(path, "cannot create the project"):
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                _configure(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                migrate(conn, 0)
+                now, user = utc_now(), current_user()
+                conn.executemany(
+                    "INSERT INTO project (key, value) VALUES (?, ?)",
+                    [("name", name or path.stem), ("created_at", now), ("created_by", user),
+                     ("app", "cellviewer")],
+                )
+                conn.execute("COMMIT")
+                conn.executescript(_undo.TEMP_SCHEMA)
         except BaseException:
-            conn.close()
-            for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):  # all ours: just made
                 p.unlink(missing_ok=True)
             raise
-        conn.executescript(_undo.TEMP_SCHEMA)
         return cls(path, conn, readonly=False)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, readonly: bool = False) -> ProjectStore:
+    def open(cls, path: str | os.PathLike, *, readonly: bool = False,
+             check: bool | None = None,
+             check_budget_s: float | None = integrity.OPEN_CHECK_BUDGET_S) -> ProjectStore:
         """Open an existing project; ``ProjectError`` naming the file when it is missing, is not
-        a CellViewer project, or comes from a newer CellViewer. Older files are migrated."""
+        a CellViewer project, or comes from a newer CellViewer. Older files are migrated.
+
+        ``readonly``: open it read-only on purpose. A file or folder that cannot be written
+        (read-only media, a write-protected file) opens read-only by itself;
+        :attr:`read_only_reason` says why, and every edit then raises ProjectReadOnlyError.
+        ``check``: check the file's integrity first (see ``integrity.check_at_open``; bounded
+        by ``check_budget_s``); the default checks every open but the read-only snapshots that
+        worker threads take of a project already open. A file that fails it (or that SQLite
+        finds damaged on the way) raises :class:`ProjectDamagedError`. A refused open closes
+        its connection and leaves no ``-wal``/``-shm`` file that it made."""
         path = Path(path).expanduser().absolute()
         if not path.exists():
             raise ProjectError(f"{path}: no such project file")
         if path.is_dir():
             raise ProjectError(f"{path}: is a folder, not a project file")
-        mode = "ro" if readonly else "rw"
+        reason = "opened read-only" if readonly else read_only_reason(path)
+        read_only = readonly or bool(reason)
+        if check is None:
+            check = not readonly
+        before = integrity.side_files(path)
+        # In a read-only folder SQLite cannot make the -shm a WAL reader needs: unless both side
+        # files are there already, read the file as immutable (no locks, no log).
+        immutable = read_only and not os.access(path.parent, os.W_OK | os.X_OK) \
+            and not {"-wal", "-shm"} <= before
+        if immutable and "-wal" in before:
+            reason += (" (the changes in its -wal file that were never copied into it cannot "
+                       "be read from there)")
         try:
-            conn = sqlite3.connect(
-                f"{path.as_uri()}?mode={mode}", uri=True, isolation_level=None, timeout=10.0
-            )
+            conn = (integrity.connect_read_only(path, immutable=immutable) if read_only else
+                    sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None,
+                                    timeout=10.0))
         except sqlite3.Error as e:
-            raise ProjectError(f"{path}: cannot open ({e})") from e
+            raise translate(path, e, "cannot open the project") from e
         try:
-            try:
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-            except sqlite3.DatabaseError as e:
-                raise ProjectError(
-                    f"{path}: not a CellViewer project (not an SQLite database: {e})"
-                ) from e
-            if app_id != APPLICATION_ID:
-                raise ProjectError(
-                    f"{path}: not a CellViewer project (an SQLite file of another application)"
-                    if app_id or version else f"{path}: not a CellViewer project"
-                )
-            if version > SCHEMA_VERSION:
-                raise ProjectError(
-                    f"{path}: made by a newer CellViewer (project format {version}; this "
-                    f"version reads up to {SCHEMA_VERSION}); update CellViewer to open it"
-                )
-            _configure(conn)
-            if version < SCHEMA_VERSION:
-                if readonly:
-                    raise ProjectError(
-                        f"{path}: project format {version} needs upgrading; open it writable"
-                    )
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    migrate(conn, version)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            if not readonly:
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_undo.TEMP_SCHEMA)
-        except ProjectError:
-            conn.close()
+            result = _prepare(conn, path, read_only, check, check_budget_s)
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            integrity.remove_side_files_we_made(path, before)
+            if isinstance(exc, ProjectError):
+                raise
+            if isinstance(exc, sqlite3.Error | ValueError):  # decoding a damaged value
+                raise translate(path, exc, "cannot open the project") from exc
             raise
-        except sqlite3.Error as e:
-            conn.close()
-            raise ProjectError(f"{path}: cannot open the project ({e})") from e
-        return cls(path, conn, readonly=readonly)
+        store = cls(path, conn, readonly=read_only)
+        store._read_only_reason = reason if read_only else ""
+        store._open_check = result
+        return store
 
     def close(self) -> None:
+        """Close the project (idempotent; never raises for a damaged file: the connection is
+        closed whatever SQLite says on the way)."""
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
         if self._conn is not None:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
             with contextlib.suppress(sqlite3.Error):
                 if not self._readonly:
                     self._conn.execute("PRAGMA optimize")
@@ -207,6 +218,24 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
     @property
     def readonly(self) -> bool:
         return self._readonly
+
+    @property
+    def read_only(self) -> bool:
+        """True when edits are refused (same as :attr:`readonly`); see :attr:`read_only_reason`."""
+        return self._readonly
+
+    @property
+    def read_only_reason(self) -> str:
+        """Why the project is read-only, for people ("the file p.cvproj is read-only", "its
+        folder /media/cd is read-only", "opened read-only"); "" when writable."""
+        return self._read_only_reason
+
+    @property
+    def open_check(self) -> integrity.CheckResult | None:
+        """The integrity check made when the project was opened (None: not checked). When it
+        is not ``complete`` (a huge project, beyond the time budget) the app offers the full
+        check (:func:`cellviewer.core.store.integrity.check_project`)."""
+        return self._open_check
 
     @property
     def user(self) -> str:
@@ -298,7 +327,9 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         if self._conn is None:
             raise ProjectError(f"{self.path}: the project is closed")
         if self._readonly:
-            raise ProjectError(f"{self.path}: opened read-only")
+            why = self._read_only_reason or "opened read-only"
+            raise ProjectReadOnlyError(
+                self.path, f"the project is read-only ({why}); the change was not made")
         if needs_user and self._user_provider is not None and self._op is None:
             self.user = self._user_provider()
 
@@ -310,6 +341,11 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
             return
         self._check_writable()
         conn = self._conn
+        with store_errors(self.path):
+            yield from self._operation_body(conn, action, description)
+
+    def _operation_body(self, conn: sqlite3.Connection, action: str,
+                        description: str) -> Iterator[_undo.PendingOp]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             op_id = inserted_id(conn.execute(
@@ -346,15 +382,16 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
             self._op.kinds.update(kinds)
             return
         self._check_writable(needs_user)
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-            self._poke()
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+        with store_errors(self.path):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+                self._poke()
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
         kinds = frozenset(kinds)
         if kinds:
             self._notify(ChangeEvent(kinds, frozenset(int(i) for i in image_ids)))
@@ -479,6 +516,66 @@ def _history_record(row: tuple) -> HistoryRecord:
     return HistoryRecord(row_id, cell_id, image_id, op_id, action, old_class, new_class,
                          old_status, new_status, source, user, at,
                          detail=json.loads(detail) if detail else {})
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, read_only: bool, check: bool,
+             budget_s: float | None) -> integrity.CheckResult | None:
+    """What opening does on the new connection: is it a project, of which version, is it
+    sound (``check``), then the migration, WAL and the session's temporary tables. Raises
+    ProjectError (or an SQLite error the caller translates)."""
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+        if code == 26 and _header(path) != _SQLITE_MAGIC:  # SQLITE_NOTADB, and no SQLite magic
+            raise ProjectError(
+                f"{path}: not a CellViewer project (not an SQLite database: {e})") from e
+        raise
+    if app_id != APPLICATION_ID:
+        raise ProjectError(
+            f"{path}: not a CellViewer project (an SQLite file of another application)"
+            if app_id or version else f"{path}: not a CellViewer project"
+        )
+    if version > SCHEMA_VERSION:
+        raise ProjectError(
+            f"{path}: made by a newer CellViewer (project format {version}; this "
+            f"version reads up to {SCHEMA_VERSION}); update CellViewer to open it"
+        )
+    _configure(conn)
+    result = integrity.check_at_open(conn, path, budget_s) if check else None
+    if result is not None and not result.ok:
+        raise ProjectDamagedError(
+            path, f"the project file is damaged: {result.summary}. Open it read-only to "
+                  "export what can still be read, or restore a backup")
+    if version < SCHEMA_VERSION:
+        if read_only:
+            raise ProjectError(
+                f"{path}: project format {version} needs upgrading; open it writable"
+                " (copy it to a writable folder first if it is on read-only media)"
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrate(conn, version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if not read_only:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(_undo.TEMP_SCHEMA)
+    return result
+
+
+def _header(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(_SQLITE_MAGIC))
+    except OSError:
+        return b""
 
 
 def _configure(conn: sqlite3.Connection) -> None:
