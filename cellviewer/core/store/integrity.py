@@ -23,6 +23,7 @@ And the bookkeeping of the ``-wal``/``-shm`` side files (:func:`side_files`,
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -166,3 +167,21 @@ def remove_side_files_we_made(path: Path, before: frozenset[str]) -> list[Path]:
                 shm.unlink()
                 removed.append(shm)
     return removed
+
+
+def tidy_after_read_only(path: Path, before: frozenset[str]) -> None:
+    """After a read-only connection closed: SQLite leaves the ``-wal``/``-shm`` files such a
+    connection made (it may not checkpoint). If they were not there ``before`` and the file and
+    folder are writable, a brief writable connection that reads and closes lets SQLite remove
+    them itself: it does so only as the last connection, so another app's files are safe."""
+    made = {"-wal", "-shm"} - before
+    if not made or not any(Path(f"{path}{s}").exists() for s in made):
+        return
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+        return
+    with contextlib.suppress(sqlite3.Error):
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=0.0)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        finally:
+            conn.close()

@@ -78,6 +78,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         self._counts: dict[int, int] | None = None
         self._data_version = -1
         self._read_only_reason = "opened read-only" if readonly else ""
+        self._side_files_before: frozenset[str] = frozenset({"-wal", "-shm"})  # (open() sets)
         self._open_check: integrity.CheckResult | None = None
         self._checkpointer: Checkpointer | None = None
         if not readonly:
@@ -157,10 +158,14 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         if check is None:
             check = not readonly
         before = integrity.side_files(path)
-        # In a read-only folder SQLite cannot make the -shm a WAL reader needs: unless both side
-        # files are there already, read the file as immutable (no locks, no log).
-        immutable = read_only and not os.access(path.parent, os.W_OK | os.X_OK) \
-            and not {"-wal", "-shm"} <= before
+        # A file that cannot be written (read-only file or folder) and that nobody has open (no
+        # side files) is read as immutable: SQLite then makes no -wal/-shm, which it could not
+        # make in a read-only folder and would leave behind beside a read-only file. With side
+        # files present (someone has it open, or a crash left them) it is read through them,
+        # unless the folder is read-only and the -shm is missing.
+        folder_ro = not os.access(path.parent, os.W_OK | os.X_OK)
+        immutable = bool(reason) and not readonly and (
+            not before or (folder_ro and not {"-wal", "-shm"} <= before))
         if immutable and "-wal" in before:
             reason += (" (the changes in its -wal file that were never copied into it cannot "
                        "be read from there)")
@@ -182,6 +187,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
                 raise translate(path, exc, "cannot open the project") from exc
             raise
         store = cls(path, conn, readonly=read_only)
+        store._side_files_before = before
         store._read_only_reason = reason if read_only else ""
         store._open_check = result
         return store
@@ -201,6 +207,8 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
                     self._conn.execute("PRAGMA optimize")
             self._conn.close()
             self._conn = None  # type: ignore[assignment]
+            if self._readonly:  # a read-only connection cannot remove the side files it made
+                integrity.tidy_after_read_only(self.path, self._side_files_before)
 
     def __enter__(self) -> ProjectStore:
         return self
