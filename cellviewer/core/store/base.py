@@ -139,7 +139,7 @@ def translate(path: str | os.PathLike, exc: BaseException, doing: str = "") -> P
     if primary == _READONLY:
         return ProjectReadOnlyError(path, f"{what}the project cannot be written: "
                                           f"{read_only_reason(path) or text}")
-    if primary in (_CORRUPT, _NOTADB) or "malformed" in text:
+    if primary in (_CORRUPT, _NOTADB) or "malformed" in text or "Could not decode" in text:
         return ProjectDamagedError(path, f"{what}the project file is damaged ({text})")
     if primary == _CANTOPEN and not _folder_writable(path):
         return ProjectReadOnlyError(path, f"{what}the project cannot be opened for writing: "

@@ -127,12 +127,26 @@ def check_project(path: str | Path, *, full: bool = True,
             conn.close()
 
 
-def connect_read_only(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
-    """A read-only connection (``mode=ro``; ``immutable=1`` for a file in a read-only folder,
-    where SQLite cannot make the ``-shm`` file a WAL reader needs)."""
+def connect_read_only(path: Path, *, immutable: bool | None = None) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``; ``immutable=1`` for a file that cannot be written
+    and that nobody has open, see :func:`read_as_immutable`; None: decide so)."""
+    if immutable is None:
+        immutable = read_as_immutable(path, side_files(path))
     query = "immutable=1" if immutable else "mode=ro"
     return sqlite3.connect(f"{path.as_uri()}?{query}", uri=True, isolation_level=None,
                            timeout=10.0)
+
+
+def read_as_immutable(path: Path, before: frozenset[str]) -> bool:
+    """Whether a read-only connection to ``path`` (a file whose side files ``before`` exist)
+    should read it as immutable: the file or its folder cannot be written, and either nobody
+    has it open (no side files: SQLite would make a -wal/-shm it cannot make in a read-only
+    folder, or leave them beside a read-only file) or the folder is read-only and the -shm a
+    WAL reader needs is missing."""
+    folder_ro = not os.access(path.parent, os.W_OK | os.X_OK)
+    if not folder_ro and os.access(path, os.W_OK):
+        return False
+    return not before or (folder_ro and not {"-wal", "-shm"} <= before)
 
 
 # ---------------------------------------------------------------------- side files

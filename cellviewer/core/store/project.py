@@ -163,9 +163,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         # make in a read-only folder and would leave behind beside a read-only file. With side
         # files present (someone has it open, or a crash left them) it is read through them,
         # unless the folder is read-only and the -shm is missing.
-        folder_ro = not os.access(path.parent, os.W_OK | os.X_OK)
-        immutable = bool(reason) and not readonly and (
-            not before or (folder_ro and not {"-wal", "-shm"} <= before))
+        immutable = not readonly and read_only and integrity.read_as_immutable(path, before)
         if immutable and "-wal" in before:
             reason += (" (the changes in its -wal file that were never copied into it cannot "
                        "be read from there)")
