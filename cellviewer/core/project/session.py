@@ -134,7 +134,8 @@ class ProjectSession:
             return None
         try:
             store = (ProjectStore.create(path) if create else
-                     ProjectStore.open(path, readonly=read_only, check=True))
+                     # read-only on purpose is the way out for a damaged file: no check
+                     ProjectStore.open(path, readonly=read_only, check=not read_only))
         except BaseException:
             if lock is not None:
                 lock.release()  # (a lock shared with the open project only drops its count)
