@@ -125,3 +125,25 @@ def test_a_read_only_project_says_so_and_its_edits_show_the_message(window, qtbo
     assert "read-only" in window.last_error
     assert window.store is not None and window.store.cell_count() == 2
 
+
+
+def test_a_locked_project_shows_the_error_and_keeps_what_is_on_screen(window, qtbot, project):
+    import sqlite3
+
+    assert window.open_project(project)
+    window.wait_idle()
+    store = window.store
+    assert store is not None
+    store._conn.execute("PRAGMA busy_timeout = 50")  # not 10 s in a test
+    before = len(window.session.cells)
+    other = sqlite3.connect(project, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another program writing
+    try:
+        assert window.add_cell(100.0, 100.0) is None
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert "locked" in window.last_error and str(project) in window.last_error
+    assert len(window.session.cells) == before  # nothing half-done on screen
+    assert window.add_cell(100.0, 100.0) is not None  # and editing goes on
+    assert store.cell_count() == 3
