@@ -199,7 +199,7 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def lock_holder(path: str | os.PathLike) -> str:
     """Who holds the project's lock file, in words ("CellViewer by ana on host-1, process
-    42"), or "" when there is no lock or it cannot be read."""
+    42"), or "" when there is no lock, it cannot be read or this process holds it."""
     try:
         from cellviewer.core.project.lock import LockOwner, lock_path_for
 
@@ -209,6 +209,8 @@ def lock_holder(path: str | os.PathLike) -> str:
         return ""
     if owner is None:
         return ""
+    if owner.pid == os.getpid() and owner.on_this_host:
+        return ""  # this app holds the lock: whoever blocks the file is another program
     return f"{owner.app} by {owner.user} on {owner.host}, process {owner.pid}"
 
 

@@ -4,13 +4,16 @@ integrity check on demand and its time budget at open."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cellviewer.core.project.lock import ProjectLock
+from cellviewer.core.project.lock import LockOwner, ProjectLock, lock_path_for
 from cellviewer.core.store import ProjectError, ProjectStore, records
 
 
@@ -71,7 +74,11 @@ def test_a_worker_snapshot_beside_the_open_project_keeps_its_side_files(small_pr
 # ---------------------------------------------------------------------- locked, full
 
 def test_a_database_locked_by_another_program_names_the_file_and_the_lock_holder(small_project):
-    holder = ProjectLock.acquire(small_project, user="ana")
+    # Another CellViewer (a live process of its own) holds the project's lock as "ana".
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    owner = LockOwner(pid=holder.pid, host=socket.gethostname(), user="ana", app="CellViewer",
+                      started_at="2026-01-01T00:00:00Z")
+    lock_path_for(small_project).write_bytes(owner.to_bytes())
     try:
         with ProjectStore.open(small_project) as store:
             store._conn.execute("PRAGMA busy_timeout = 50")  # not 10 s in a test
@@ -86,11 +93,31 @@ def test_a_database_locked_by_another_program_names_the_file_and_the_lock_holder
             error = caught.value
             assert isinstance(error, records.ProjectBusyError)
             assert str(small_project) in str(error) and "ana" in str(error)
-            assert "ana" in error.holder
+            assert "ana" in error.holder and str(holder.pid) in error.holder
             store.add_class("after")  # the store still works once the other let go
             assert "after" in [c.name for c in store.classes()]
     finally:
-        holder.release()
+        holder.kill()
+        holder.wait()
+        lock_path_for(small_project).unlink()
+
+
+def test_a_locked_database_does_not_name_this_app_as_the_one_blocking_it(small_project):
+    lock = ProjectLock.acquire(small_project, user="me")
+    try:
+        with ProjectStore.open(small_project) as store:
+            store._conn.execute("PRAGMA busy_timeout = 50")
+            other = sqlite3.connect(small_project, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            try:
+                with pytest.raises(records.ProjectBusyError) as caught:
+                    store.set_name("blocked")
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+        assert caught.value.holder == "" and "another program" in str(caught.value)
+    finally:
+        lock.release()
 
 
 def test_a_full_disk_is_reported_and_nothing_is_half_saved(small_project):
