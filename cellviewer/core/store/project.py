@@ -153,8 +153,8 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
             raise ProjectError(f"{path}: no such project file")
         if path.is_dir():
             raise ProjectError(f"{path}: is a folder, not a project file")
-        reason = "opened read-only" if readonly else read_only_reason(path)
-        read_only = readonly or bool(reason)
+        reason = read_only_reason(path) or ("opened read-only" if readonly else "")
+        read_only = bool(reason)
         if check is None:
             check = not readonly
         before = integrity.side_files(path)
@@ -163,7 +163,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         # make in a read-only folder and would leave behind beside a read-only file. With side
         # files present (someone has it open, or a crash left them) it is read through them,
         # unless the folder is read-only and the -shm is missing.
-        immutable = not readonly and read_only and integrity.read_as_immutable(path, before)
+        immutable = read_only and integrity.read_as_immutable(path, before)
         if immutable and "-wal" in before:
             reason += (" (the changes in its -wal file that were never copied into it cannot "
                        "be read from there)")

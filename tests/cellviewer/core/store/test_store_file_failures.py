@@ -29,6 +29,8 @@ def test_a_project_in_a_read_only_folder_opens_read_only(small_project, make_rea
         assert store.read_only and store.readonly
         assert "read-only" in store.read_only_reason and "folder" in store.read_only_reason
         assert len(store.images()) == 2 and store.cell_count() == 240
+        with ProjectStore.open(small_project, readonly=True) as snapshot:  # a worker's
+            assert snapshot.cell_count() == 240
         with pytest.raises(ProjectError, match="read-only") as caught:
             store.add_class("new")
         assert isinstance(caught.value, records.ProjectReadOnlyError)
