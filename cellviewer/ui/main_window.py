@@ -46,6 +46,7 @@ from cellviewer.core.project.session import ProjectSession
 from cellviewer.core.sources.suffixes import is_image_file
 from cellviewer.core.store import SUFFIX
 from cellviewer.core.store.project import COUNT_NEUTRAL
+from cellviewer.core.store.records import ProjectDamagedError, ProjectError
 from cellviewer.ui.common import project_files as files
 from cellviewer.ui.common.dialogs import ask_user_name, saved_user, show_error
 from cellviewer.ui.common.heap import freeze_long_lived
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
         self._panels_menu: QMenu | None = None
         self.last_error: str = ""
         self.runner = BackgroundRunner(2, self)
+        self.file_care = files.ProjectFileCare(self.show_status, self.report_error, self)
         self.loader = TileLoader(TileCache(TILE_CACHE_BYTES), threads=3, parent=self)
 
         self.view = SlideView(self.loader, self, cells=self.session.cells)
@@ -152,6 +154,8 @@ class MainWindow(QMainWindow):
         self.add_images_action = self._action(file, "&Add images…", self._ask_add_images)
         self.import_action = self._action(file, "&Import points CSV…", self._ask_import_points)
         file.addSeparator()
+        self.check_action = self._action(file, "Check project &file…", self.check_project_file,
+                                         tip="SQLite's full integrity check, in the background")
         self.close_action = self._action(file, "&Close project", self.close_project)
         self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -454,6 +458,8 @@ class MainWindow(QMainWindow):
                 store = self.session.open(
                     path, lock_user=self._lock_user(),
                     confirm_in_use=lambda error: files.confirm_open_in_use(self, error))
+        except ProjectDamagedError as exc:
+            return False if create else self._offer_way_out(path, exc)
         except Exception as exc:  # ProjectError names the file; else we do
             self.report_error("Cannot create project" if create else "Cannot open project",
                               self._named(path, exc))
@@ -463,6 +469,37 @@ class MainWindow(QMainWindow):
                                          10000)
             return False
         return True
+
+    def _offer_way_out(self, path: Path, error: Exception) -> bool:
+        """A damaged project was refused: open it read-only, or restore its newest backup
+        (the damaged file is kept aside), as the user chooses."""
+        from cellviewer.core.store.backup import list_backups, restore_backup
+
+        self.last_error = str(error)
+        backups = list_backups(path)
+        choice = files.ask_damaged_way_out(self, error, backups)
+        try:
+            if choice == files.READ_ONLY:
+                return self.session.open(path, read_only=True) is not None
+            if choice == files.RESTORE:
+                aside = restore_backup(path, backups[0].path, user=self._lock_user())
+                opened = self._open(path, create=False)
+                if opened and aside is not None:
+                    made = backups[0].made_at.astimezone().strftime("%Y-%m-%d %H:%M")
+                    self.statusBar().showMessage(
+                        f"Restored the backup of {made}; the damaged file is kept as "
+                        f"{aside.name}", 15000)
+                return opened
+        except Exception as exc:  # ProjectError names the file
+            self.report_error("Cannot open project", self._named(path, exc))
+        return False
+
+    def check_project_file(self) -> None:
+        """File → Check project file…: the full integrity check, in the background."""
+        if self.store is None:
+            self.report_error("No project", "Open a project to check its file.")
+            return
+        self.file_care.check(self.store.path)
 
     def close_project(self) -> bool:
         """Close the open project (after asking the close guards); False if one said no."""
@@ -491,8 +528,10 @@ class MainWindow(QMainWindow):
         self.view.select_ids([], emit=False)
         self.set_color_mode("label")
         self.view.layer.set_prediction_override(None, None)
-        self._update_undo_actions()
+        with contextlib.suppress(ProjectError):  # (a damaged one opened read-only: see below)
+            self._update_undo_actions()
         if store is None:
+            self.file_care.project_opened(None)
             self.setWindowTitle("CellViewer")
             self.image_list.set_images([])
             self.panels.clear()
@@ -503,12 +542,23 @@ class MainWindow(QMainWindow):
         if lock is not None and not lock.held and lock.reason:
             self.statusBar().showMessage(
                 f"Not locked ({lock.reason}): another CellViewer could open it too", 15000)
+        if store.read_only:
+            self.statusBar().showMessage(
+                f"Read-only: {store.read_only_reason}; changes are refused"
+                + ("" if lock is None or lock.held else ", and it is open without a lock"),
+                0)
         files.remember_recent(str(store.path))
         files.fill_recent_menu(self.recent_menu, self.open_path)
-        self.setWindowTitle(f"CellViewer: {Path(store.path).name}")
+        self.setWindowTitle(f"CellViewer: {Path(store.path).name}"
+                            + (" (read-only)" if store.read_only else ""))
+        self.file_care.project_opened(store)
         self.stack.setCurrentWidget(self.view)
-        self._reload_classes()
-        images = store.images()
+        try:
+            self._reload_classes()
+            images = store.images()
+        except ProjectError as exc:  # a damaged project opened read-only: what can be read
+            self.report_error("Part of the project cannot be read", str(exc))
+            images = []
         self.image_list.set_images(images)
         self.projectChanged.emit(store)
         freeze_long_lived()
@@ -539,6 +589,7 @@ class MainWindow(QMainWindow):
             if others and event.action not in COUNT_NEUTRAL and self.store is not None:
                 self.image_list.update_counts(self.store.images())  # other images' counts
         self._update_undo_actions()
+        self.file_care.edited()  # a backup when one is due (hourly while edits happen)
         self.cellsChanged.emit()
 
     def _refresh_image_list_in_background(self) -> None:
@@ -920,6 +971,7 @@ class MainWindow(QMainWindow):
         s.setValue("view/marker_size", self.view.marker_size)
         self._close_image()
         self.session.close()
+        self.file_care.close(3000)
         self.loader.runner.wait(3000)
         self.runner.wait(3000)
         self.image_list.runner.wait(3000)
@@ -935,6 +987,7 @@ class MainWindow(QMainWindow):
         while timer.elapsed() < timeout_ms:
             QCoreApplication.processEvents()
             if not self.runner.pending() and not self.loader.pending_count() \
+                    and self.file_care.runner.is_idle() \
                     and not self.session.cells.loading:
                 self.panels.flush()
                 return True

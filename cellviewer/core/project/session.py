@@ -5,7 +5,15 @@ One :class:`ProjectSession` lives as long as the app (a launch); projects come a
 
 - **Open / close**: :meth:`open` takes the project's lock (see :mod:`cellviewer.core.project.lock`)
   and opens the store; ``confirm_in_use(error) -> bool`` decides whether to open a project that
-  another CellViewer holds. :meth:`close` closes the store, then gives the lock back.
+  another CellViewer holds. :meth:`close` closes the store, then gives the lock back. The store
+  checks the file at open: a damaged one raises ``ProjectDamagedError`` and the project open
+  before stays open.
+- **Read-only**: ``open(path, read_only=True)`` opens it read-only on purpose (the way out for a
+  damaged file: read and export what can be read), without a lock, since it changes nothing; a
+  file or folder that cannot be written opens read-only by itself, and a read-only folder cannot
+  hold a lock file, so such a project is open without a lock (``lock.held`` False and its
+  ``reason``). :attr:`read_only` and :attr:`read_only_reason` say so; every edit is refused
+  with ``ProjectReadOnlyError`` naming the file.
 - **The user**: asked once per launch, before the first edit of any kind, through
   ``ask_user(suggestion) -> name | None``; the store asks the session before every change
   (``store.user_provider``), so no edit from any panel reaches the project without a name.
@@ -94,13 +102,25 @@ class ProjectSession:
         self.set_user(name)
         return name
 
+    @property
+    def read_only(self) -> bool:
+        """True when the open project refuses edits (False when none is open)."""
+        return self.store is not None and self.store.read_only
+
+    @property
+    def read_only_reason(self) -> str:
+        """Why the open project is read-only, for people ("" when it is writable)."""
+        return self.store.read_only_reason if self.store is not None else ""
+
     # --- projects ------------------------------------------------------------------------
     def open(self, path: str | Path, *, lock_user: str | None = None,
-             confirm_in_use: Callable[[Exception], bool] | None = None) -> ProjectStore | None:
+             confirm_in_use: Callable[[Exception], bool] | None = None,
+             read_only: bool = False) -> ProjectStore | None:
         """Open a project (closing the one open before). Returns None when another CellViewer
         holds it and ``confirm_in_use`` said no; raises ProjectError when it cannot be opened
-        (the open project then stays open)."""
-        return self._open(Path(path), lock_user, confirm_in_use, create=False)
+        (the open project then stays open). ``read_only``: see the module docstring."""
+        return self._open(Path(path), lock_user, confirm_in_use, create=False,
+                          read_only=read_only)
 
     def create(self, path: str | Path, *, lock_user: str | None = None) -> ProjectStore | None:
         """Create a new project and open it."""
@@ -108,16 +128,21 @@ class ProjectSession:
 
     def _open(self, path: Path, lock_user: str | None,
               confirm_in_use: Callable[[Exception], bool] | None,
-              create: bool) -> ProjectStore | None:
-        lock = self._take_lock(path, lock_user, confirm_in_use)
+              create: bool, read_only: bool = False) -> ProjectStore | None:
+        lock = None if read_only else self._take_lock(path, lock_user, confirm_in_use)
         if lock is False:
             return None
         try:
-            store = ProjectStore.create(path) if create else ProjectStore.open(path)
+            store = (ProjectStore.create(path) if create else
+                     # read-only on purpose is the way out for a damaged file: no check
+                     ProjectStore.open(path, readonly=read_only, check=not read_only))
         except BaseException:
             if lock is not None:
                 lock.release()  # (a lock shared with the open project only drops its count)
             raise
+        if store.read_only and lock is not None and lock.held:
+            lock.release()  # a read-only project changes nothing: it need not keep others out
+            lock = None
         self._close_store()
         self._adopt(store, lock)
         return store

@@ -27,7 +27,9 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from cellviewer.core.store import integrity
 from cellviewer.core.store import undo as _undo
+from cellviewer.core.store.base import guard_errors, read_only_reason, store_errors, translate
 from cellviewer.core.store.cell_columns import CellColumnsMixin
 from cellviewer.core.store.cells import CellsMixin
 from cellviewer.core.store.checkpoint import Checkpointer
@@ -44,7 +46,9 @@ from cellviewer.core.store.records import (
     ChangeEvent,
     HistoryRecord,
     OperationRecord,
+    ProjectDamagedError,
     ProjectError,
+    ProjectReadOnlyError,
 )
 from cellviewer.core.store.schema import APPLICATION_ID, SCHEMA_VERSION, migrate
 
@@ -54,6 +58,7 @@ log = logging.getLogger(__name__)
 COUNT_NEUTRAL = frozenset({"label", "review", "move"})
 
 
+@guard_errors
 class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, ModelsMixin):
     """A CellViewer project: images, classes, cells, models, predictions, history and undo.
 
@@ -77,6 +82,9 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         # This connection as the author of actions: who may undo them (undo.py).
         self._session = _undo.Session.start(utc_now())
         weakref.finalize(self, _undo.session_ended, self._session.id)
+        self._read_only_reason = "opened read-only" if readonly else ""
+        self._side_files_before: frozenset[str] = frozenset({"-wal", "-shm"})  # (open() sets)
+        self._open_check: integrity.CheckResult | None = None
         self._checkpointer: Checkpointer | None = None
         if not readonly:
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # done by the Checkpointer thread
@@ -100,102 +108,112 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
                 p.unlink(missing_ok=True)
         if not path.parent.is_dir():
             raise ProjectError(f"{path}: folder {path.parent} does not exist")
+        if read_only_reason(path):
+            raise ProjectReadOnlyError(path, f"cannot create the project: "
+                                             f"{read_only_reason(path)}")
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
         except sqlite3.Error as e:
-            raise ProjectError(f"{path}: cannot create the project ({e})") from e
+            raise translate(path, e, "cannot create the project") from e
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            _configure(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            migrate(conn, 0)
-            now, user = utc_now(), current_user()
-            conn.executemany(
-                "INSERT INTO project (key, value) VALUES (?, ?)",
-                [("name", name or path.stem), ("created_at", now), ("created_by", user),
-                 ("app", "cellviewer")],
-            )
-            conn.execute("COMMIT")
+            with store_errors(path, "cannot create the project"):
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                _configure(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                migrate(conn, 0)
+                now, user = utc_now(), current_user()
+                conn.executemany(
+                    "INSERT INTO project (key, value) VALUES (?, ?)",
+                    [("name", name or path.stem), ("created_at", now), ("created_by", user),
+                     ("app", "cellviewer")],
+                )
+                conn.execute("COMMIT")
+                conn.executescript(_undo.TEMP_SCHEMA)
         except BaseException:
-            conn.close()
-            for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):  # all ours: just made
                 p.unlink(missing_ok=True)
             raise
-        conn.executescript(_undo.TEMP_SCHEMA)
         return cls(path, conn, readonly=False)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, readonly: bool = False) -> ProjectStore:
+    def open(cls, path: str | os.PathLike, *, readonly: bool = False,
+             check: bool | None = None,
+             check_budget_s: float | None = integrity.OPEN_CHECK_BUDGET_S) -> ProjectStore:
         """Open an existing project; ``ProjectError`` naming the file when it is missing, is not
-        a CellViewer project, or comes from a newer CellViewer. Older files are migrated."""
+        a CellViewer project, or comes from a newer CellViewer. Older files are migrated.
+
+        ``readonly``: open it read-only on purpose. A file or folder that cannot be written
+        (read-only media, a write-protected file) opens read-only by itself;
+        :attr:`read_only_reason` says why, and every edit then raises ProjectReadOnlyError.
+        ``check``: check the file's integrity first (see ``integrity.check_at_open``; bounded
+        by ``check_budget_s``); the default checks every open but the read-only snapshots that
+        worker threads take of a project already open. A file that fails it (or that SQLite
+        finds damaged on the way) raises :class:`ProjectDamagedError`. A refused open closes
+        its connection and leaves no ``-wal``/``-shm`` file that it made."""
         path = Path(path).expanduser().absolute()
         if not path.exists():
             raise ProjectError(f"{path}: no such project file")
         if path.is_dir():
             raise ProjectError(f"{path}: is a folder, not a project file")
-        mode = "ro" if readonly else "rw"
+        reason = read_only_reason(path) or ("opened read-only" if readonly else "")
+        read_only = bool(reason)
+        if check is None:
+            check = not readonly
+        before = integrity.side_files(path)
+        # A file that cannot be written (read-only file or folder) and that nobody has open (no
+        # side files) is read as immutable: SQLite then makes no -wal/-shm, which it could not
+        # make in a read-only folder and would leave behind beside a read-only file. With side
+        # files present (someone has it open, or a crash left them) it is read through them,
+        # unless the folder is read-only and the -shm is missing.
+        immutable = read_only and integrity.read_as_immutable(path, before)
+        if immutable and "-wal" in before:
+            reason += (" (the changes in its -wal file that were never copied into it cannot "
+                       "be read from there)")
         try:
-            conn = sqlite3.connect(
-                f"{path.as_uri()}?mode={mode}", uri=True, isolation_level=None, timeout=10.0
-            )
+            conn = (integrity.connect_read_only(path, immutable=immutable) if read_only else
+                    sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None,
+                                    timeout=10.0))
         except sqlite3.Error as e:
-            raise ProjectError(f"{path}: cannot open ({e})") from e
+            raise translate(path, e, "cannot open the project") from e
         try:
-            try:
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-            except sqlite3.DatabaseError as e:
-                raise ProjectError(
-                    f"{path}: not a CellViewer project (not an SQLite database: {e})"
-                ) from e
-            if app_id != APPLICATION_ID:
-                raise ProjectError(
-                    f"{path}: not a CellViewer project (an SQLite file of another application)"
-                    if app_id or version else f"{path}: not a CellViewer project"
-                )
-            if version > SCHEMA_VERSION:
-                raise ProjectError(
-                    f"{path}: made by a newer CellViewer (project format {version}; this "
-                    f"version reads up to {SCHEMA_VERSION}); update CellViewer to open it"
-                )
-            _configure(conn)
-            if version < SCHEMA_VERSION:
-                if readonly:
-                    raise ProjectError(
-                        f"{path}: project format {version} needs upgrading; open it writable"
-                    )
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    migrate(conn, version)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            if not readonly:
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_undo.TEMP_SCHEMA)
-        except ProjectError:
-            conn.close()
+            result = _prepare(conn, path, read_only, check, check_budget_s)
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            integrity.remove_side_files_we_made(path, before)
+            if isinstance(exc, ProjectError):
+                raise
+            if isinstance(exc, sqlite3.Error | ValueError):  # decoding a damaged value
+                raise translate(path, exc, "cannot open the project") from exc
             raise
-        except sqlite3.Error as e:
-            conn.close()
-            raise ProjectError(f"{path}: cannot open the project ({e})") from e
-        return cls(path, conn, readonly=readonly)
+        store = cls(path, conn, readonly=read_only)
+        store._side_files_before = before
+        store._read_only_reason = reason if read_only else ""
+        store._open_check = result
+        return store
 
     def close(self) -> None:
+        """Close the project (idempotent; never raises for a damaged file: the connection is
+        closed whatever SQLite says on the way)."""
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
         if self._conn is not None:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            self._session.end(None if self._readonly else self._conn, utc_now())
+            with contextlib.suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self._session.end(None if self._readonly else self._conn, utc_now())
             with contextlib.suppress(sqlite3.Error):
                 if not self._readonly:
                     self._conn.execute("PRAGMA optimize")
             self._conn.close()
             self._conn = None  # type: ignore[assignment]
+            if self._readonly:  # a read-only connection cannot remove the side files it made
+                integrity.tidy_after_read_only(self.path, self._side_files_before)
 
     def __enter__(self) -> ProjectStore:
         return self
@@ -213,6 +231,24 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
     @property
     def readonly(self) -> bool:
         return self._readonly
+
+    @property
+    def read_only(self) -> bool:
+        """True when edits are refused (same as :attr:`readonly`); see :attr:`read_only_reason`."""
+        return self._readonly
+
+    @property
+    def read_only_reason(self) -> str:
+        """Why the project is read-only, for people ("the file p.cvproj is read-only", "its
+        folder /media/cd is read-only", "opened read-only"); "" when writable."""
+        return self._read_only_reason
+
+    @property
+    def open_check(self) -> integrity.CheckResult | None:
+        """The integrity check made when the project was opened (None: not checked). When it
+        is not ``complete`` (a huge project, beyond the time budget) the app offers the full
+        check (:func:`cellviewer.core.store.integrity.check_project`)."""
+        return self._open_check
 
     @property
     def user(self) -> str:
@@ -304,7 +340,9 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         if self._conn is None:
             raise ProjectError(f"{self.path}: the project is closed")
         if self._readonly:
-            raise ProjectError(f"{self.path}: opened read-only")
+            why = self._read_only_reason or "opened read-only"
+            raise ProjectReadOnlyError(
+                self.path, f"the project is read-only ({why}); the change was not made")
         if needs_user and self._user_provider is not None and self._op is None:
             self.user = self._user_provider()
 
@@ -316,6 +354,11 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
             return
         self._check_writable()
         conn = self._conn
+        with store_errors(self.path):
+            yield from self._operation_body(conn, action, description)
+
+    def _operation_body(self, conn: sqlite3.Connection, action: str,
+                        description: str) -> Iterator[_undo.PendingOp]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._session.record(conn)
@@ -354,15 +397,16 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
             self._op.kinds.update(kinds)
             return
         self._check_writable(needs_user)
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-            self._poke()
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+        with store_errors(self.path):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+                self._poke()
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
         kinds = frozenset(kinds)
         if kinds:
             self._notify(ChangeEvent(kinds, frozenset(int(i) for i in image_ids)))
@@ -494,6 +538,66 @@ def _history_record(row: tuple) -> HistoryRecord:
     return HistoryRecord(row_id, cell_id, image_id, op_id, action, old_class, new_class,
                          old_status, new_status, source, user, at,
                          detail=json.loads(detail) if detail else {})
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, read_only: bool, check: bool,
+             budget_s: float | None) -> integrity.CheckResult | None:
+    """What opening does on the new connection: is it a project, of which version, is it
+    sound (``check``), then the migration, WAL and the session's temporary tables. Raises
+    ProjectError (or an SQLite error the caller translates)."""
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+        if code == 26 and _header(path) != _SQLITE_MAGIC:  # SQLITE_NOTADB, and no SQLite magic
+            raise ProjectError(
+                f"{path}: not a CellViewer project (not an SQLite database: {e})") from e
+        raise
+    if app_id != APPLICATION_ID:
+        raise ProjectError(
+            f"{path}: not a CellViewer project (an SQLite file of another application)"
+            if app_id or version else f"{path}: not a CellViewer project"
+        )
+    if version > SCHEMA_VERSION:
+        raise ProjectError(
+            f"{path}: made by a newer CellViewer (project format {version}; this "
+            f"version reads up to {SCHEMA_VERSION}); update CellViewer to open it"
+        )
+    _configure(conn)
+    result = integrity.check_at_open(conn, path, budget_s) if check else None
+    if result is not None and not result.ok:
+        raise ProjectDamagedError(
+            path, f"the project file is damaged: {result.summary}. Open it read-only to "
+                  "export what can still be read, or restore a backup")
+    if version < SCHEMA_VERSION:
+        if read_only:
+            raise ProjectError(
+                f"{path}: project format {version} needs upgrading; open it writable"
+                " (copy it to a writable folder first if it is on read-only media)"
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrate(conn, version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if not read_only:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(_undo.TEMP_SCHEMA)
+    return result
+
+
+def _header(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(_SQLITE_MAGIC))
+    except OSError:
+        return b""
 
 
 def _configure(conn: sqlite3.Connection) -> None:

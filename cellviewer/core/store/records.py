@@ -22,7 +22,11 @@ __all__ = [
     "ModelRecord",
     "OperationRecord",
     "PredictionArrays",
+    "ProjectBusyError",
+    "ProjectDamagedError",
+    "ProjectDiskFullError",
     "ProjectError",
+    "ProjectReadOnlyError",
     "UndoConflictError",
 ]
 
@@ -43,6 +47,48 @@ class UndoConflictError(ProjectError):
         self.user = user
         self.at = at
         self.description = description
+
+
+class ProjectFileError(ProjectError):
+    """A failure of the project file itself (see the subclasses), translated from SQLite in one
+    place (``cellviewer.core.store.base.store_errors``). ``path`` is the project file and
+    ``cause`` the reason in words; the message is ``"<path>: <cause>"``."""
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        super().__init__(f"{path}: {cause}")
+
+    def __reduce__(self):  # picklable across processes despite the two-argument constructor
+        return type(self), (self.path, self.cause)
+
+
+class ProjectDamagedError(ProjectFileError):
+    """The project file is damaged (SQLite reports it corrupt or not a database, its check at
+    open failed, or a stored value cannot be decoded). Nothing was changed; the way out is to
+    open it read-only and export what can be read, or to restore a backup
+    (``cellviewer.core.store.backup``)."""
+
+
+class ProjectReadOnlyError(ProjectFileError):
+    """The project is open read-only (read-only file or folder, or opened so on purpose) and
+    an edit was refused, or the medium refused a write."""
+
+
+class ProjectBusyError(ProjectFileError):
+    """Another program kept the project file locked for longer than the busy timeout;
+    ``holder`` describes who holds the project's lock file when that is known, else ""."""
+
+    def __init__(self, path: str | Path, cause: str, holder: str = "") -> None:
+        self.holder = holder
+        super().__init__(path, cause)
+
+    def __reduce__(self):
+        return type(self), (self.path, self.cause, self.holder)
+
+
+class ProjectDiskFullError(ProjectFileError):
+    """The disk (or the project's size limit) is full: the change was not saved."""
 
 
 @dataclass(frozen=True)
