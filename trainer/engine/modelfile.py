@@ -208,6 +208,9 @@ def load_model_file(path: str | os.PathLike, with_optimizer: bool = False) -> Mo
 
 
 # ---- checking a file against its architecture -------------------------------------------------
+#: the floating-point dtypes (safetensors' names) a file may store a float tensor in: loading
+#: casts them to the model's (the demo model is stored in float16, half the size)
+_FLOAT_NAMES = frozenset({"F16", "BF16", "F32", "F64"})
 #: safetensors' dtype names of the tensor dtypes a model holds
 _DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
                 torch.float64: "F64", torch.int64: "I64", torch.int32: "I32",
@@ -275,8 +278,9 @@ def _meta_model(path: object, arch: str, kind: str, num_classes: int,
 
 def _check_tensor_table(path: Path, handle: Any,
                         expected: dict[str, tuple[tuple[int, ...], str]]) -> None:
-    """Every expected tensor present with its shape and dtype and no other (but the optimiser
-    state, ``optim.<index>.<name>``), read from the file's header: no tensor data is read."""
+    """Every expected tensor present with its shape and dtype (a float one in any float dtype)
+    and no other (but the optimiser state, ``optim.<index>.<name>``), read from the file's
+    header: no tensor data is read."""
     found = list(handle.keys())
     extra = [k for k in found if k not in expected and not _is_optim_key(k)]
     if extra:
@@ -294,9 +298,14 @@ def _check_tensor_table(path: Path, handle: Any,
             got_shape, got_dtype = tuple(view.get_shape()), str(view.get_dtype())
         except Exception as exc:
             raise ModelFileError(f"{path}: damaged tensor data ({exc})") from exc
-        if got_shape != shape or got_dtype != dtype:
+        if got_shape != shape or not _dtype_fits(got_dtype, dtype):
             raise BadModelError(f"{path}: tensor {key} is {got_dtype} {list(got_shape)}, its "
                                 f"model needs {dtype} {list(shape)}")
+
+
+def _dtype_fits(got: str, expected: str) -> bool:
+    """A float tensor may be stored in any float dtype; any other must be stored as it is."""
+    return got == expected or (got in _FLOAT_NAMES and expected in _FLOAT_NAMES)
 
 
 def _is_optim_key(key: str) -> bool:
@@ -355,7 +364,7 @@ def check_model_file(mf: ModelFile) -> None:
                             f"{missing[:3]}, unexpected {extra[:3]})")
     for key, (shape, dtype) in expected.items():
         t = tensors[key]
-        if tuple(t.shape) != shape or _DTYPE_NAMES.get(t.dtype) != dtype:
+        if tuple(t.shape) != shape or not _dtype_fits(_DTYPE_NAMES.get(t.dtype, ""), dtype):
             raise BadModelError(f"{where}: tensor {key} is {t.dtype} {list(t.shape)}, its "
                                 f"model needs {dtype} {list(shape)}")
         _finite(Path(str(where)), key, t)

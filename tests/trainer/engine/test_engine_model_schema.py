@@ -66,7 +66,7 @@ CRAFTED = {
     "wrong-shape": lambda d: _write(
         d / "f.cvmodel", {**_state(), "head.fc.weight": torch.zeros(3, 7)}),
     "wrong-dtype": lambda d: _write(
-        d / "f.cvmodel", {**_state(), "head.fc.bias": torch.zeros(3, dtype=torch.float64)}),
+        d / "f.cvmodel", {**_state(), "head.fc.bias": torch.zeros(3, dtype=torch.int32)}),
     "extra-tensor": lambda d: _write(d / "f.cvmodel", {**_state(), "evil": torch.zeros(2)}),
     "nan-weights": lambda d: _write(
         d / "f.cvmodel", {**_state(), "head.fc.weight": torch.full((3, 256), float("nan"))}),
@@ -143,9 +143,11 @@ def test_crafted_files_are_refused_before_anything_large_is_allocated(tmp_path):
     assert report["kinds"] == ["bad-model"] * 3
 
 
-def test_a_valid_file_loads_and_predicts(tmp_path):
-    path = _write(tmp_path / "ok.cvmodel")
-    p = Predictor.load(path, device="cpu")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_a_valid_file_loads_and_predicts(tmp_path, dtype):
+    """Float tensors may be stored in another float dtype (the demo model's are float16)."""
+    state = {k: v.to(dtype) for k, v in _state().items()}
+    p = Predictor.load(_write(tmp_path / "ok.cvmodel", state), device="cpu")
     probs = p.predict(np.zeros((2, 40, 40, 3), np.uint8)).probs
     assert probs.shape == (2, 3) and np.isfinite(probs).all()
 
