@@ -23,6 +23,13 @@ early-stopping state; for resuming), ``optimizer`` (its param groups, when saved
 
 Fields are only ever added within a format version: a reader uses ``meta.get`` for anything
 but ``arch`` and ``classes`` (``data`` is absent from files written before it existed).
+
+Nothing in a file is trusted: :func:`load_model_file` checks the fields against the bounds of
+``trainer.formats.model_schema`` and the architecture's own schema (``register_model(schema=)``),
+works out the tensors the model must have on torch's meta device (no memory), compares the
+file's tensor table with them before reading any data, and refuses non-finite values, all
+with :class:`BadModelError` (kind ``bad-model``) naming the file. A crafted file therefore
+cannot make the reader allocate more than its own size, nor predict from random weights.
 """
 
 from __future__ import annotations

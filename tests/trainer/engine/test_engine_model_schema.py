@@ -205,3 +205,16 @@ def test_every_catalogue_model_fits_its_own_schema(info):
     expected = expected_tensors("catalogue", meta)
     assert info.params <= spec.schema.max_params
     assert expected["mean_image"] == ((3, 40, 40), "F32") and len(expected) > 1
+
+
+def test_a_model_file_made_in_memory_is_checked_before_it_is_built():
+    from trainer.engine.modelfile import ModelFile, build_model
+
+    mf = ModelFile(meta={"arch": "mlp", "classes": CLASSES,
+                         "arch_kwargs": {"hidden": [6000, 6000, 6000]}},
+                   state_dict={}, mean_image=torch.zeros(3, 40, 40))
+    with pytest.raises(BadModelError, match=r"more than the [\d,]+ this trainer allows"):
+        build_model(mf)
+    ok = ModelFile(meta={"arch": "cnn", "classes": CLASSES, "arch_kwargs": ARGS},
+                   state_dict=_state(), mean_image=torch.zeros(3, 40, 40))
+    assert build_model(ok).num_classes == 3
