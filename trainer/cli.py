@@ -3,6 +3,10 @@
 Each command lives in a function ``cmd_<name>(args) -> int`` registered in ``COMMANDS`` with
 the function that adds its arguments; heavy imports happen inside the command, so ``--help`` is
 instant.
+
+A command line that does not parse exits with code 2, the usage on stderr and, for a program
+reading stdout (not a terminal), the protocol's ``error`` event of kind ``bad-arguments``: a
+reader of the trainer's output learns why it ended from one place, whatever the failure.
 """
 
 from __future__ import annotations
@@ -10,7 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 from collections.abc import Callable
+from typing import NoReturn
+
+from trainer.formats.protocol import ErrorKind, encode_event
 
 CommandFn = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], CommandFn]] = {}
@@ -30,6 +38,27 @@ def command(name: str, help: str, add_args: Callable[[argparse.ArgumentParser], 
 
 def _no_args(p: argparse.ArgumentParser) -> None:
     pass
+
+
+def emit_error_event(kind: ErrorKind, message: str) -> None:
+    """The protocol's ``error`` event on stdout, for a program reading it (a terminal gets the
+    message on stderr only)."""
+    if sys.stdout.isatty():
+        return
+    sys.stdout.write(encode_event("error", kind=kind, message=message, t=time.time()) + "\n")
+    sys.stdout.flush()
+
+
+class ProtocolArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are also reported as an ``error`` event
+    (``bad-arguments``) before it exits with code 2; its sub-parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        emit_error_event(ErrorKind.BAD_ARGUMENTS,
+                         f"{self.prog}: {message} (see {self.prog} --help)")
+        raise SystemExit(2)
 
 
 @command("version", "print the trainer's version and torch's", _no_args)
@@ -58,7 +87,7 @@ def _load_command_modules() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     _load_command_modules()
-    parser = argparse.ArgumentParser(
+    parser = ProtocolArgumentParser(
         prog="python -m trainer",
         description="CellViewer's trainer: sample, train, evaluate and predict 40x40 cell patches.",
     )

@@ -35,6 +35,7 @@ import torch
 from trainer.engine.device import amp_dtype, autocast, prefers_channels_last, select_device
 from trainer.engine.infer import forward_batches, model_input
 from trainer.engine.modelfile import ModelFile, build_model, load_model_file
+from trainer.formats.errors import BadModelError
 
 if TYPE_CHECKING:
     from trainer.models.layers import CellClassifier
@@ -191,7 +192,7 @@ class Predictor:
             if len(patches) == 1 and not return_embeddings and self.use_graph:
                 probs = self._predict_single_graphed(patches)
                 if probs is not None:
-                    return PredictionResult(probs, self.classes)
+                    return PredictionResult(self._finite(probs), self.classes)
             logits, feats = forward_batches(
                 self.model, patches, self.device, mean=self.mean, amp_dtype=self.amp,
                 batch_size=max(1, int(batch_size)), want_features=return_embeddings,
@@ -199,7 +200,18 @@ class Predictor:
             probs = torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32, copy=False)
             emb = feats.cpu().numpy().astype(np.float32, copy=False) if feats is not None \
                 else None
-        return PredictionResult(probs, self.classes, emb)
+        return PredictionResult(self._finite(probs), self.classes, emb)
+
+    def _finite(self, probs: np.ndarray) -> np.ndarray:
+        """``probs``, when every one is a number: a model whose weights are finite can still
+        overflow (weights near the float32 limit); its NaN would be written as a confident
+        label, so it is refused instead."""
+        if not np.isfinite(probs).all():
+            bad = int((~np.isfinite(probs)).any(axis=1).sum())
+            raise BadModelError(
+                f"{self.path}: the model's outputs are not numbers (NaN or infinite) for {bad} "
+                f"of {len(probs)} cells: its weights are damaged; use another model file")
+        return probs
 
     def _predict_single_graphed(self, patches: np.ndarray) -> np.ndarray | None:
         if self._graph_failed:

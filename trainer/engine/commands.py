@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from trainer.cli import command
+from trainer.cli import command, emit_error_event
 
 
 # ---- train ----------------------------------------------------------------------------------
@@ -184,6 +184,7 @@ def _fail(exc: BaseException) -> int:
 
     kind, message = classify_exception(exc)
     sys.stderr.write(f"error ({kind.value}): {message}\n")
+    emit_error_event(kind, message)
     return 1
 
 

@@ -53,7 +53,7 @@ from trainer.engine.step import (
 )
 from trainer.formats.catalog import TrainDefaults
 from trainer.formats.config import ConfigError, RunConfig
-from trainer.formats.errors import TrainerError, classify_exception
+from trainer.formats.errors import BadModelError, TrainerError, classify_exception
 from trainer.formats.protocol import ErrorKind, StopReason
 from trainer.metrics import ClassificationMetrics, classification_metrics
 
@@ -198,6 +198,11 @@ class _Run:
         from trainer.models import count_parameters, create_model
 
         self.model_kwargs = _model_kwargs(cfg, spec)
+        try:  # the options a model file of this run will hold: within the schema's bounds
+            mfile.check_model_options(f"the run's model_args for {cfg.model}", cfg.model,
+                                      len(data.classes), self.model_kwargs)
+        except BadModelError as exc:
+            raise ConfigError(str(exc)) from exc
         model = create_model(cfg.model, len(data.classes), **self.model_kwargs)
         if self.on_model is not None:
             self.on_model(model)

@@ -23,6 +23,13 @@ early-stopping state; for resuming), ``optimizer`` (its param groups, when saved
 
 Fields are only ever added within a format version: a reader uses ``meta.get`` for anything
 but ``arch`` and ``classes`` (``data`` is absent from files written before it existed).
+
+Nothing in a file is trusted: :func:`load_model_file` checks the fields against the bounds of
+``trainer.formats.model_schema`` and the architecture's own schema (``register_model(schema=)``),
+works out the tensors the model must have on torch's meta device (no memory), compares the
+file's tensor table with them before reading any data, and refuses non-finite values, all
+with :class:`BadModelError` (kind ``bad-model``) naming the file. A crafted file therefore
+cannot make the reader allocate more than its own size, nor predict from random weights.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from trainer.formats.errors import ModelFileError, TrainerError
+from trainer.formats.errors import BadModelError, ModelFileError, TrainerError
 from trainer.formats.model_header import FORMAT, FORMAT_VERSION, check_metadata, read_model_header
 from trainer.formats.protocol import ErrorKind
 
@@ -172,43 +179,171 @@ def read_model_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_model_file(path: str | os.PathLike, with_optimizer: bool = False) -> ModelFile:
+    """Read a model file, trusting nothing in it: its fields are checked against its
+    architecture's schema (:func:`expected_tensors`: options and field of view in bounds, the
+    parameter count under the cap, the tensors it must hold from a model built on the meta
+    device) and its tensor table (names, shapes, dtypes) against that, before any tensor data
+    is read; then every value must be finite. :class:`BadModelError` (kind ``bad-model``)
+    names the file and the problem; :class:`ModelFileError` a file that is not a model."""
     path = Path(path)
     handle, meta = _open(path)
+    expected = expected_tensors(path, meta)
+    _check_tensor_table(path, handle, expected)
     state, optim = {}, {}
     mean = None
     try:
         for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
             if key.startswith("model."):
-                state[key[len("model."):]] = handle.get_tensor(key)
+                state[key[len("model."):]] = _finite(path, key, handle.get_tensor(key))
             elif key == "mean_image":
-                mean = handle.get_tensor(key)
+                mean = _finite(path, key, handle.get_tensor(key))
             elif key.startswith("optim.") and with_optimizer:
-                optim[key] = handle.get_tensor(key)
+                optim[key] = _finite(path, key, handle.get_tensor(key))
+    except TrainerError:
+        raise
     except Exception as exc:
         raise ModelFileError(f"{path}: damaged tensor data ({exc})") from exc
-    if mean is None or tuple(mean.shape) != (3, 40, 40):
-        raise ModelFileError(f"{path}: damaged CellViewer model (no (3, 40, 40) mean image)")
-    if not state:
-        raise ModelFileError(f"{path}: damaged CellViewer model (no weights)")
-    if len(meta["classes"]) != int(meta.get("num_classes", len(meta["classes"]))):
-        raise ModelFileError(f"{path}: damaged CellViewer model (class list and size differ)")
+    assert mean is not None  # _check_tensor_table made sure the file holds it
     opt_state = None
     if with_optimizer and "optimizer" in meta:
-        opt_state = _unflatten_optimizer(optim, meta["optimizer"])
+        try:
+            opt_state = _unflatten_optimizer(optim, meta["optimizer"])
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise BadModelError(f"{path}: damaged optimiser state ({exc})") from exc
     return ModelFile(meta=meta, state_dict=state, mean_image=mean.float(),
-                     optimizer_state=opt_state, path=path)
+                     optimizer_state=opt_state, path=path, extra={"checked": True})
+
+
+# ---- checking a file against its architecture -------------------------------------------------
+#: the floating-point dtypes (safetensors' names) a file may store a float tensor in: loading
+#: casts them to the model's (the demo model is stored in float16, half the size)
+_FLOAT_NAMES = frozenset({"F16", "BF16", "F32", "F64"})
+#: safetensors' dtype names of the tensor dtypes a model holds
+_DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                torch.float64: "F64", torch.int64: "I64", torch.int32: "I32",
+                torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def expected_tensors(path: object, meta: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The tensors (name -> (shape, safetensors dtype)) a model file with ``meta`` must hold,
+    ``model.<name>`` and ``mean_image``, worked out without allocating: the options are checked
+    against the architecture's schema (``ModelSpec.schema``) first, then the model is built on
+    torch's meta device (shapes, no memory) and its size checked against the schema's cap.
+    Raises :class:`BadModelError` (or a ``TrainerError`` of kind ``unknown-model``)."""
+    from trainer.models import list_models
+
+    arch = meta["arch"]
+    if arch not in list_models():
+        raise TrainerError(
+            f"{path}: model architecture {arch!r} is not known to this trainer "
+            f"(known: {', '.join(list_models())})", ErrorKind.UNKNOWN_MODEL)
+    model = check_model_options(path, arch, len(meta["classes"]), meta.get("arch_kwargs"))
+    partial = bool(meta.get("partial_state", False))
+    state = trainable_state_dict(model) if partial else model.state_dict()
+    out = {f"model.{k}": (tuple(v.shape), _DTYPE_NAMES.get(v.dtype, str(v.dtype)))
+           for k, v in state.items()}
+    out["mean_image"] = ((3, 40, 40), "F32")
+    return out
+
+
+def check_model_options(where: object, arch: str, num_classes: int,
+                        kwargs: object) -> torch.nn.Module:
+    """Model ``arch`` with ``kwargs`` for ``num_classes`` classes, built on the meta device
+    (shapes, no memory) once the options passed the architecture's schema, and its size
+    (parameters and buffer elements) within the schema's cap. :class:`BadModelError` naming
+    ``where`` otherwise. The trainer checks a run's options with it too, so every model file
+    it writes is one it can load."""
+    from trainer.models import model_spec
+
+    spec = model_spec(arch)
+    options = spec.schema.check(where, arch, kwargs)
+    model = _meta_model(where, arch, spec.kind, num_classes, options)
+    size = sum(t.numel() for t in model.parameters()) + sum(t.numel() for t in model.buffers())
+    if size > spec.schema.max_params:
+        raise BadModelError(
+            f"{where}: its options ({_options(options)}) make a {arch} model of {size:,} "
+            f"parameters, more than the {spec.schema.max_params:,} this trainer allows for it")
+    return model
+
+
+def _meta_model(path: object, arch: str, kind: str, num_classes: int,
+                kwargs: dict[str, Any]) -> torch.nn.Module:
+    from trainer.models import create_model
+
+    build = dict(kwargs)
+    if kind == "foundation":  # shapes only: never look for or read the backbone's weights
+        build.pop("weights", None)
+        build["pretrained"] = False
+    try:
+        with torch.device("meta"):
+            return create_model(arch, num_classes, **build)
+    except Exception as exc:  # options within bounds that still do not make a model
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BadModelError(f"{path}: its options ({_options(kwargs)}) do not make a "
+                            f"{arch} model ({first})") from exc
+
+
+def _check_tensor_table(path: Path, handle: Any,
+                        expected: dict[str, tuple[tuple[int, ...], str]]) -> None:
+    """Every expected tensor present with its shape and dtype (a float one in any float dtype)
+    and no other (but the optimiser state, ``optim.<index>.<name>``), read from the file's
+    header: no tensor data is read."""
+    found = list(handle.keys())
+    extra = [k for k in found if k not in expected and not _is_optim_key(k)]
+    if extra:
+        raise BadModelError(f"{path}: holds tensors its model does not have "
+                            f"({', '.join(sorted(extra)[:3])}{', ...' if len(extra) > 3 else ''})")
+    missing = [k for k in expected if k not in set(found)]
+    if missing:
+        what = "no (3, 40, 40) mean image" if missing == ["mean_image"] else (
+            f"lacks {len(missing)} of its model's {len(expected) - 1} weight tensors "
+            f"(first: {missing[0]})")
+        raise BadModelError(f"{path}: damaged CellViewer model ({what})")
+    for key, (shape, dtype) in expected.items():
+        try:
+            view = handle.get_slice(key)
+            got_shape, got_dtype = tuple(view.get_shape()), str(view.get_dtype())
+        except Exception as exc:
+            raise ModelFileError(f"{path}: damaged tensor data ({exc})") from exc
+        if got_shape != shape or not _dtype_fits(got_dtype, dtype):
+            raise BadModelError(f"{path}: tensor {key} is {got_dtype} {list(got_shape)}, its "
+                                f"model needs {dtype} {list(shape)}")
+
+
+def _dtype_fits(got: str, expected: str) -> bool:
+    """A float tensor may be stored in any float dtype; any other must be stored as it is."""
+    return got == expected or (got in _FLOAT_NAMES and expected in _FLOAT_NAMES)
+
+
+def _is_optim_key(key: str) -> bool:
+    parts = key.split(".", 2)
+    return len(parts) == 3 and parts[0] == "optim" and parts[1].isdigit() and bool(parts[2])
+
+
+def _finite(path: Path, key: str, tensor: torch.Tensor) -> torch.Tensor:
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise BadModelError(f"{path}: tensor {key} holds {bad:,} values that are not finite "
+                            "numbers (NaN or infinite): the model cannot be used")
+    return tensor
+
+
+def _options(kwargs: dict[str, Any]) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "the defaults"
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def build_model(mf: ModelFile, device: torch.device | str = "cpu") -> CellClassifier:
-    """The model a file describes, with its weights, in eval mode on ``device``."""
-    from trainer.models import create_model, list_models
+    """The model a file describes, with its weights, in eval mode on ``device``. A
+    :class:`ModelFile` not read by :func:`load_model_file` is checked here first (its options
+    and tensors against its architecture, its values finite), so no unchecked options reach
+    a builder."""
+    from trainer.models import create_model
 
-    if mf.arch not in list_models():
-        raise TrainerError(
-            f"{mf.path}: model architecture {mf.arch!r} is not known to this trainer "
-            f"(known: {', '.join(list_models())})", ErrorKind.UNKNOWN_MODEL)
-    kwargs = dict(mf.meta.get("arch_kwargs", {}))
-    model = create_model(mf.arch, int(mf.meta["num_classes"]), **kwargs)
+    if not mf.extra.get("checked"):
+        check_model_file(mf)
+    kwargs = dict(mf.meta.get("arch_kwargs") or {})
+    model = create_model(mf.arch, int(mf.meta.get("num_classes", len(mf.classes))), **kwargs)
     strict = not mf.meta.get("partial_state", False)
     try:
         missing, unexpected = model.load_state_dict(mf.state_dict, strict=strict)
@@ -219,6 +354,28 @@ def build_model(mf: ModelFile, device: torch.device | str = "cpu") -> CellClassi
         raise ModelFileError(f"{mf.path}: weights do not fit architecture {mf.arch!r} "
                              f"(unexpected {unexpected[:3]})")
     return model.to(device).eval()
+
+
+def check_model_file(mf: ModelFile) -> None:
+    """The checks of :func:`load_model_file` for a :class:`ModelFile` made in memory."""
+    where = mf.path or "model file"
+    meta = check_metadata(Path(str(where)), {"format": FORMAT, "meta": json.dumps(
+        mf.meta, default=_json_default)})
+    expected = expected_tensors(where, meta)
+    tensors = {f"model.{k}": v for k, v in mf.state_dict.items()}
+    tensors["mean_image"] = mf.mean_image
+    extra = sorted(set(tensors) - set(expected))
+    missing = sorted(set(expected) - set(tensors))
+    if extra or missing:
+        raise BadModelError(f"{where}: its tensors do not fit its model (missing "
+                            f"{missing[:3]}, unexpected {extra[:3]})")
+    for key, (shape, dtype) in expected.items():
+        t = tensors[key]
+        if tuple(t.shape) != shape or not _dtype_fits(_DTYPE_NAMES.get(t.dtype, ""), dtype):
+            raise BadModelError(f"{where}: tensor {key} is {t.dtype} {list(t.shape)}, its "
+                                f"model needs {dtype} {list(shape)}")
+        _finite(Path(str(where)), key, t)
+    mf.extra["checked"] = True
 
 
 def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -29,6 +29,15 @@ class ModelFileError(TrainerError):
     kind = ErrorKind.BAD_MODEL_FILE
 
 
+class BadModelError(ModelFileError):
+    """A model file that reads but cannot be trusted: an ``arch_kwargs`` option or the field of
+    view out of its architecture's bounds, a tensor missing, extra or of the wrong shape or
+    dtype, a value that is not finite. Refused before the model is built (nothing large is
+    allocated); the message names the file and the first problem."""
+
+    kind = ErrorKind.BAD_MODEL
+
+
 # Exception class names (anywhere in the exception's MRO) and the kind each is reported as.
 # torch.OutOfMemoryError (torch.cuda.OutOfMemoryError) gets its own message below.
 _KIND_BY_CLASS_NAME: tuple[tuple[str, ErrorKind], ...] = (

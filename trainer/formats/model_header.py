@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.formats.errors import ModelFileError
+from trainer.formats.model_schema import check_model_fields
 
 FORMAT = "cellviewer-model"
 FORMAT_VERSION = 1
@@ -31,7 +32,8 @@ MAX_HEADER_BYTES = 100_000_000
 
 def check_metadata(path: Path, metadata: object) -> dict[str, Any]:
     """The ``meta`` object of a model file whose safetensors ``__metadata__`` is ``metadata``,
-    checked; :class:`ModelFileError` naming ``path`` and the cause otherwise."""
+    checked (its fields' bounds by ``model_schema.check_model_fields``); :class:`ModelFileError`
+    (:class:`BadModelError` for a field out of bounds) naming ``path`` and the cause otherwise."""
     p = path
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ModelFileError(
@@ -54,6 +56,7 @@ def check_metadata(path: Path, metadata: object) -> dict[str, Any]:
             or not all(isinstance(c, str) for c in classes):
         raise ModelFileError(
             f"{p}: damaged CellViewer model metadata (no list of class names)")
+    check_model_fields(p, meta)
     return meta
 
 

@@ -80,7 +80,7 @@ class PatchSet:
         np.save(tmp / "labels.npy", np.asarray(self.labels, dtype=np.int16))
         if self.source_crops is not None:
             np.save(tmp / "source_crops.npy", np.ascontiguousarray(self.source_crops, np.uint8))
-        with open(tmp / "cells.csv", "w", newline="") as fh:
+        with open(tmp / "cells.csv", "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             w.writerow(["cell_id", "label", "source", "x", "y", "padded"])
             for i in range(len(self)):
@@ -103,7 +103,7 @@ class PatchSet:
             "n": len(self),
             "n_padded": self.n_padded,
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
@@ -111,10 +111,25 @@ class PatchSet:
         return folder
 
     def validate(self, where: str = "patch set") -> None:
-        n = self.patches.shape[0]
+        """Shapes, dtypes and lengths agree and every label is a class index or -1;
+        :class:`PatchSetError` naming ``where`` otherwise (never an exception of NumPy's)."""
         if self.patches.ndim != 4 or self.patches.shape[1:] != (PATCH_SIZE, PATCH_SIZE, 3):
             shape = self.patches.shape
             raise PatchSetError(f"{where}: patches must be (N, 40, 40, 3), got {shape}")
+        if self.patches.dtype != np.uint8:
+            raise PatchSetError(f"{where}: patches must be uint8 RGB, not {self.patches.dtype}")
+        n = self.patches.shape[0]
+        if np.ndim(self.labels) != 1 or not np.issubdtype(np.asarray(self.labels).dtype,
+                                                          np.integer):
+            raise PatchSetError(f"{where}: labels must be a list of class indices (1-D "
+                                f"integers), not {np.asarray(self.labels).dtype} of shape "
+                                f"{np.shape(self.labels)}")
+        if self.source_crops is not None:
+            sc = self.source_crops.shape
+            if (self.source_crops.ndim != 4 or sc[1] != sc[2] or sc[3] != 3 or sc[1] < 1
+                    or self.source_crops.dtype != np.uint8):
+                raise PatchSetError(f"{where}: source crops must be uint8 (N, S, S, 3), got "
+                                    f"{self.source_crops.dtype} {sc}")
         lengths = {
             "labels": len(self.labels), "cell_ids": len(self.cell_ids),
             "sources": len(self.sources), "xy": len(self.xy), "padded": len(self.padded),
@@ -132,25 +147,23 @@ class PatchSet:
 def load_patchset(folder: str | os.PathLike, mmap: bool = True) -> PatchSet:
     """Open a patch set; arrays are memory-mapped (no copy) unless ``mmap=False``."""
     folder = Path(folder)
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
-        raise PatchSetError(f"{folder}: not a patch set (no meta.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PatchSetError(f"{meta_path}: not valid JSON ({exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise PatchSetError(f"{meta_path}: format is {meta.get('format')!r}, not {FORMAT!r}")
-    if meta.get("version", 0) > VERSION:
-        raise PatchSetError(f"{meta_path}: version {meta['version']} is newer than this trainer")
+    meta = _read_meta(folder / "meta.json", folder)
     mode: Literal["r"] | None = "r" if mmap else None
     try:
         patches = np.load(folder / "patches.npy", mmap_mode=mode)
         labels = np.load(folder / "labels.npy")
         crops_file = folder / "source_crops.npy"
         crops = np.load(crops_file, mmap_mode=mode) if crops_file.is_file() else None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise PatchSetError(f"{folder}: cannot read arrays ({exc})") from exc
+    if np.ndim(patches) != 4:
+        raise PatchSetError(f"{folder}: patches must be (N, 40, 40, 3), got {np.shape(patches)}")
+    if np.ndim(labels) != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise PatchSetError(f"{folder}: labels must be a list of class indices (1-D integers), "
+                            f"not {labels.dtype} of shape {np.shape(labels)}")
+    k = len(meta["classes"])
+    if labels.size and (labels.min() < -1 or labels.max() >= k):
+        raise PatchSetError(f"{folder}: a label index is outside the {k} classes")
     cell_ids, sources, xy, padded = _read_cells(folder / "cells.csv")
     n_meta = meta.get("n")
     if n_meta is not None and n_meta != len(patches):
@@ -161,7 +174,7 @@ def load_patchset(folder: str | os.PathLike, mmap: bool = True) -> PatchSet:
     ps = PatchSet(
         patches=patches, labels=labels.astype(np.int16, copy=False), classes=list(meta["classes"]),
         cell_ids=cell_ids, sources=sources, xy=np.asarray(xy, dtype=np.float64).reshape(-1, 2),
-        padded=np.asarray(padded, dtype=bool), fov_px=float(meta.get("fov_px", PATCH_SIZE)),
+        padded=np.asarray(padded, dtype=bool), fov_px=float(meta["fov_px"]),
         source_crops=crops, path=folder,
         extra_meta={k: v for k, v in meta.items() if k not in known},
     )
@@ -169,26 +182,77 @@ def load_patchset(folder: str | os.PathLike, mmap: bool = True) -> PatchSet:
     return ps
 
 
+#: the largest field of view a patch set may record (the crops are fov x fov pixels)
+MAX_FOV_PX = 4096.0
+
+
+def _read_meta(meta_path: Path, folder: Path) -> dict:
+    """``meta.json``, checked: an object with the format, a version this reader knows, a list of
+    class names and a finite field of view. :class:`PatchSetError` naming the file otherwise
+    (its JSON, its encoding, its nesting and each field's type included)."""
+    if not meta_path.is_file():
+        raise PatchSetError(f"{folder}: not a patch set (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PatchSetError(f"{meta_path}: cannot read ({exc.strerror or exc})") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise PatchSetError(f"{meta_path}: not valid JSON ({str(exc)[:200]})") from exc
+    if not isinstance(meta, dict):
+        raise PatchSetError(f"{meta_path}: not a patch set description (a JSON "
+                            f"{type(meta).__name__}, not an object)")
+    if meta.get("format") != FORMAT:
+        raise PatchSetError(f"{meta_path}: format is {meta.get('format')!r}, not {FORMAT!r}")
+    version = meta.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise PatchSetError(f"{meta_path}: version {version!r} is not a whole number")
+    if version > VERSION:
+        raise PatchSetError(f"{meta_path}: version {version} is newer than this trainer")
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise PatchSetError(f"{meta_path}: 'classes' must be a list of class names")
+    fov = meta.get("fov_px", PATCH_SIZE)
+    if isinstance(fov, bool) or not isinstance(fov, (int, float)) or not math.isfinite(fov) \
+            or not 1 <= fov <= MAX_FOV_PX:
+        raise PatchSetError(f"{meta_path}: the field of view fov_px = {fov!r} is not a number "
+                            f"of pixels within 1..{MAX_FOV_PX:g}")
+    meta["fov_px"] = float(fov)
+    return meta
+
+
 def _read_cells(path: Path) -> tuple[list[str], list[str], list[tuple[float, float]], list[bool]]:
-    """The columns of ``cells.csv``; PatchSetError naming the line of a malformed row."""
-    cell_ids, sources, xy, padded = [], [], [], []
+    """The columns of ``cells.csv`` (UTF-8, as ``PatchSet.save`` writes it); PatchSetError
+    naming the line of a malformed row, or the file when it is not text or not CSV."""
     if not path.is_file():
         raise PatchSetError(f"{path}: the cell table is missing")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"cell_id", "source", "x", "y"} - set(reader.fieldnames or [])
-        if missing:
-            raise PatchSetError(f"{path}, line 1: missing column(s) {sorted(missing)}")
-        for row in reader:
-            try:
-                xy.append((float(row["x"]), float(row["y"])))
-            except (TypeError, ValueError):
-                raise PatchSetError(
-                    f"{path}, line {reader.line_num}: x, y = {row['x']!r}, {row['y']!r} "
-                    "are not numbers") from None
-            cell_ids.append(row["cell_id"])
-            sources.append(row["source"])
-            padded.append(row.get("padded", "0") == "1")
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return _read_cell_rows(path, csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise PatchSetError(f"{path}: not a readable cell table ({str(exc)[:200]})") from exc
+    except OSError as exc:
+        raise PatchSetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _read_cell_rows(path: Path, reader: csv.DictReader
+                    ) -> tuple[list[str], list[str], list[tuple[float, float]], list[bool]]:
+    cell_ids: list[str] = []
+    sources: list[str] = []
+    xy: list[tuple[float, float]] = []
+    padded: list[bool] = []
+    missing = {"cell_id", "source", "x", "y"} - set(reader.fieldnames or [])
+    if missing:
+        raise PatchSetError(f"{path}, line 1: missing column(s) {sorted(missing)}")
+    for row in reader:
+        try:
+            xy.append((float(row["x"]), float(row["y"])))
+        except (TypeError, ValueError):
+            raise PatchSetError(
+                f"{path}, line {reader.line_num}: x, y = {row['x']!r}, {row['y']!r} "
+                "are not numbers") from None
+        cell_ids.append(row["cell_id"])
+        sources.append(row["source"])
+        padded.append(row.get("padded", "0") == "1")
     return cell_ids, sources, xy, padded
 
 

@@ -75,7 +75,10 @@ class ErrorKind(StrEnum):
     MISSING_WEIGHTS = "missing-weights"
     UNKNOWN_MODEL = "unknown-model"
     BAD_CONFIG = "bad-config"
-    BAD_MODEL_FILE = "bad-model-file"
+    BAD_MODEL_FILE = "bad-model-file"  # missing, unreadable, not a CellViewer model file
+    BAD_MODEL = "bad-model"  # a readable model file whose fields or weights do not fit its
+    # architecture (options out of range, tensors missing or of the wrong shape, NaN weights)
+    BAD_ARGUMENTS = "bad-arguments"  # the command line does not parse (exit code 2)
     DEVICE = "device"
     INTERNAL = "internal"
 

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from trainer.formats.catalog import TrainDefaults, unknown_model
+from trainer.formats.model_schema import ArchSchema
 
 if TYPE_CHECKING:
     from trainer.models.layers import CellClassifier
@@ -38,6 +39,8 @@ class ModelSpec:
     linear probing; use :meth:`defaults_for` with the mode you train). ``model_kwargs`` are the
     options ``create_model`` passes to the builder (dropouts...). ``study_params_m`` is the
     parameter count the study reports at 16 classes, in millions (``None`` where it gives none).
+    ``schema`` says which ``arch_kwargs`` a model file may hold and how many parameters its
+    model may have (checked before a model file's model is built).
     """
 
     name: str
@@ -50,6 +53,7 @@ class ModelSpec:
     mode_defaults: Mapping[str, TrainDefaults] = field(default_factory=dict)
     study_params_m: float | None = None
     summary: str = ""
+    schema: ArchSchema = field(default_factory=ArchSchema)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -79,12 +83,15 @@ def register_model(
     mode_defaults: Mapping[str, TrainDefaults] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     study_params_m: float | None = None,
+    schema: ArchSchema | None = None,
 ):
     """Register a builder ``fn(num_classes, **options) -> nn.Module`` under ``name``.
 
     Used bare (``@register_model``) the function's name is the model's name. Defaults not
     passed here are looked up in ``defaults.STUDY_TABLE`` (the one table); a name in neither
-    is refused, so every registered model has training defaults.
+    is refused, so every registered model has training defaults. ``schema``: the options a
+    model file may give the builder, with their bounds, and the parameter cap; without one a
+    model file may give none (and the cap is ``model_schema.DEFAULT_MAX_PARAMS``).
     """
     if callable(name):  # bare decorator
         return register_model()(name)
@@ -128,6 +135,7 @@ def register_model(
             study_params_m=study_params_m if study_params_m is not None else (
                 row.study_params_m if row else None),
             summary=doc.split("\n", 1)[0],
+            schema=schema if schema is not None else ArchSchema(),
         )
         return fn
 

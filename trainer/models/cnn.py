@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainer.formats.catalog import model_info
+from trainer.formats.model_schema import DROPOUT, Ints, schema_for_catalog
 from trainer.models._registry import register_model
 from trainer.models.layers import CellClassifier, LinearHead, TanhMLP
 
@@ -43,7 +45,12 @@ class CNN(CellClassifier):
         return self.dense(self.convs(x))
 
 
-@register_model(family="cnn")
+#: what a model file may set (up to 6 conv blocks: 40 px pooled to 1; up to 1,024 channels)
+CNN_SCHEMA = schema_for_catalog(model_info("cnn").params, {
+    "channels": Ints(1, 1024, 1, 6), "input_dropout": DROPOUT, "hidden_dropout": DROPOUT})
+
+
+@register_model(family="cnn", schema=CNN_SCHEMA)
 def cnn(num_classes: int, channels: tuple[int, ...] = CNN_CHANNELS, input_dropout: float = 0.1,
         hidden_dropout: float = 0.5) -> CNN:
     """CNN: 4 conv blocks 48/64/128/128, max-pool to 5x5, 3,200 -> 512 -> 256 tanh."""

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.formats.catalog import model_info
+from trainer.formats.model_schema import DROPOUT, Int, schema_for_catalog
 from trainer.models._registry import register_model
 from trainer.models.layers import CellClassifier, DropPath, LinearHead
 
@@ -84,7 +86,13 @@ class ConvNeXtTiny(CellClassifier):
         return self.norm(self.stages(self.stem(x)).mean(dim=(2, 3)))
 
 
-@register_model(family="convnext")
+#: what a model file may set: an odd depthwise kernel up to 11 (the study's is 5)
+CONVNEXT_SCHEMA = schema_for_catalog(model_info("convnext_tiny").params, {
+    "drop_path": DROPOUT, "kernel": Int(1, 11, choices=(1, 3, 5, 7, 9, 11)),
+    "dropout": DROPOUT})
+
+
+@register_model(family="convnext", schema=CONVNEXT_SCHEMA)
 def convnext_tiny(num_classes: int, drop_path: float = 0.2, kernel: int = 5,
                   dropout: float = 0.0) -> ConvNeXtTiny:
     """ConvNeXt-Tiny for 40x40: 2x2 stem to 48, stages 2/2/6/2 at 48-384, 5x5 depthwise."""

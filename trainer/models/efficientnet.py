@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainer.formats.catalog import model_info
+from trainer.formats.model_schema import DROPOUT, Ints, schema_for_catalog
 from trainer.models._registry import register_model
 from trainer.models.layers import CellClassifier, DropPath, LinearHead, SqueezeExcite
 
@@ -80,7 +82,13 @@ class EfficientNetB0(CellClassifier):
         return self.conv_head(self.blocks(self.stem(x))).mean(dim=(2, 3))
 
 
-@register_model(family="efficientnet")
+#: what a model file may set: one odd kernel size per stage (3 or 5 in B0; up to 7)
+EFFICIENTNET_SCHEMA = schema_for_catalog(model_info("efficientnet_b0").params, {
+    "kernels": Ints(1, 7, 7, 7, choices=(1, 3, 5, 7)), "se_dropout": DROPOUT,
+    "dropout": DROPOUT, "drop_path": DROPOUT})
+
+
+@register_model(family="efficientnet", schema=EFFICIENTNET_SCHEMA)
 def efficientnet_b0(num_classes: int, kernels: tuple[int, ...] = (3,) * 7, se_dropout: float = 0.1,
                     dropout: float = 0.2, drop_path: float = 0.0) -> EfficientNetB0:
     """EfficientNet-B0 for 40x40: stride-1 3x3 stem, B0's MBConv stages with SE, head 1,280."""

@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.formats.catalog import model_info
+from trainer.formats.model_schema import Bool, Int, OptionMap, Text, schema_for_catalog
 from trainer.models._registry import register_model
 from trainer.models.layers import CellClassifier
 from trainer.models.weights import find_weights, load_backbone_weights
@@ -242,7 +244,19 @@ def _register(name: str, doc: str) -> None:
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = doc
-    register_model(name, family=RECIPES[name].family, kind="foundation")(builder)
+    register_model(name, family=RECIPES[name].family, kind="foundation",
+                   schema=_schema(name))(builder)
+
+
+def _schema(name: str):
+    """What a model file of a foundation model may set: its mode, its backbone's weights file,
+    a timm architecture and options (the tests' small stand-ins; bounded plain values, judged
+    by the meta-device build and a cap of 1.5x the catalogue's parameter count) and the input
+    size the patches are resized to (each patch becomes input_size² pixels)."""
+    return schema_for_catalog(model_info(name).params, {
+        "mode": Text(choices=MODES), "weights": Text(nullable=True), "pretrained": Bool(),
+        "arch": Text(100, nullable=True), "arch_kwargs": OptionMap(),
+        "input_size": Int(16, 1024, nullable=True)}, factor=1.5)
 
 
 _register("resnetrs50", "ResNet-RS50 (ImageNet), timm resnetrs50; LP or FT_last (layer4).")

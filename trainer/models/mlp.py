@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from trainer.formats.catalog import model_info
+from trainer.formats.model_schema import DROPOUT, Ints, schema_for_catalog
 from trainer.models._registry import register_model
 from trainer.models.layers import CellClassifier, LinearHead, TanhMLP
 
@@ -37,7 +39,12 @@ class MLP(CellClassifier):
         return self.trunk(x)
 
 
-@register_model(family="mlp")
+#: what a model file may set (widths up to ~4x the study's, up to 8 layers)
+MLP_SCHEMA = schema_for_catalog(model_info("mlp").params, {
+    "hidden": Ints(1, 6000, 1, 8), "input_dropout": DROPOUT, "hidden_dropout": DROPOUT})
+
+
+@register_model(family="mlp", schema=MLP_SCHEMA)
 def mlp(num_classes: int, hidden: tuple[int, ...] = MLP_HIDDEN, input_dropout: float = 0.1,
         hidden_dropout: float = 0.5) -> MLP:
     """MLP: 4,800 -> 1,500 -> 800 -> 600, tanh, dropout 0.1 in / 0.5 hidden."""

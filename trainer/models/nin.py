@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from trainer.formats.catalog import model_info
+from trainer.formats.model_schema import DROPOUT, Ints, schema_for_catalog
 from trainer.models._registry import register_model
 from trainer.models.layers import CellClassifier, LinearHead, TanhMLP
 from trainer.models.mlp import MLP_HIDDEN
@@ -34,7 +36,12 @@ class NIN(CellClassifier):
         return torch.cat([self.cnn(x), self.mlp(x)], dim=1)
 
 
-@register_model(family="nin")
+#: what a model file may set (the MLP pathway's widths, as the MLP's)
+NIN_SCHEMA = schema_for_catalog(model_info("nin").params, {
+    "mlp_hidden": Ints(1, 6000, 1, 8), "input_dropout": DROPOUT, "hidden_dropout": DROPOUT})
+
+
+@register_model(family="nin", schema=NIN_SCHEMA)
 def nin(num_classes: int, mlp_hidden: tuple[int, ...] = MLP_HIDDEN, input_dropout: float = 0.1,
         hidden_dropout: float = 0.5) -> NIN:
     """NIN: ResNet-D4 pathway (256) + MLP pathway (600), 856 features to the classifier."""

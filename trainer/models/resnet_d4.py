@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainer.formats.catalog import model_info
+from trainer.formats.model_schema import DROPOUT, Ints, schema_for_catalog
 from trainer.models._registry import register_model
 from trainer.models.layers import CellClassifier, LinearHead, SqueezeExcite, TanhMLP, conv_bn_relu
 
@@ -118,7 +120,12 @@ class ResNetD4(CellClassifier):
         return self.trunk(x)
 
 
-@register_model(family="resnet_d4")
+#: what a model file may set: units per block (the four blocks, up to 8 units each)
+_D4_OPTIONS = {"units": Ints(1, 8, 4, 4), "input_dropout": DROPOUT, "hidden_dropout": DROPOUT}
+
+
+@register_model(family="resnet_d4",
+                schema=schema_for_catalog(model_info("resnet_d4").params, _D4_OPTIONS))
 def resnet_d4(num_classes: int, units: tuple[int, ...] = (1, 1, 1, 1), input_dropout: float = 0.0,
               hidden_dropout: float = 0.5) -> ResNetD4:
     """ResNet-D4: residual blocks 24/48/64/128, RGB concat after block 1, 3,200 -> 512 -> 256."""
@@ -126,7 +133,8 @@ def resnet_d4(num_classes: int, units: tuple[int, ...] = (1, 1, 1, 1), input_dro
                     hidden_dropout=hidden_dropout)
 
 
-@register_model(family="resnet_d4")
+@register_model(family="resnet_d4", schema=schema_for_catalog(
+    model_info("se_resnet_d4").params, {**_D4_OPTIONS, "se_dropout": DROPOUT}))
 def se_resnet_d4(num_classes: int, units: tuple[int, ...] = (1, 1, 1, 1),
                  input_dropout: float = 0.0, hidden_dropout: float = 0.5,
                  se_dropout: float = 0.1) -> ResNetD4:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.formats.catalog import model_info
+from trainer.formats.model_schema import DROPOUT, Int, schema_for_catalog
 from trainer.models._registry import register_model
 from trainer.models.layers import CellClassifier, LinearHead
 
@@ -130,7 +132,14 @@ class CustomViT(CellClassifier):
         return self.norm(t[:, 0])
 
 
-@register_model(family="vit")
+#: what a model file may set (the study's 6 x 160 x 4 heads, MLP 640, with headroom; the
+#: parameter cap, 4x the study's model, bounds the combination)
+VIT_SCHEMA = schema_for_catalog(model_info("custom_vit").params, {
+    "dropout": DROPOUT, "attn_dropout": DROPOUT, "depth": Int(1, 24), "dim": Int(8, 1024),
+    "heads": Int(1, 16), "mlp_dim": Int(1, 4096)})
+
+
+@register_model(family="vit", schema=VIT_SCHEMA)
 def custom_vit(num_classes: int, dropout: float = 0.2, attn_dropout: float = 0.0,
                depth: int = 6, dim: int = 160, heads: int = 4, mlp_dim: int = 640) -> CustomViT:
     """CustomViT: 8x8 patches, 160-dim, 6 pre-norm blocks x 4 heads, MLP 640, class token."""

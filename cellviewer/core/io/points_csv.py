@@ -168,7 +168,10 @@ def _parse(path: Path, reader, header: list[str], class_column: str | None,
         label = row[ki].strip() if ki is not None else ""
         if label and class_names is not None:
             try:
-                label = class_names[int(label)]
+                index = int(label)
+                if not 0 <= index < len(class_names):  # -1 must not mean the last name
+                    raise IndexError(index)
+                label = class_names[index]
             except (ValueError, IndexError) as e:
                 raise _error(path, line, f"class {label!r} is not an index into the "
                                          f"{len(class_names)} class names given") from e

@@ -295,7 +295,12 @@ class Run:
 
 @dataclass
 class RunSummary:
-    """What a run's events say, for the run list and the results view."""
+    """What a run's events say, for the run list and the results view.
+
+    A damaged ``events.jsonl`` (edited by hand, written by another program, a disk error) still
+    gives a summary: an event whose fields cannot be what the protocol says (an epoch that is
+    not a whole number) is left out and described in ``damaged``, so the run shows as
+    damaged-but-readable instead of breaking the run list."""
 
     started: dict | None = None
     epochs: list[dict] = field(default_factory=list)
@@ -303,16 +308,27 @@ class RunSummary:
     finished: dict | None = None
     error: dict | None = None
     checkpoints: list[dict] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+
+    @property
+    def is_damaged(self) -> bool:
+        """Whether some events were left out because they were damaged."""
+        return bool(self.damaged)
 
     @classmethod
     def from_events(cls, events: list[dict]) -> RunSummary:
         s = cls()
         # epochs of every attempt (a resumed run continues its curves); the rest of the last one
         by_epoch: dict[int, dict] = {}
-        for ev in events:
+        for i, ev in enumerate(events, 1):
             kind = ev.get("event")
             if kind == "epoch":
-                by_epoch[int(ev.get("epoch", len(by_epoch) + 1))] = ev
+                number = _epoch_number(ev.get("epoch", len(by_epoch) + 1))
+                if number is None:
+                    s.damaged.append(f"event {i} (epoch): its epoch {ev.get('epoch')!r} is not "
+                                     "a whole number; left out")
+                    continue
+                by_epoch[number] = ev
         s.epochs = [by_epoch[k] for k in sorted(by_epoch)]
         for ev in current_attempt(events):
             kind = ev.get("event")
@@ -372,6 +388,17 @@ class RunSummary:
             if ev and isinstance(ev.get("classes"), list):
                 return [str(c) for c in ev["classes"]]
         return []
+
+
+def _epoch_number(value: object) -> int | None:
+    """An epoch number (1, 2, ... or 3.0 as another writer may put it), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 class RunRegistry:

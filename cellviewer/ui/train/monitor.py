@@ -99,6 +99,11 @@ ERROR_HINTS = {
     "bad-config": "Check the settings in the training dialog and start a new run.",
     "device": "Choose another device in the training dialog ('auto' or 'CPU').",
     "bad-model-file": "The run's model file is damaged: repeat the run.",
+    "bad-model": "The model file does not fit its architecture (options out of bounds, weights "
+                 "missing, of the wrong shape or not numbers): it is damaged or was not "
+                 "written by CellViewer's trainer. Choose another model file or train again.",
+    "bad-arguments": "The app started the trainer with arguments it does not take: this is a "
+                     "fault in CellViewer; the log above tells more.",
     "internal": "This is a fault in the trainer; the log above and the run folder's "
                 "events.jsonl tell more. Repeating the run may work.",
 }

@@ -7,7 +7,12 @@ import torch
 
 from trainer.formats.catalog import UnknownModelError
 from trainer.formats.config import ConfigError
-from trainer.formats.errors import ModelFileError, TrainerError, classify_exception
+from trainer.formats.errors import (
+    BadModelError,
+    ModelFileError,
+    TrainerError,
+    classify_exception,
+)
 from trainer.formats.patchset import PatchSetError
 from trainer.formats.protocol import ErrorKind
 from trainer.models.weights import InvalidWeightsError, WeightsNotFoundError
@@ -15,6 +20,7 @@ from trainer.models.weights import InvalidWeightsError, WeightsNotFoundError
 
 @pytest.mark.parametrize(("exc", "kind", "message"), [
     (ModelFileError("a.cvmodel: not a file"), ErrorKind.BAD_MODEL_FILE, "a.cvmodel: not a file"),
+    (BadModelError("a.cvmodel: NaN weights"), ErrorKind.BAD_MODEL, "a.cvmodel: NaN weights"),
     (TrainerError("no GPU", ErrorKind.DEVICE), ErrorKind.DEVICE, "no GPU"),
     (TrainerError("odd"), ErrorKind.INTERNAL, "odd"),
     (PatchSetError("x.patches: no meta.json"), ErrorKind.BAD_PATCHSET,

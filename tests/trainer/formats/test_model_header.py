@@ -15,13 +15,18 @@ from trainer.formats.errors import ModelFileError
 from trainer.formats.model_header import FORMAT, read_model_header
 
 
-def tiny_model_file(path: Path, classes: list[str], arch: str = "cnn") -> Path:
+def tiny_model_file(path: Path, classes: list[str]) -> Path:
+    """A real (tiny) CNN's file: a model file's tensors must fit its architecture."""
+    from trainer.models import create_model
+
     torch.manual_seed(0)
-    layer = torch.nn.Linear(4, len(classes))
+    args = {"channels": [4, 4, 8, 8]}
+    model = create_model("cnn", len(classes), **args)
     return modelfile.save_model_file(
-        path, state_dict=layer.state_dict(), mean_image=torch.rand(3, 40, 40),
-        meta={"arch": arch, "classes": classes, "metrics": {"val_acc": 0.5}},
-        optimizer_state=torch.optim.AdamW(layer.parameters()).state_dict())
+        path, state_dict=model.state_dict(), mean_image=torch.rand(3, 40, 40),
+        meta={"arch": "cnn", "arch_kwargs": args, "classes": classes,
+              "metrics": {"val_acc": 0.5}},
+        optimizer_state=torch.optim.AdamW(model.parameters()).state_dict())
 
 
 def safetensors_bytes(header: dict, payload: bytes = b"") -> bytes:
