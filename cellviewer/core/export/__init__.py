@@ -4,7 +4,10 @@
   ``register`` call, and the app's dialog lists it without an edit.
 - :mod:`.formats`: today's formats, registered on import: ``cells`` (CSV, one row per cell),
   ``summary`` (CSV per image and class), ``geojson`` (QuPath, one file per image).
-- :mod:`.tables`: the two CSV writers and :func:`atomic_write`, which every export file uses.
+- :mod:`.tables`: the two CSV writers.
+- :mod:`.atomic`: :func:`atomic_write`, which every export file uses; :func:`check_target` (no
+  export over the project's own files or a folder: :class:`ExportError`); the records of
+  temporary files, so those of a killed export are removed later (:func:`remove_leftovers`).
 - :mod:`.job`: which cells (project, image, selection), the file names, and :func:`run_export`.
 
 >>> from cellviewer.core.export import run_export, select_cells
@@ -13,6 +16,7 @@
 """
 
 from . import formats as formats  # registers the built-in formats
+from .atomic import ExportError, atomic_write, check_target, remove_leftovers
 from .job import (
     ExportRequest,
     PlannedFile,
@@ -43,7 +47,6 @@ from .tables import (
     CELL_COLUMNS,
     TAIL_COLUMNS,
     UNLABELLED_ROW,
-    atomic_write,
     export_cells_csv,
     export_summary_csv,
     image_names,
@@ -59,6 +62,7 @@ __all__ = [
     "SCOPE_SELECTION",
     "TAIL_COLUMNS",
     "UNLABELLED_ROW",
+    "ExportError",
     "ExportOption",
     "ExportRequest",
     "Exporter",
@@ -67,6 +71,7 @@ __all__ = [
     "Selection",
     "WriteFunction",
     "atomic_write",
+    "check_target",
     "default_base_path",
     "describe_files",
     "export_cells_csv",
@@ -76,6 +81,7 @@ __all__ = [
     "image_names",
     "plan_files",
     "register",
+    "remove_leftovers",
     "resolve_model",
     "run_export",
     "run_request",

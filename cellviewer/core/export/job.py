@@ -6,8 +6,9 @@ The steps, each usable on its own by a script:
   images that selection touches);
 - :func:`plan_files`: the file each chosen format writes, named from one path the user chose
   (``<project>_cells.csv`` by default, :func:`default_base_path`);
-- :func:`run_export`: checks the request (formats known, folder there, model known) before it
-  writes anything, then writes the files one by one, each atomically, reporting progress.
+- :func:`run_export`: checks the request (formats known, folder there, model known, no target
+  that is the project's own file, its log, lock or backups, or a folder) before it writes
+  anything, then writes the files one by one, each atomically, reporting progress.
 
 :class:`ExportRequest` is the same as plain data, so it can travel to a worker thread, which
 opens its own read-only connection (:func:`run_request`).
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import ExportError, check_target, remove_leftovers
 from .registry import (
     SCOPE_IMAGE,
     SCOPE_PROJECT,
@@ -126,24 +128,27 @@ def run_export(store: ProjectStore, base: str | os.PathLike, formats: Sequence[s
     project); returns the paths written, in order.
 
     Everything that can be checked is checked before the first file: the formats exist, the
-    folder of ``base`` exists, the model of ``options["model_id"]`` exists ("latest" is
-    resolved once, so every file shows the same model). ``progress(fraction, message)`` is
+    folder of ``base`` exists, no file would replace the project's own files or be a folder
+    (:func:`.atomic.check_target`, an :class:`.atomic.ExportError` naming it), the model of
+    ``options["model_id"]`` exists ("latest" is resolved once, so every file shows the same
+    model). ``progress(fraction, message)`` is
     called as the files are written (from the calling thread)."""
     base = Path(base)
     selection = selection or Selection()
     chosen = [f if isinstance(f, Exporter) else get_exporter(f) for f in formats]
     if not chosen:
         raise ValueError("nothing to export: choose at least one format")
+    remove_leftovers()  # temporary files of exports that were killed
     if not base.parent.is_dir():
-        from cellviewer.core.store import ProjectError
-
-        raise ProjectError(f"{base}: folder {base.parent} does not exist")
+        raise ExportError(f"{base}: folder {base.parent} does not exist")
     given = dict(options or {})
     given["model_id"] = resolve_model(store, given.get("model_id", "latest"))
     image_ids = (selection.image_ids if selection.image_ids is not None
                  else tuple(im.id for im in store.images()))
     names = {int(i): store.image(int(i)).path.name for i in image_ids}
     planned = plan_files(base, chosen, names)
+    for item in planned:  # every target refused before the first file is written
+        check_target(item.path, store.path)
     by_name = {e.name: e for e in chosen}
     written: list[Path] = []
     total = len(planned)

@@ -1,9 +1,11 @@
 """The two CSV exports (one row per cell; per image and class) and atomic writes for every export.
 
 Both are CSV files written with pandas (imported inside the functions: the GUI's start-up path
-must not pay for pandas) and written atomically: into a temporary file beside the target, flushed
-to disk, then renamed over it, so a crash never leaves a half-written export where a good one
-was, and a reader never sees a partial file.
+must not pay for pandas) and written atomically (:func:`.atomic.atomic_write`): into a temporary
+file beside the target, flushed to disk, then renamed over it, so a crash never leaves a
+half-written export where a good one was, and a reader never sees a partial file; a target that
+is the project's own file (or its log, lock or backups) or a folder is refused before any work
+(:func:`.atomic.check_target`).
 
 The cells file's columns: ``cell_id, image, x, y, x_um, y_um, label, label_source,
 review_status, predicted_class, confidence, p_<class>... , model_id, updated_by, updated_at``,
@@ -13,16 +15,16 @@ empty when the image's pixel size is unknown. ``io_csv`` reads such a file back.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
-from cellviewer.core.store import ImageRecord, ProjectError, ProjectStore
+from cellviewer.core.store import ImageRecord, ProjectStore
+
+from .atomic import atomic_write as atomic_write  # where io.geojson has always found it
+from .atomic import check_target
 
 CELL_COLUMNS = (
     "cell_id", "image", "x", "y", "x_um", "y_um", "label", "label_source", "review_status",
@@ -31,29 +33,6 @@ CELL_COLUMNS = (
 TAIL_COLUMNS = ("model_id", "updated_by", "updated_at")
 UNLABELLED_ROW = "(unlabelled)"
 ALL_IMAGES_ROW = "(all images)"
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8",
-                 newline: str | None = "") -> Iterator[IO]:
-    """Write ``path`` through a temporary file in the same folder, renamed over it when the
-    block ends without error (and removed when it raises)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ProjectError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        binary = "b" in mode
-        with os.fdopen(fd, mode, encoding=None if binary else encoding,
-                       newline=None if binary else newline) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def resolve_model(store: ProjectStore, model_id: int | str | None) -> int | None:
@@ -149,11 +128,11 @@ def export_cells_csv(store: ProjectStore, path: str | os.PathLike, *,
     given); an id that is no cell of the project raises KeyError naming it, and nothing is
     written. ``sep`` defaults to a tab for ``.tsv``/``.txt`` files, else a comma.
     """
-    path = Path(path)
+    path = check_target(path, store.path)  # before the work: a refusal costs nothing
     df, _, _ = _cells_frame(store, model_id, image_ids, image_base, include_metadata, cell_ids)
     if sep is None:
         sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
-    with atomic_write(path) as fh:
+    with atomic_write(path, project=store.path) as fh:
         df.to_csv(fh, index=False, sep=sep, lineterminator="\n")
     return path
 
@@ -170,6 +149,7 @@ def export_summary_csv(store: ProjectStore, path: str | os.PathLike, *,
     cells (a selection), as the cells CSV does. Written atomically."""
     import pandas as pd
 
+    path = check_target(path, store.path)
     df, class_id, pred_class_id = _cells_frame(store, model_id, image_ids, image_base, False,
                                                cell_ids)
     class_names = [c.name for c in store.classes()]
@@ -204,7 +184,6 @@ def export_summary_csv(store: ProjectStore, path: str | os.PathLike, *,
     out = out.reset_index().rename(columns={"label": "class"})
     out = out[["image", "class", "cells", "reviewed", "with_prediction", "predicted", "agree",
                "agreement"]]
-    path = Path(path)
-    with atomic_write(path) as fh:
+    with atomic_write(path, project=store.path) as fh:
         out.to_csv(fh, index=False, lineterminator="\n")
     return path

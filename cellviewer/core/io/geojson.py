@@ -371,7 +371,7 @@ def export_geojson(store: ProjectStore, path: str | os.PathLike, image_id: int, 
     classes = {c.id: c for c in store.classes()}
     model = resolve_model(store, model_id)
     pred = store.predictions(model, table["rows"]) if model is not None else None
-    with atomic_write(path) as fh:
+    with atomic_write(path, project=store.path) as fh:
         fh.write('{"type":"FeatureCollection","features":[')
         for i, cell_id in enumerate(table["ids"]):
             props: dict = {"objectType": "detection"}

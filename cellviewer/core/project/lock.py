@@ -6,15 +6,19 @@ this lock before it opens a project and keeps it while the project is open. Work
 same app open their own store connections without it: they are the same user's work.
 
 The lock is ``<project file name>.lock`` (``demo.cvproj.lock``), a small JSON record of who holds
-it: ``{"pid", "host", "user", "app": "CellViewer", "started_at"}`` (ISO 8601 UTC). It is created
-with ``O_CREAT | O_EXCL`` (only one creator can win), written and fsynced.
+it: ``{"pid", "host", "user", "app": "CellViewer", "started_at"}`` (ISO 8601 UTC). The record is
+written and fsynced into a temporary file first, then hard-linked into place (``link`` fails when
+the lock exists, so only one creator wins): a lock file is never visible empty or half-written, so
+an empty or garbled one is always a crash's leftover (of the older create-then-write protocol, or
+of a file system without hard links, where that protocol is still the fallback).
 
 An existing lock is judged, not trusted:
 
 - held by a process on this computer that is still running: refused, with a
   :class:`ProjectInUseError` that names the project file and the owner;
 - held by a process on this computer that is no longer running (the app crashed or was killed),
-  or an empty or unreadable file (a crash mid-write): stale, taken over without a question
+  or an empty or unreadable file (a crash mid-write of the old protocol; one younger than
+  ``PARTIAL_WRITE_GRACE_S`` is waited for): stale, taken over without a question
   (``lock.took_over``);
 - held by another computer: cannot be checked from here, so treated as in use;
 - ``force=True`` (the user chose "Open anyway") takes any lock over.
@@ -24,10 +28,15 @@ re-opening it, a second window of the same app) succeeds, and the file goes when
 releases it. A lock file that carries this process's id but that this process never wrote is a
 leftover of an earlier process that had the same id (common in containers), so it is stale.
 
-A stale or forced lock is taken over by renaming it aside, checking that what was moved is what
-was judged, and only then creating ours; so two apps taking over the same stale lock at the same
-moment cannot both win. ``release()`` removes the file the same way, only while it still holds our
-record, so it never deletes the lock of an app that took over since.
+Every removal of a lock file (a stale or forced takeover, a release) happens while holding a
+takeover guard, ``<lock>.takeover``, made the same way (temporary file, link) and held for
+milliseconds. Under the guard the lock is looked at again and removed only if it is still the very
+file that was judged (same inode, size, modification time and bytes); since a lock is only ever
+created where there is none, nothing can replace it between that look and the removal. So two apps
+taking over one stale lock at the same moment cannot both win, and an app that judged a lock a
+moment ago never removes the fresh lock of the app that won since. ``release()`` removes the file
+only while it still holds our record. A guard left by a crash (its process gone, or older than
+``TAKEOVER_STALE_S``) is renamed aside and removed only if what was moved is the file judged.
 
 A folder where the lock cannot be created (read-only share, write-protected CD of a study) does not
 stop anyone from opening the project: :meth:`ProjectLock.acquire` then returns a lock with
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -64,6 +74,13 @@ LOCK_SUFFIX = ".lock"
 # An empty or half-written lock younger than this may be being written right now by an app that
 # has just created it (create, then write): wait for it rather than take it over.
 PARTIAL_WRITE_GRACE_S = 2.0
+TAKEOVER_SUFFIX = ".takeover"
+# How long to wait for another app's takeover guard (held for milliseconds), and the age at which
+# a guard is a crash's leftover whoever wrote it.
+TAKEOVER_WAIT_S = 3.0
+TAKEOVER_STALE_S = 30.0
+# Temporary files of the protocol older than this were left by a crash.
+LEFTOVER_AGE_S = 60.0
 _MAX_PID = 2**32 - 1  # Windows process ids are DWORDs; POSIX ones are smaller
 
 
@@ -194,53 +211,52 @@ class ProjectLock:
                       force: bool) -> ProjectLock:
         ours = LockOwner(pid=os.getpid(), host=_host(), user=user, app=APP,
                          started_at=utc_now())
+        content = ours.to_bytes()
         took_over, previous, forced = False, None, False
-        deadline = time.monotonic() + PARTIAL_WRITE_GRACE_S + 1.0
+        deadline = time.monotonic() + PARTIAL_WRITE_GRACE_S + TAKEOVER_WAIT_S + 1.0
         last_owner: LockOwner | None = None
         while time.monotonic() < deadline:
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
-            except FileExistsError:
-                pass
+                created = _create_exclusive(path, content)
+            except _WriteError as e:  # disk full, quota: no lock was left behind
+                return cls(project_path, path, ours, held=False,
+                           reason=f"cannot write the lock file {path}: {_why(e.error)}")
             except OSError as e:
                 return cls(project_path, path, ours, held=False,
                            reason=f"cannot create the lock file {path}: {_why(e)}")
-            else:
-                try:
-                    try:
-                        os.write(fd, ours.to_bytes())
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
-                except OSError as e:  # disk full, quota: leave no half-written lock behind
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
-                    return cls(project_path, path, ours, held=False,
-                               reason=f"cannot write the lock file {path}: {_why(e)}")
+            if created:
+                _sweep_leftovers(path)
                 return cls(project_path, path, ours, held=True, took_over=took_over,
                            previous_owner=previous, forced=forced)
 
-            data = _read(path)
-            if data is None:
-                continue  # released between our create and our read: try again
-            owner = last_owner = LockOwner.from_bytes(data)
-            if owner is None and _age_s(path) < PARTIAL_WRITE_GRACE_S and not force:
-                time.sleep(0.05)  # probably being written right now
+            seen = _snapshot(path)
+            if seen is None:
+                continue  # released between our link and our read: try again
+            owner = last_owner = LockOwner.from_bytes(seen.data)
+            if owner is None and seen.age_s < PARTIAL_WRITE_GRACE_S and not force:
+                # An app of the old protocol (create, then write) or one on a file system
+                # without hard links may be writing it right now.
+                time.sleep(0.05)
                 continue
             stale = owner is None or _is_stale(owner)
             if owner is not None and not stale and not force:
                 raise ProjectInUseError(project_path, path, owner)
+            _test_pause("judged")
             try:
-                moved = _remove_if_unchanged(path, data)
+                removed = _remove_if_same(path, seen)
             except OSError as e:
                 return cls(project_path, path, ours, held=False,
                            reason=f"cannot replace the lock file {path}: {_why(e)}")
-            if moved:
+            if removed is None:
+                time.sleep(0.01)  # another app is taking over right now: look again
+                continue
+            if removed:
                 took_over, previous, forced = True, owner, forced or not stale
                 log.info("%s: took over the lock of %s (%s)", project_path,
                          "an unreadable lock file" if owner is None else
                          f"process {owner.pid} on {owner.host}",
                          "forced" if not stale else "stale")
+                _test_pause("removed")
         # The file kept changing under us: another app is taking the lock right now.
         if last_owner is not None and not force:
             raise ProjectInUseError(project_path, path, last_owner)
@@ -267,7 +283,7 @@ class ProjectLock:
                     return
                 del _HELD[key]
             try:
-                _remove_if_unchanged(self.path, self._content)
+                _remove_if_ours(self.path, self._content)
             except OSError as e:
                 log.warning("%s: could not remove the lock file: %s", self.path, _why(e))
 
@@ -293,7 +309,7 @@ def _release_all_at_exit() -> None:
     with _REGISTRY_LOCK:
         for key, (owner, _count) in list(_HELD.items()):
             with contextlib.suppress(OSError):
-                _remove_if_unchanged(Path(key), owner.to_bytes())
+                _remove_if_ours(Path(key), owner.to_bytes())
         _HELD.clear()
 
 
@@ -320,40 +336,263 @@ def _read(path: Path) -> bytes | None:
         return b""
 
 
-def _age_s(path: Path) -> float:
+def _test_pause(step: str) -> None:
+    """Called between the lock's steps; does nothing. A test replaces it (in a racing process)
+    to stop that process at one step and so force an interleaving with another. The steps:
+    ``"written"`` (our record is in its temporary file, not yet linked into place),
+    ``"judged"`` (an existing lock was judged stale or forced, nothing removed yet),
+    ``"guarded"`` (the takeover guard is ours, the lock not yet looked at again) and
+    ``"removed"`` (the stale lock is gone, ours not yet linked)."""
+
+
+class _WriteError(Exception):
+    """Our record could not be written (disk full, quota); nothing was left behind."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What was seen at a path: its bytes and which file it was (device, inode, size and
+    modification time: a file removed and re-created reads as another file, even when the
+    inode number is reused)."""
+
+    data: bytes
+    ident: tuple[int, int, int, int]
+    age_s: float
+
+
+def _snapshot(path: Path) -> _Snapshot | None:
+    """The file at ``path`` now, or None when there is none. An unreadable file reads as b""
+    (it is then judged corrupt and taken over, if its folder allows)."""
     try:
-        return max(0.0, time.time() - path.stat().st_mtime)
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read(64 * 1024)
+    except FileNotFoundError:
+        return None
     except OSError:
-        return float("inf")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return _Snapshot(b"", (0, 0, 0, 0), float("inf"))
+        data = b""
+    return _Snapshot(data, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns),
+                     max(0.0, time.time() - st.st_mtime))
 
 
-def _remove_if_unchanged(path: Path, expected: bytes) -> bool:
-    """Remove ``path`` only if it holds ``expected``; True if it was removed.
+def _temp_name(path: Path, tail: str) -> Path:
+    return path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{tail}")
 
-    Rename it aside first (atomic: of two apps doing this, one gets the file), then look at what
-    was moved: if it is not what the caller judged (another app wrote a fresh lock in between),
-    put it back.
-    """
-    aside = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.old")
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
+def _no_hard_links(e: OSError) -> bool:
+    """The file system has no hard links (FAT, exFAT, some shares)."""
+    return (e.errno in _NO_LINK_ERRNOS
+            or getattr(e, "winerror", None) == 1)  # ERROR_INVALID_FUNCTION
+
+
+_NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV,
+                   errno.EMLINK}
+
+
+def _create_exclusive(path: Path, content: bytes) -> bool:
+    """Put a file holding ``content`` at ``path`` if there is none; True if ours is there now.
+
+    The content is written and fsynced into a temporary file first, then hard-linked into
+    place: ``link`` fails when the target exists, so only one creator wins, and the file is
+    never visible empty or half-written. Where the file system has no hard links it falls back
+    to ``O_EXCL`` then write (a crash in between leaves an empty file, judged by its age).
+    Raises :class:`_WriteError` when the content cannot be written, OSError when the file
+    cannot be created."""
+    tmp = _temp_name(path, "tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
+    try:
+        try:
+            _write_all(fd, content)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _WriteError(e) from e
+    try:
+        _test_pause("written")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            # Over NFS a link can succeed although its reply is lost: then tmp has 2 links.
+            with contextlib.suppress(OSError):
+                return os.stat(tmp).st_nlink == 2
+            return False
+        except OSError as e:
+            if not _no_hard_links(e):
+                raise
+            return _create_in_place(path, content)
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _create_in_place(path: Path, content: bytes) -> bool:
+    """The fallback without hard links: create with ``O_EXCL``, then write."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        try:
+            _write_all(fd, content)
+        finally:
+            os.close(fd)
+    except OSError as e:  # leave no half-written lock behind
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise _WriteError(e) from e
+    return True
+
+
+# --- the takeover guard ------------------------------------------------------------------------
+# Every removal of a lock file (taking over a stale one, forcing, releasing) happens while holding
+# the guard ``<lock>.takeover``, and a lock file is only ever created where there is none (link).
+# So while one app holds the guard, the lock file cannot change under it: "look again, then
+# remove" is as good as atomic, and an app that judged a lock stale a moment ago can never remove
+# the fresh lock of an app that won since. The guard is held for milliseconds; one left by a crash
+# (its process gone, or older than TAKEOVER_STALE_S) is renamed aside and removed only if it is
+# still the very file judged stale (same inode, size, time and bytes).
+
+
+def _guard_path(path: Path) -> Path:
+    return path.with_name(path.name + TAKEOVER_SUFFIX)
+
+
+def _guard_stale(seen: _Snapshot) -> bool:
+    owner = LockOwner.from_bytes(seen.data)
+    if owner is None:
+        return seen.age_s >= PARTIAL_WRITE_GRACE_S
+    if seen.age_s >= TAKEOVER_STALE_S:
+        return True
+    # This process holds a guard only inside one call, under _REGISTRY_LOCK: a guard with our
+    # id that we are about to take is an earlier process's.
+    return owner.on_this_host and (owner.pid == os.getpid() or not pid_alive(owner.pid))
+
+
+def _take_guard(path: Path) -> bytes | None:
+    """Take the takeover guard of the lock ``path``; its content (to release it), or None when
+    another app kept it for TAKEOVER_WAIT_S. OSError when it cannot be created at all."""
+    guard = _guard_path(path)
+    content = (json.dumps({"pid": os.getpid(), "host": _host(), "app": APP,
+                           "started_at": utc_now(), "token": uuid.uuid4().hex}) + "\n").encode()
+    deadline = time.monotonic() + TAKEOVER_WAIT_S
+    while True:
+        try:
+            if _create_exclusive(guard, content):
+                return content
+        except _WriteError as e:
+            raise e.error from None
+        seen = _snapshot(guard)
+        if seen is not None and _guard_stale(seen):
+            _remove_if_identical(guard, seen)
+            continue
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.002)
+
+
+def _release_guard(path: Path, content: bytes) -> None:
+    guard = _guard_path(path)
+    with contextlib.suppress(OSError):
+        if _read(guard) == content:
+            os.unlink(guard)
+
+
+def _remove_if_identical(path: Path, seen: _Snapshot) -> bool:
+    """Remove ``path`` only if it is still the very file ``seen`` (used without the guard, for
+    a stale guard): rename it aside (of two apps doing this, one gets the file), compare what was
+    moved, and link it back if it is another file."""
+    aside = _temp_name(path, "old")
     try:
         os.rename(path, aside)
     except FileNotFoundError:
         return False
     try:
-        data = aside.read_bytes()
-        if data == expected:
+        moved = _snapshot(aside)
+        if moved is not None and moved.ident == seen.ident and moved.data == seen.data:
             return True
-        with contextlib.suppress(FileExistsError):  # a newer lock is already back in place
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        with contextlib.suppress(OSError):  # (FileExistsError: a newer one is in place)
+            os.link(aside, path)
         return False
     finally:
         with contextlib.suppress(OSError):
             os.unlink(aside)
+
+
+def _remove_if_same(path: Path, seen: _Snapshot) -> bool | None:
+    """Remove the lock ``path`` if it is still the file ``seen``, under the guard. True if
+    removed, False if it is another file now (or gone), None if the guard was busy."""
+    guard = _take_guard(path)
+    if guard is None:
+        return None
+    try:
+        _test_pause("guarded")
+        now = _snapshot(path)
+        if now is None or now.ident != seen.ident or now.data != seen.data:
+            return False
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        _release_guard(path, guard)
+
+
+def _remove_if_ours(path: Path, content: bytes) -> None:
+    """Remove the lock ``path`` if it holds our record, under the guard. When the guard stays
+    busy the file is left: a lock left behind is judged stale once we are gone, while removing
+    another app's lock could not be undone."""
+    guard = _take_guard(path)
+    if guard is None:
+        log.warning("%s: another app kept the takeover guard; lock left for later", path)
+        return
+    try:
+        if _read(path) == content:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    finally:
+        _release_guard(path, guard)
+
+
+def _sweep_leftovers(path: Path) -> None:
+    """Remove temporary files of this protocol (``<lock>.<pid>-<hex>.tmp`` / ``.old``) that a
+    crash left behind; they live for milliseconds, so one older than LEFTOVER_AGE_S is left over.
+    A stale guard goes too."""
+    prefix = path.name + "."
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            name = entry.name
+            if not name.startswith(prefix) or not name.endswith((".tmp", ".old")):
+                continue
+            with contextlib.suppress(OSError):
+                if now - entry.stat(follow_symlinks=False).st_mtime > LEFTOVER_AGE_S:
+                    os.unlink(entry.path)
+    guard = _guard_path(path)
+    seen = _snapshot(guard)
+    if seen is not None and _guard_stale(seen):
+        with contextlib.suppress(OSError):
+            _remove_if_identical(guard, seen)
 
 
 def _why(e: OSError) -> str:

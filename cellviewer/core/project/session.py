@@ -69,6 +69,10 @@ class ProjectSession:
         self._user: str | None = env_user()
         self._lock_projects = lock_projects
         self._owned = True  # the store is closed with the project (see attach)
+        # A launch starts here: remove what exports killed in an earlier launch left behind.
+        from cellviewer.core.export.atomic import remove_leftovers
+
+        remove_leftovers()
 
     # --- the user ------------------------------------------------------------------------
     @property

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QRadioButton,
@@ -47,6 +48,7 @@ from cellviewer.core.export import (
     run_request,
     select_cells,
 )
+from cellviewer.ui.common.dialogs import show_error
 from cellviewer.ui.common.workers import BackgroundRunner
 
 __all__ = ["SCOPE_IMAGE", "SCOPE_PROJECT", "SCOPE_SELECTION", "ExportDialog"]
@@ -57,7 +59,10 @@ PROGRESS_STEPS = 1000
 class ExportDialog(QDialog):
     """The export dialog. ``window`` gives the store, the current image and the selection.
 
-    ``exported(list)`` carries the paths written; ``failed(str)`` the error."""
+    ``exported(list)`` carries the paths written; ``failed(str)`` the error, which is also shown
+    in a message box (``error_box``) over the dialog; the dialog stays open with every choice as
+    it was, so the user can change the one that failed (a target the export refuses: the project
+    file, its backups, a folder) and export again."""
 
     exported = Signal(list)
     failed = Signal(str)
@@ -71,6 +76,7 @@ class ExportDialog(QDialog):
         self.store = window.store
         self.runner = BackgroundRunner(max_threads=1, parent=self)
         self.written: list[Path] = []
+        self.error_box: QMessageBox | None = None
 
         # The scopes' cells, worked out once: the dialog is modal, the selection cannot change.
         current = window.current_image_id()
@@ -221,6 +227,9 @@ class ExportDialog(QDialog):
         self.progress.hide()
         self.status.setText(f"Export failed: {message}")
         self.export_button.setEnabled(True)
+        # Window-modal over the dialog and non-blocking (open()): the dialog and its choices stay.
+        self.error_box = show_error(self, "Export failed", message,
+                                    "Change the file name or folder and export again.")
         self.failed.emit(message)
 
     def wait(self, ms: int = 30000) -> bool:
