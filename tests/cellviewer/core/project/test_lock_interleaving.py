@@ -44,6 +44,13 @@ PAUSED = textwrap.dedent("""
 """)
 
 
+@pytest.fixture(autouse=True)
+def _patient_waits(monkeypatch) -> None:
+    """This process waits for a guard held by a paused app as long as the test takes to resume
+    it (the real 3 s wait could run out on a loaded machine and change the interleaving)."""
+    monkeypatch.setattr(lock_module, "TAKEOVER_WAIT_S", 120.0)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     path = tmp_path / "demo.cvproj"

@@ -25,7 +25,9 @@ N_ROUNDS = 50
 RACER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
+    from cellviewer.core.project import lock as lock_module
     from cellviewer.core.project.lock import ProjectInUseError, ProjectLock
+    lock_module.TAKEOVER_WAIT_S = 60.0  # a loaded machine may stall a guard holder for seconds
     project, folder, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     lock = None
     for line in sys.stdin:
