@@ -3,6 +3,8 @@ with the store API, and a snapshot of everything an import could write."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,11 @@ import pytest
 from PIL import Image
 
 from cellviewer.core.store import ProjectStore
+
+# Hypothesis keeps a cache of the source's constants in ./.hypothesis (the fuzz tests use no
+# example database); keep it out of the checkout.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                      os.path.join(tempfile.gettempdir(), "cellviewer-hypothesis"))
 
 SIZES = {"a.png": (40, 30), "b.png": (32, 24)}  # name -> (width, height)
 
