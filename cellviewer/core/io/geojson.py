@@ -27,8 +27,8 @@ metadata. Errors name the file and the feature's index (and JSON syntax errors t
 the import writes nothing then.
 
 Nothing in the file is trusted blindly: only a regular file is read (a FIFO would block for
-ever); JSON nested deeper than Python can parse, and integers of more than
-``MAX_INT_DIGITS`` digits (which overflow a float), are refused at parse; coordinates must be
+ever); JSON nested deeper than Python can parse is refused, and so are integers of more than
+``MAX_INT_DIGITS`` digits (which would overflow a float) wherever they are; coordinates must be
 finite JSON numbers, and a polygon's centroid a finite point; names are text without unpaired
 surrogates (which SQLite cannot store); metadata kept as given is nested at most
 ``MAX_METADATA_DEPTH`` deep. An ``existing="update"`` import moves a cell only within its own
@@ -40,8 +40,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,7 @@ _OUR_METADATA = ("labelSource", "reviewStatus")
 # Larger integers are no pixel position or measurement (10**18 px is far beyond any slide) and
 # would overflow a float (10**309) or Python's 4,300-digit int() limit.
 MAX_INT_DIGITS = 18
+_INT_BOUND = 10**MAX_INT_DIGITS
 MAX_METADATA_DEPTH = 16  # lists/objects within a metadata value (QuPath's are flat strings)
 
 
@@ -88,18 +90,10 @@ def _err(path: Path, index: int | None, message: str) -> ProjectError:
     return ProjectError(f"{where}: {message}")
 
 
-class _IntegerTooLarge(ValueError):
-    def __init__(self, text: str):
-        super().__init__(text)
-        self.text = text
-
-
-def _bounded_int(text: str) -> int:
-    """``parse_int`` for json.loads: refuses an integer of more than ``MAX_INT_DIGITS`` digits
-    before converting it."""
-    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
-        raise _IntegerTooLarge(text)
-    return int(text)
+def _small_int(value) -> bool:
+    """Whether a JSON number is no integer of more than ``MAX_INT_DIGITS`` digits (checked where
+    numbers are used, not by a parse hook: that would cost a Python call per integer)."""
+    return not isinstance(value, int) or -_INT_BOUND < value < _INT_BOUND
 
 
 def _load_json(path: Path):
@@ -114,22 +108,22 @@ def _load_json(path: Path):
         raise _err(path, None, f"not UTF-8 text ({e.reason} at byte {e.start})") from e
     del raw
     try:
-        return json.loads(text, parse_int=_bounded_int)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise ProjectError(f"{path}, line {e.lineno}, column {e.colno}: not valid JSON "
                            f"({e.msg})") from e
+    except ValueError as e:  # int()'s limit: an integer of more than 4,300 digits
+        found = re.search(r"\d{4301,}", text)
+        line = f", line {text.count(chr(10), 0, found.start()) + 1}" if found else ""
+        raise ProjectError(f"{path}{line}: an integer of more than 4,300 digits, too large "
+                           f"for a coordinate or measurement (at most {MAX_INT_DIGITS} digits)"
+                           ) from e
     except RecursionError:
         # json's scanner recurses once per level: deeper than the interpreter's limit
         # (about 1,000) is no GeoJSON (a MultiPolygon's coordinates are 4 deep).
-        raise _err(path, None, "nested too deeply (lists or objects more than "
-                               f"{sys.getrecursionlimit()} levels deep; not GeoJSON)") from None
-    except _IntegerTooLarge as e:
-        at = text.find(e.text)
-        line = f", line {text.count(chr(10), 0, at) + 1}" if at >= 0 else ""
-        digits = len(e.text) - e.text.startswith("-")
-        raise ProjectError(f"{path}{line}: an integer of {digits:,} digits "
-                           f"({e.text[:12]}...) is too large for a coordinate or measurement "
-                           f"(at most {MAX_INT_DIGITS} digits)") from None
+        raise _err(path, None, "nested too deeply (lists or objects about "
+                               f"{sys.getrecursionlimit():,} levels deep; GeoJSON needs 6)"
+                   ) from None
 
 
 def read_geojson(path: str | os.PathLike) -> list[GeoCell]:
@@ -186,12 +180,13 @@ def _feature_cells(path: Path, index: int, feature) -> list[GeoCell]:
                 for k, v in meta_in.items() if k not in _OUR_METADATA}
     metadata.update(other)
     name = props.get("name")
-    if name is not None and name != "":
-        if isinstance(name, bool) or not isinstance(name, str | int | float):
+    if name:  # (an empty or null name is none, as before)
+        if isinstance(name, bool) or not isinstance(name, str | int | float) \
+                or not _small_int(name):
             raise _err(path, index, f"name {brief(name)} is not text")
         metadata["name"] = _text(path, index, "the name", str(name))
     raw_id = feature.get("id", props.get("id"))
-    if raw_id is not None and (isinstance(raw_id, bool)
+    if raw_id is not None and (isinstance(raw_id, bool) or not _small_int(raw_id)
                                or not isinstance(raw_id, str | int | float)):
         raise _err(path, index, f"id {brief(raw_id)} is not a string or a number")
     cell_id = normalise_id(str(raw_id)) if raw_id is not None else None
@@ -204,12 +199,16 @@ def _feature_cells(path: Path, index: int, feature) -> list[GeoCell]:
     ]
 
 
-def _text(path: Path, index: int, what: str, text: str) -> str:
+def _text(path: Path, index: int, what: str | Callable[[], str], text: str) -> str:
     """``text`` when the project can store it: JSON's ``\\ud800`` escapes make strings with
-    unpaired surrogates, which are no UTF-8 (SQLite refuses them)."""
+    unpaired surrogates, which are no UTF-8 (SQLite refuses them). ``what`` names it in the
+    message (a function: made only when needed)."""
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
+        what = what if isinstance(what, str) else what()
         raise _err(path, index, f"{what} {brief(text)} holds an unpaired surrogate "
                                 f"(a \\u{ord(text[e.start]):04x} escape without its pair), "
                                 f"which is no text") from None
@@ -221,9 +220,12 @@ def _meta_value(path: Path, index: int, key: str, value, depth: int = 0):
     the store does for top-level values), lists and objects at most ``MAX_METADATA_DEPTH``
     deep (so the recursion here, too, is bounded)."""
     if isinstance(value, str):
-        return _text(path, index, f"the value of metadata {brief(key)}", value)
+        return _text(path, index, lambda: f"the value of metadata {brief(key)}", value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if not _small_int(value):
+        raise _err(path, index, f"metadata {brief(key)} holds {brief(value)}, too large (more "
+                                f"than {MAX_INT_DIGITS} digits)")
     if not isinstance(value, list | dict):
         return value
     if depth >= MAX_METADATA_DEPTH:
@@ -231,7 +233,7 @@ def _meta_value(path: Path, index: int, key: str, value, depth: int = 0):
                                 f"{MAX_METADATA_DEPTH} levels)")
     if isinstance(value, list):
         return [_meta_value(path, index, key, v, depth + 1) for v in value]
-    return {_text(path, index, f"a key in metadata {brief(key)}", k):
+    return {_text(path, index, lambda: f"a key in metadata {brief(key)}", k):
             _meta_value(path, index, key, v, depth + 1) for k, v in value.items()}
 
 
@@ -244,7 +246,10 @@ def _xy(path: Path, index: int, pair) -> tuple[float, float]:
         raise _err(path, index, f"coordinates {brief(pair)} are not [x, y]")
     if not (_is_json_number(pair[0]) and _is_json_number(pair[1])):
         raise _err(path, index, f"coordinates {brief(pair)} are not numbers")
-    x, y = float(pair[0]), float(pair[1])  # ints are bounded at parse: no OverflowError
+    if not (_small_int(pair[0]) and _small_int(pair[1])):  # (a float would overflow)
+        raise _err(path, index, f"coordinates {brief(pair)} are too large (integers of more "
+                                f"than {MAX_INT_DIGITS} digits)")
+    x, y = float(pair[0]), float(pair[1])
     if not (math.isfinite(x) and math.isfinite(y)):
         raise _err(path, index, f"coordinates {brief(pair)} are not finite")
     return x, y
@@ -319,6 +324,8 @@ def _classification(path: Path, index: int, value) -> tuple[str | None, tuple | 
     color = value.get("color")
     packed = value.get("colorRGB")
     if color is None and _is_json_number(packed) and isinstance(packed, int):  # QuPath 0.2
+        if not _small_int(packed):
+            raise _err(path, index, f"classification colorRGB {brief(packed)} is no colour")
         packed &= 0xFFFFFF
         color = [(packed >> 16) & 255, (packed >> 8) & 255, packed & 255]
     if color is not None:
@@ -353,7 +360,10 @@ def _measurements(path: Path, index: int, value) -> tuple[dict[str, float], dict
         if isinstance(raw, str) and raw in ("NaN", "Infinity", "-Infinity"):
             number = float(raw.replace("Infinity", "inf"))
         elif _is_json_number(raw):
-            number = float(raw)  # ints are bounded at parse: no OverflowError
+            if not _small_int(raw):  # (a float would overflow)
+                raise _err(path, index, f"measurement {brief(name)} = {brief(raw)} is too "
+                                        f"large (more than {MAX_INT_DIGITS} digits)")
+            number = float(raw)
         elif raw is None:
             number = math.nan
         else:

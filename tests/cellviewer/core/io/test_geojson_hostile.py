@@ -37,14 +37,20 @@ HOSTILE = {
     "deep-name": (collection(feature(name=json.loads(_deep(900)))), 0, "name"),
     "deep-id": (collection({**feature(), "id": json.loads(_deep(900))}), 0, "id"),
     # OverflowError converting to float
-    "huge-int-coordinate": (collection(feature(10**400, 2)), None, "integer"),
-    "huge-int-measurement": (collection(feature(measurements={"area": 10**400})), None,
+    "huge-int-coordinate": (collection(feature(10**400, 2)), 0, "integer"),
+    "huge-int-measurement": (collection(feature(measurements={"area": 10**400})), 0,
                              "integer"),
     "huge-int-polygon": (collection({"type": "Feature", "geometry": {
-        "type": "Polygon", "coordinates": [[[10**400, 1], [3, 4], [5, 1]]]}}), None, "integer"),
+        "type": "Polygon", "coordinates": [[[10**400, 1], [3, 4], [5, 1]]]}}), 0, "integer"),
+    "huge-int-color": (collection(feature(classification={"name": "a", "colorRGB": 10**400})),
+                       0, "colorRGB"),
+    # accepted before, and then export_geojson raised OverflowError on the cell's metadata
+    "huge-int-metadata": (collection(feature(metadata={"k": 10**400})), 0, "too large"),
+    "huge-int-metadata-2**70": (collection(feature(metadata={"k": 2**70})), 0, "too large"),
     # ValueError: Python's 4300-digit limit for int()
     "5000-digit-int": ('[{"type": "Feature", "geometry": {"type": "Point", "coordinates": ['
-                       + "1" * 5000 + ", 2]}}]", None, "integer"),
+                       + "1" * 5000 + ", 2]}}]", None,
+                       "line 1: an integer of more than 4,300 digits"),
     # AttributeError: a measurement name that is no string
     "measurement-name-number": (collection(feature(measurements=[{"name": 5, "value": 1}])), 0,
                                 "measurement name"),
