@@ -20,6 +20,7 @@ file and line), then written as one undoable action in one transaction.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cellviewer.core.io.files import file_problem, open_regular
+from cellviewer.core.io.messages import brief
 from cellviewer.core.store import LABEL_SOURCES, REVIEW_STATUSES, ProjectError, ProjectStore
 from cellviewer.core.store.ids import normalise_id
 
@@ -75,6 +78,12 @@ def _error(path: Path, line: int | None, message: str) -> ProjectError:
     return ProjectError(f"{where}: {message}")
 
 
+def _columns(header: list[str]) -> str:
+    """The header's columns for a message (at most the first 20, each briefly)."""
+    shown = ", ".join(h if len(h) <= 40 else f"{h[:40]}..." for h in header[:20])
+    return shown + (f", ... ({len(header)} columns)" if len(header) > 20 else "")
+
+
 def _sniff_delimiter(header: str, path: Path) -> str:
     if path.suffix.lower() in (".tsv", ".tab"):
         return "\t"
@@ -89,12 +98,8 @@ def read_points_csv(path: str | os.PathLike, *, class_column: str | None = None,
     ``class_names`` maps integer class values to names (``class_id`` files such as Chula's).
     """
     path = Path(path)
-    try:
-        fh = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 (closed below)
-    except FileNotFoundError as e:
-        raise _error(path, None, "no such file") from e
-    except OSError as e:
-        raise _error(path, None, f"cannot read ({e.strerror})") from e
+    # Not open(): a FIFO or a device named like a CSV is refused instead of read (for ever).
+    fh = io.TextIOWrapper(open_regular(path), newline="", encoding="utf-8-sig")
     with fh:
         try:
             header_line = fh.readline()
@@ -115,7 +120,7 @@ def _parse(path: Path, reader, header: list[str], class_column: str | None,
     lower = [h.lower() for h in header]
     if len(set(lower)) != len(lower):
         dup = next(h for h in header if lower.count(h.lower()) > 1)
-        raise _error(path, 1, f"column {dup!r} appears twice")
+        raise _error(path, 1, f"column {brief(dup)} appears twice")
 
     def find(*names: str) -> int | None:
         for name in names:
@@ -126,13 +131,13 @@ def _parse(path: Path, reader, header: list[str], class_column: str | None,
     missing = [c for c in ("image", "x", "y") if find(c) is None]
     if missing:
         raise _error(path, 1, f"missing column(s) {', '.join(missing)} (the header has: "
-                              f"{', '.join(header)})")
+                              f"{_columns(header)})")
     ci, xi, yi = find("image"), find("x"), find("y")
     if class_column is not None:
         ki = find(class_column)
         if ki is None:
             raise _error(path, 1, f"no class column {class_column!r} (the header has: "
-                                  f"{', '.join(header)})")
+                                  f"{_columns(header)})")
     else:
         ki = find(*CLASS_COLUMNS)
     ii = find(*ID_COLUMNS)
@@ -167,29 +172,22 @@ def _parse(path: Path, reader, header: list[str], class_column: str | None,
         y = _number(path, line, "y", row[yi])
         label = row[ki].strip() if ki is not None else ""
         if label and class_names is not None:
-            try:
-                index = int(label)
-                if not 0 <= index < len(class_names):  # -1 must not mean the last name
-                    raise IndexError(index)
-                label = class_names[index]
-            except (ValueError, IndexError) as e:
-                raise _error(path, line, f"class {label!r} is not an index into the "
-                                         f"{len(class_names)} class names given") from e
+            label = _class_name(path, line, label, class_names)
         cell_id = None
         if ii is not None and row[ii].strip():
             cell_id = normalise_id(row[ii])
             if cell_id is None:
-                raise _error(path, line, f"cell id {row[ii]!r} is not a UUID")
+                raise _error(path, line, f"cell id {brief(row[ii])} is not a UUID")
             if cell_id in seen_ids:
                 raise _error(path, line, f"cell id {cell_id} already on line {seen_ids[cell_id]}")
             seen_ids[cell_id] = line
         source = row[si].strip() if si is not None and row[si].strip() else None
         if source is not None and source not in LABEL_SOURCES:
-            raise _error(path, line, f"label source {source!r} is not one of "
+            raise _error(path, line, f"label source {brief(source)} is not one of "
                                      f"{', '.join(LABEL_SOURCES)}")
         status = row[ri].strip() if ri is not None and row[ri].strip() else None
         if status is not None and status not in REVIEW_STATUSES:
-            raise _error(path, line, f"review status {status!r} is not one of "
+            raise _error(path, line, f"review status {brief(status)} is not one of "
                                      f"{', '.join(REVIEW_STATUSES)}")
         meta = {name: row[j] for j, name in extra if row[j] != ""}
         images.append(image)
@@ -207,13 +205,27 @@ def _parse(path: Path, reader, header: list[str], class_column: str | None,
     return PointsTable(path, images, xy, labels, ids, sources, statuses, metadata, lines)
 
 
+def _class_name(path: Path, line: int, label: str, class_names: Sequence[str]) -> str:
+    """The name of class index ``label``; a negative index is refused (Python's indexing would
+    quietly pick a class from the end of the list)."""
+    try:
+        index = int(label)
+    except ValueError:
+        index = -1
+    if not 0 <= index < len(class_names):
+        raise _error(path, line, f"class {brief(label)} is not an index into the "
+                                 f"{len(class_names)} class names given (0-"
+                                 f"{len(class_names) - 1})")
+    return class_names[index]
+
+
 def _number(path: Path, line: int, name: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise _error(path, line, f"{name} {text!r} is not a number") from None
+        raise _error(path, line, f"{name} {brief(text)} is not a number") from None
     if not math.isfinite(value):
-        raise _error(path, line, f"{name} {text!r} is not a finite number")
+        raise _error(path, line, f"{name} {brief(text)} is not a finite number")
     return value
 
 
@@ -256,19 +268,26 @@ def import_points_table(store: ProjectStore, table: PointsTable,
     # name -> (path, its image id when already in the project, (width, height, ...))
     resolved: dict[str, tuple[Path, int | None, tuple]] = {}
     for name, line in first_line.items():
-        p = Path(name).expanduser()
+        try:
+            p = Path(name).expanduser()
+        except RuntimeError:  # ~user of a user this system does not know
+            raise _error(path, line, f"image {brief(name)}: no home folder for "
+                                     f"{brief(name.split('/')[0])}") from None
         p = p if p.is_absolute() else base / p
         existing = store.image_id_for_path(p)
         if existing is not None:
             im = store.image(existing)
             resolved[name] = (p, existing, (im.width, im.height))
             continue
-        if not p.is_file():
-            raise _error(path, line, f"image {name!r} not found (looked for {p})")
+        problem = file_problem(p)  # never opens: a FIFO is named, not waited on
+        if problem == "not found":
+            raise _error(path, line, f"image {brief(name)} not found (looked for {brief(str(p))})")
+        if problem is not None:
+            raise _error(path, line, f"image {brief(name)} {problem}")
         try:
             info = image_info(p)
         except Exception as e:  # ImageOpenError and friends: name the line that needs it
-            raise _error(path, line, f"image {name!r} cannot be opened: {e}") from e
+            raise _error(path, line, f"image {brief(name)} cannot be opened: {e}") from e
         resolved[name] = (p, None, info)
 
     if not allow_outside:
@@ -277,7 +296,7 @@ def import_points_table(store: ProjectStore, table: PointsTable,
             x, y = table.xy[i]
             if not (0 <= x <= w and 0 <= y <= h):
                 raise _error(path, table.lines[i], f"point ({x:g}, {y:g}) lies outside image "
-                                                   f"{name!r} ({w}x{h} pixels)")
+                                                   f"{brief(name)} ({w}x{h} pixels)")
 
     known_ids = [i for i in table.ids if i is not None]
     if known_ids:

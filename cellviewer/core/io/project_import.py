@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from cellviewer.core.io.files import file_problem
 from cellviewer.core.io.points_csv import ImportResult, import_points_csv
 from cellviewer.core.store import ProjectError, ProjectStore
 
@@ -44,9 +45,13 @@ def add_classes(store: ProjectStore, classes: Iterable[dict]) -> list[int]:
 
 def add_images(store: ProjectStore, paths: Sequence[str | os.PathLike]) -> list[int]:
     """Add image files as one undoable action; all or nothing (the first file that cannot be
-    opened raises ``ProjectError`` naming it, before anything is written)."""
+    opened raises ``ProjectError`` naming it, before anything is written). Only regular files
+    are opened: a FIFO (which would block ``open`` for ever), a device or a folder is refused."""
     infos = []
     for p in paths:
+        problem = file_problem(Path(p))  # never opens: a FIFO is refused, not waited on
+        if problem is not None:
+            raise ProjectError(f"{p}: cannot be added ({problem})")
         try:
             infos.append((Path(p), image_info(p)))
         except Exception as e:
