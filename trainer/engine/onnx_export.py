@@ -36,7 +36,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -101,8 +101,8 @@ def _export_legacy(wrapped: nn.Module, example: torch.Tensor, opset: int) -> byt
     buf = io.BytesIO()
     with warnings.catch_warnings():  # its deprecation and tracer notes are not the user's
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapped, (example,), buf, dynamo=False, opset_version=opset,
+        torch.onnx.export(  # it writes to a file object too (its hint says paths only)
+            wrapped, (example,), cast(Any, buf), dynamo=False, opset_version=opset,
             input_names=["patches"], output_names=["probs", "logits"],
             dynamic_axes={"patches": {0: "n"}, "probs": {0: "n"}, "logits": {0: "n"}})
     return buf.getvalue()
