@@ -20,14 +20,19 @@ faster and exact. ``compile_single=True`` also compiles the model for that graph
 On the CPU, scratch models run on ONNX Runtime when it imports (``backend="auto"``): at load
 the model, with its whitening and softmax, is exported to an in-memory ONNX graph
 (:mod:`trainer.engine.onnx_export`; about a second) and run with torch's thread count.
-``benchmarks/bench_cpu_infer.py`` measured it against torch eager on 2 threads: the demo CNN
-~1.4x at batch 256 and ~10x at batch 1, CustomViT ~1.1x and ~3.8x, probabilities equal to
-1e-6 with the same argmax on every demo cell (torch.compile, bf16, int8 and OpenVINO were
-either slower or moved probabilities by more than 1e-3). Torch eager stays the fallback: when
-onnxruntime or onnx does not import, the export fails, or the model is a foundation model
-(exporting a ViT-L at every load is not worth it), with the reason logged and kept in
-``backend_note``; embeddings (``return_embeddings``) always come from torch.
-``backend="torch"`` or the environment variable ``CELLVIEWER_CPU_BACKEND=torch`` forces torch.
+``benchmarks/bench_cpu_infer.py`` measured it against torch eager on 2 threads (ratios from
+interleaved runs on a loaded 2-core EPYC): the demo CNN 2.0x at batch 256 and 9-20x at batch 1,
+CustomViT 1.1-1.2x and 2.0-3.7x, probabilities within 2e-6 with the same argmax on every demo
+cell. torch.compile and channels-last were no faster; bf16 and int8 were faster for CustomViT
+at batch 256 (about 1.6x) but moved probabilities by up to 0.005 (0.03 for the CNN) and changed
+up to 9% of the argmaxes; OpenVINO in float32 was on a par with ONNX Runtime (10-20% faster at
+batch 256, mixed at batch 1; by default it runs bf16 where the CPU has it, 0.02 off).
+
+Torch eager stays the fallback: when onnxruntime or onnx does not import, the export fails, or
+the model is a foundation model (exporting a ViT-L at every load is not worth it), with the
+reason logged and kept in ``backend_note``; embeddings (``return_embeddings``) always come from
+torch. ``backend="torch"`` or the environment variable ``CELLVIEWER_CPU_BACKEND=torch`` forces
+torch.
 
 Thread safety: one ``predict`` at a time per predictor (a lock); call it from a worker
 thread, never the GUI thread.
