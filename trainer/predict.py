@@ -283,7 +283,7 @@ class Predictor:
                                     if return_embeddings else None)
         with self._lock:
             if self._ort is not None and not return_embeddings:
-                return PredictionResult(self._ort(patches, max(1, int(batch_size))),
+                return PredictionResult(self._finite(self._ort(patches, max(1, int(batch_size)))),
                                         self.classes)
             if len(patches) == 1 and not return_embeddings and self.use_graph:
                 probs = self._predict_single_graphed(patches)
