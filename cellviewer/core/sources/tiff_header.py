@@ -154,4 +154,5 @@ def _int_array(fh, e: str, big: bool, size: int, typ: int, cnt: int,
     raw = _values_bytes(fh, e, big, size, typ, cnt, value)
     if raw is None:
         return None
-    return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder(e)).astype(np.uint64)
+    order = np.dtype(dtype).newbyteorder("<" if e == "<" else ">")
+    return np.frombuffer(raw, dtype=order).astype(np.uint64)
