@@ -102,28 +102,54 @@ def _models_with_predictions(store: Any, image_id: int) -> list[int]:
     return found
 
 
-def accept_new_content(store: Any, image_id: int, *,
+@dataclass(frozen=True)
+class NewContent:
+    """What a replaced file holds now: read by :func:`inspect_new_content` (slow: it opens the
+    image; run it off the GUI thread), recorded by :func:`accept_new_content`."""
+
+    path: Path
+    width: int
+    height: int
+    fingerprint: str
+
+
+def inspect_new_content(path: str | os.PathLike, *,
+                        cache: FingerprintCache | None = None) -> NewContent:
+    """Open the file (only an image that opens can be accepted) and fingerprint it; touches no
+    project, so it may run in any thread. ``ImageOpenError`` names the file and the cause."""
+    path = Path(path).expanduser().absolute()
+    with open_image(path) as source:
+        width, height = source.dimensions
+    return NewContent(path, int(width), int(height), (cache or SESSION_CACHE).fingerprint(path))
+
+
+def accept_new_content(store: Any, image_id: int, content: NewContent | None = None, *,
                        cache: FingerprintCache | None = None) -> StaleMark | None:
-    """Record the image's file as it is now (fingerprint and size) and mark the predictions of
-    its cells stale; returns the mark (None when no model had predicted the image).
-    ``ImageOpenError`` when the file cannot be opened: only an image that opens is accepted."""
+    """Record the image's file as it is now (its size and fingerprint: ``content``, else
+    :func:`inspect_new_content` of the image's file) and mark the predictions of its cells
+    stale; returns the mark (None when no model had predicted the image). ``ImageOpenError``
+    when the file cannot be opened, or when ``content`` is of another file."""
     from cellviewer.core.store.common import utc_now
 
-    cache = cache or SESSION_CACHE
+    from .base import ImageOpenError
+
     record = store.image(image_id)
-    with open_image(record.path) as source:  # the new content must be a usable image
-        width, height = source.dimensions
-    fp = cache.fingerprint(record.path)
+    if content is None:
+        content = inspect_new_content(record.path, cache=cache)
+    elif content.path != Path(record.path).absolute():
+        raise ImageOpenError(content.path, f"it is not the file of image {image_id} "
+                                           f"({record.path})")
     models = _models_with_predictions(store, image_id)
     mark = None
     if models:
         marks = stale_marks(store)
         old = marks.get(int(image_id))
         merged = tuple(sorted(set(models) | set(old.model_ids if old else ())))
-        mark = StaleMark(int(image_id), merged, utc_now(), str(store.user or ""), fp)
+        mark = StaleMark(int(image_id), merged, utc_now(), str(store.user or ""),
+                         content.fingerprint)
         marks[int(image_id)] = mark
         _save_marks(store, marks)  # first the mark, then the fingerprint (see the docstring)
-    store.set_image_content(image_id, int(width), int(height), fp)
+    store.set_image_content(image_id, content.width, content.height, content.fingerprint)
     return mark
 
 
