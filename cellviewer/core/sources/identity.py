@@ -69,8 +69,11 @@ class ImageChangedError(ImageOpenError):
                  recorded_fingerprint: str | None, found_fingerprint: str | None,
                  recorded_dimensions: tuple[int, int],
                  found_dimensions: tuple[int, int] | None,
-                 found_bytes: int | None) -> None:
+                 found_bytes: int | None, recorded_path: str | os.PathLike | None = None
+                 ) -> None:
         self.image_id = image_id
+        # set when ``path`` is a candidate for relinking, not the image's own file
+        self.recorded_path = Path(recorded_path) if recorded_path is not None else None
         self.recorded_fingerprint = recorded_fingerprint
         self.found_fingerprint = found_fingerprint
         self.recorded_bytes = fingerprint_size(recorded_fingerprint)
@@ -90,12 +93,15 @@ class ImageChangedError(ImageOpenError):
                            "bytes and pixels, other pixels)")
         self.changes = changes
         which = f"image {image_id}" if image_id is not None else "the image"
-        super().__init__(
-            path,
-            f"the file was replaced by another image or changed since {which} was added to the "
-            f"project: {'; '.join(changes)}. Relink the image to its original file, accept the "
-            "new content (its predictions are then marked stale), or cancel",
-        )
+        if self.recorded_path is not None:
+            cause = (f"it is not the image the project recorded as {which} "
+                     f"({self.recorded_path.name}): {'; '.join(changes)}")
+        else:
+            cause = (f"the file was replaced by another image or changed since {which} was "
+                     f"added to the project: {'; '.join(changes)}. Relink the image to its "
+                     "original file, accept the new content (its predictions are then marked "
+                     "stale), or cancel")
+        super().__init__(path, cause)
 
 
 @dataclass
@@ -215,6 +221,7 @@ def check_image(record: Any, *, path: str | os.PathLike | None = None,
         where, image_id=image_id, recorded_fingerprint=recorded, found_fingerprint=found,
         recorded_dimensions=dims, found_dimensions=found_dims,
         found_bytes=fingerprint_size(found),
+        recorded_path=rec_path if where != rec_path else None,
     )
 
 
