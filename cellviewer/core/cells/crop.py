@@ -25,11 +25,13 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from cellviewer.core.sources import ArraySource, ImageSource
+from cellviewer.core.sources.identity import check_image, check_source
 from trainer.formats.patchset import PATCH_SIZE, resize_to_patch
 
 DEFAULT_REGION_PX = 1024
@@ -189,12 +191,20 @@ def crop_patches(
     keep_source_crops: bool = False,
     region_px: int = DEFAULT_REGION_PX,
     workers: int | None = None,
+    image: Any = None,
 ) -> CropResult:
     """Crop the 40x40 patch around every (x, y) level-0 point of ``source``.
 
     ``fov_um`` (microns, converted with ``source.mpp``) overrides ``fov_px``. ``workers``
-    threads read regions in parallel (default: up to 4, one per core).
+    threads read regions in parallel (default: up to 4, one per core). ``image``: the
+    project's record of the source's image (an ``ImageRecord``); when given, its file is first
+    checked to still be that image (``cellviewer.core.sources.identity.check_image``: hashed
+    once per file state, a stat afterwards) and the source to have its size, so a replaced file
+    raises ``ImageChangedError`` instead of cropping other pixels under the old cells.
     """
+    if image is not None:
+        check_image(image)
+        check_source(image, source)
     if fov_um is not None:
         fov_px = fov_px_from_um(fov_um, source.mpp, source.path)
     size = window_size(fov_px)

@@ -18,6 +18,13 @@ stored: a cancelled run loses nothing it reported.
 
 SQLite connections belong to the thread that opened them: call ``run_prediction`` with a store
 opened in the thread that runs it (the GUI's worker opens its own connection to the project).
+
+Replaced images: before anything is cropped, every image to predict is checked against the
+project's record (``cellviewer.core.sources.identity.check_image``: its content fingerprint,
+cached per file state, so a second run costs a stat per image). A file that was replaced raises
+``ImageChangedError`` naming it and what changed, and nothing is predicted or stored: stored
+predictions are never overwritten from another image. A run that predicted every cell of an
+image with a model clears that model's stale mark on it (``cellviewer.core.sources.replaced``).
 """
 
 from __future__ import annotations
@@ -99,6 +106,7 @@ class _ImageCells:
     ids: list[str]
     xy: np.ndarray  # (N, 2) float64
     rows: np.ndarray | None = None  # the store's internal keys (faster to write than UUIDs)
+    record: Any = None  # the store's ImageRecord (checked against the file before use)
 
 
 @dataclass
@@ -149,7 +157,7 @@ def cells_to_predict(store: Any, image_ids: Iterable[int],
         if ids:
             order = spatial_order(xy)
             out.append(_ImageCells(int(image_id), record.path, [ids[i] for i in order],
-                                   xy[order], None if rows is None else rows[order]))
+                                   xy[order], None if rows is None else rows[order], record))
     return out
 
 
@@ -172,6 +180,15 @@ def _default_open(path: Any) -> Any:
     return open_image(path)
 
 
+def _open_recorded(cells: _ImageCells) -> Any:
+    """Open an image to predict: checked against the project's record when there is one."""
+    if cells.record is None:
+        return _default_open(cells.path)
+    from cellviewer.core.sources.identity import open_recorded_image
+
+    return open_recorded_image(cells.record)
+
+
 def _default_crop(source: Any, xy: np.ndarray, fov_px: float,
                   keep_source_crops: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     from cellviewer.core.cells.crop import crop_patches
@@ -188,13 +205,13 @@ class _Producer(threading.Thread):
 
     def __init__(self, images: list[_ImageCells], fov_px: float, out: queue.Queue,
                  cancelled: Callable[[], bool], target: list[int],
-                 open_source: Callable[[Any], Any], crop: CropFn,
+                 open_cells: Callable[[_ImageCells], Any], crop: CropFn,
                  keep_source_crops: bool) -> None:
         super().__init__(name="predict-crop", daemon=True)
         self.images, self.fov_px, self.out = images, fov_px, out
         self.keep_source_crops = keep_source_crops
         self.cancelled, self.target = cancelled, target
-        self.open_source, self.crop = open_source, crop
+        self.open_cells, self.crop = open_cells, crop
         self.crop_s = 0.0
 
     def _put(self, item: object) -> bool:
@@ -227,7 +244,7 @@ class _Producer(threading.Thread):
             if self.cancelled():
                 return
             t0 = time.perf_counter()
-            source = self.open_source(cells.path)
+            source = self.open_cells(cells)
             t_chunk += time.perf_counter() - t0
             try:
                 start = 0
@@ -299,6 +316,7 @@ def run_prediction(
     parallel_store: bool = True,
     open_source: Callable[[Any], Any] | None = None,
     crop: CropFn | None = None,
+    check_images: bool = True,
 ) -> PredictSummary:
     """Predict the cells of ``image_ids`` (or only ``cell_ids`` among them) with ``predictor``.
 
@@ -324,6 +342,12 @@ def run_prediction(
     summary = PredictSummary(model_id, total, 0, False, 0.0, image_ids=image_ids)
     if total == 0:
         return summary
+    if check_images:
+        from cellviewer.core.sources.identity import check_image
+
+        for cells in images:  # all of them before the first crop: a refusal stores nothing
+            if cells.record is not None:
+                check_image(cells.record)
 
     min_chunk = max(1, min(min_chunk, max_chunk))
     target = [max(min_chunk, min(first_chunk, max_chunk))]
@@ -333,9 +357,16 @@ def run_prediction(
     def should_stop() -> bool:
         return stop.is_set() or cancelled()
 
+    if open_source is not None:
+        def open_cells(cells: _ImageCells) -> Any:
+            return open_source(cells.path)
+    elif check_images:
+        open_cells = _open_recorded
+    else:
+        def open_cells(cells: _ImageCells) -> Any:
+            return _default_open(cells.path)
     producer = _Producer(images, fov_px, chunks, should_stop, target,
-                         open_source or _default_open, crop or _default_crop,
-                         keep_source_crops)
+                         open_cells, crop or _default_crop, keep_source_crops)
     writer = None
     if store_results and parallel_store and _can_reopen(store):
         writer = _Writer(lambda: type(store).open(store.path), model_id)
@@ -418,6 +449,11 @@ def run_prediction(
     summary.elapsed_s = time.perf_counter() - t_start
     if summary.done < total and cancelled():
         summary.cancelled = True
+    if store_results and cell_ids is None and summary.done == total and model_id is not None \
+            and callable(getattr(store, "setting", None)):
+        from cellviewer.core.sources.replaced import clear_stale
+
+        clear_stale(store, [c.image_id for c in images], model_id)
     return summary
 
 

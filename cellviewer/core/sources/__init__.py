@@ -5,13 +5,15 @@
 
 See :mod:`.base` for the coordinate rules and error classes, :mod:`.openslide_source` for the
 open-time probe and threads, :mod:`.array_source` for the in-memory pyramid of plain images,
-:mod:`.suffixes` for which files are images.
+:mod:`.suffixes` for which files are images, :mod:`.identity` for the check that a project's image
+is still the file it recorded (and :mod:`.replaced` for what to do when it is not).
 """
 
 from .array_source import PYRAMID_MIN_SIZE, ArraySource, pyramid_dimensions
 from .base import ImageOpenError, ImageReadError, ImageSource
 from .fingerprint import fingerprint
 from .folder import FolderScan, ImageInfo, list_images, open_folder
+from .identity import ImageChangedError, check_image, open_recorded_image
 from .opening import open_image
 from .openslide_source import OpenSlideSource, detect_format
 from .pillow_source import PillowSource, load_plain_image
@@ -30,12 +32,14 @@ __all__ = [
     "SLIDE_SUFFIXES",
     "ArraySource",
     "FolderScan",
+    "ImageChangedError",
     "ImageInfo",
     "ImageOpenError",
     "ImageReadError",
     "ImageSource",
     "OpenSlideSource",
     "PillowSource",
+    "check_image",
     "detect_format",
     "fingerprint",
     "image_file_patterns",
@@ -44,5 +48,6 @@ __all__ = [
     "load_plain_image",
     "open_folder",
     "open_image",
+    "open_recorded_image",
     "pyramid_dimensions",
 ]

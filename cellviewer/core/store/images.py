@@ -123,6 +123,21 @@ class ImagesMixin(StoreBase):
                 "UPDATE images SET path = ? WHERE id = ?", (self._stored_path(path), image_id)
             )
 
+    def set_image_content(self, image_id: int, width: int, height: int,
+                          fingerprint: str | None) -> None:
+        """Record what an image's file holds now (its level-0 size and content fingerprint),
+        after the user accepted a replaced file (``cellviewer.core.sources.replaced``). Not an
+        undoable edit: like relinking, it makes the record describe the file."""
+        width, height = int(width), int(height)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"image {image_id}: size {width}x{height} is not positive")
+        self.image(image_id)
+        with self._write(kinds=("images",), image_ids=(image_id,)):
+            self._conn.execute(
+                "UPDATE images SET width = ?, height = ?, fingerprint = ? WHERE id = ?",
+                (width, height, fingerprint, int(image_id)),
+            )
+
     def remove_image(self, image_id: int) -> int:
         """Remove an image and all its cells (undoable). Returns the number of cells removed."""
         image = self.image(image_id)

@@ -16,7 +16,9 @@ Choices:
   also records the project file and the image ids.
 - Nothing is written unless every image opens and every crop succeeds (``PatchSet.save`` writes
   into a temporary folder and renames it), so a broken or moved image leaves no half patch set.
-  An image whose size differs from what the project recorded (the file was replaced) is refused.
+  Every chosen image is checked against the project's record before the first crop
+  (``cellviewer.core.sources.identity``: its content fingerprint, and its size once opened), so
+  a replaced file is refused with an ``ImageChangedError`` naming it and what changed.
 - Large sets are assembled in a memory-mapped temporary file beside the output, not in RAM.
 """
 
@@ -31,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from cellviewer.core.cells.crop import crop_patches, window_size
-from cellviewer.core.sources import ImageOpenError, open_image
+from cellviewer.core.sources.identity import check_image, open_recorded_image
 from trainer.formats.patchset import PATCH_SIZE, PatchSet, load_patchset
 
 # Above this many bytes of patches (and source crops) the arrays are memory-mapped files.
@@ -120,7 +122,8 @@ def write_project_patchset(
     """Crop the chosen cells of ``store`` (a ``ProjectStore``) and save them as a patch set in
     ``out_folder``; returns it loaded back (memory-mapped). ``progress(done, total)`` is called
     after each image. Raises ValueError for unknown images/classes or when no cell is chosen,
-    ImageOpenError for an image that cannot be read (nothing is written then)."""
+    ImageOpenError for an image that cannot be read and ImageChangedError (a subclass) for one
+    whose file was replaced since it was added (nothing is written then)."""
     out_folder = Path(out_folder)
     size = window_size(fov_px)
     classes, class_index = _chosen_classes(store, class_names)
@@ -133,6 +136,8 @@ def write_project_patchset(
             + (" (or is unlabelled)" if include_unlabelled else "")
         )
 
+    for sel in selections:  # all of them before the first crop: a replaced file writes nothing
+        check_image(sel.image)
     out_folder.parent.mkdir(parents=True, exist_ok=True)
     parts: list[Path] = []
     try:
@@ -146,14 +151,7 @@ def write_project_patchset(
         start = 0
         for done, sel in enumerate(selections, 1):
             end = start + len(sel.ids)
-            with open_image(sel.image.path) as source:
-                expected = (int(sel.image.width), int(sel.image.height))
-                if tuple(source.dimensions) != expected:
-                    raise ImageOpenError(
-                        source.path,
-                        f"it is {source.width}x{source.height} pixels but the project recorded "
-                        f"{expected[0]}x{expected[1]}: the file was replaced by another image",
-                    )
+            with open_recorded_image(sel.image) as source:
                 res = crop_patches(source, sel.xy, fov_px, keep_source_crops=crops is not None,
                                    workers=workers)
             patches[start:end] = res.patches

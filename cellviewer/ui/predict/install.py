@@ -68,6 +68,9 @@ class PredictionTools(QObject):
         self._blur_job: PredictionJob | None = None
         self._crop_runner = LatestRunner(self)
         self._crop_runner.resultReady.connect(self._on_cell_cropped)
+        # e.g. the image's file was replaced: the preview says why it shows nothing new
+        self._crop_runner.errorRaised.connect(
+            lambda _ticket, message: self.window.show_status(f"Blur preview: {message}", 8000))
         self._visible_timer = QTimer(self, singleShot=True, interval=250)
         self._visible_timer.timeout.connect(self._predict_visible_blurred)
 
@@ -225,13 +228,14 @@ class PredictionTools(QObject):
             return
         xy = np.array([[cell.x, cell.y]])
         fov = self._fov()
+        record = store.image(cell.image_id)  # the crop checks the file is still this image
         title = f"({store.class_record(cell.class_id).name})" \
             if cell.class_id is not None else ""
 
         def crop() -> tuple:
             from cellviewer.core.cells.crop import crop_patches
 
-            result = crop_patches(source, xy, fov, keep_source_crops=True)
+            result = crop_patches(source, xy, fov, keep_source_crops=True, image=record)
             crops = result.source_crops
             return cell_id, result.patches[0], None if crops is None else crops[0], title
 

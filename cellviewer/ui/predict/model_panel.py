@@ -56,7 +56,14 @@ from cellviewer.core.predict.model_info import (
     read_model_info,
 )
 from cellviewer.core.project.session import ProjectSession
+from cellviewer.core.sources.replaced import stale_marks
 from cellviewer.core.training.devices import AUTO, AUTO_LABEL
+from cellviewer.ui.common.image_changed import (
+    ACCEPTED,
+    RELINKED,
+    ImageChangedDialog,
+    ask_about_changed_image,
+)
 from cellviewer.ui.common.workers import BackgroundRunner
 from cellviewer.ui.predict.worker import PREDICTORS, PredictionJob, SerialisedPredictor
 
@@ -85,6 +92,8 @@ class ModelSession(QObject):
     jobProgress = Signal(object)
     jobFinished = Signal(object)
     jobFailed = Signal(str)
+    # (ImageChangedError, PredictionJob): a job stopped at a replaced image, nothing predicted
+    jobImageChanged = Signal(object, object)
     deviceInUse = Signal(str)
 
     def __init__(self, project: ProjectSession | None = None,
@@ -208,6 +217,7 @@ class ModelSession(QObject):
         job.progress.connect(self._on_progress)
         job.finished.connect(self.jobFinished)
         job.failed.connect(self.jobFailed)
+        job.imageChanged.connect(lambda error: self.jobImageChanged.emit(error, job))
         self.job = job
         job.start()
         self.jobStarted.emit()
@@ -317,6 +327,14 @@ class ModelPanel(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
         self.rate_label = QLabel("")
+        self.rate_label.setWordWrap(True)
+        # predictions of images whose file was replaced and accepted since (see
+        # cellviewer.core.sources.replaced): shown until the images are predicted again
+        self.stale_label = QLabel("")
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setStyleSheet("color: #9a5b00")
+        self.stale_label.hide()
+        self.image_changed_dialog: ImageChangedDialog | None = None
 
         model_box = QGroupBox("Model")
         form = QFormLayout(model_box)
@@ -336,6 +354,7 @@ class ModelPanel(QWidget):
         pl.addLayout(prow)
         pl.addWidget(self.progress)
         pl.addWidget(self.rate_label)
+        pl.addWidget(self.stale_label)
         lay = QVBoxLayout(self)
         lay.addWidget(model_box)
         lay.addWidget(predict_box)
@@ -350,6 +369,7 @@ class ModelPanel(QWidget):
         session.jobProgress.connect(self._on_job_progress)
         session.jobFinished.connect(self._on_job_finished)
         session.jobFailed.connect(self._on_job_failed)
+        session.jobImageChanged.connect(self._on_image_changed)
         session.changed.connect(self._refresh_info)
         session.project.events.project.connect(self._on_project)
         session.project.events.active_model.connect(self._on_active_model)
@@ -365,6 +385,7 @@ class ModelPanel(QWidget):
         self.rate_label.setText("")
         self.cancel_button.setEnabled(False)
         self.refresh_models()
+        self.refresh_stale()
 
     def _on_active_model(self, model_id: int | None) -> None:
         """The project's active model (kept in it, e.g. on reopening): load it, unless it is
@@ -574,7 +595,28 @@ class ModelPanel(QWidget):
         return self.runner.wait(ms)
 
     # --- info -------------------------------------------------------------------------------
+    def refresh_stale(self) -> None:
+        """Say how many images the chosen model's predictions are stale on (their file was
+        replaced and the new content accepted since they were made)."""
+        store, choice = self.session.store, self.session.choice
+        marks = stale_marks(store) if store is not None else {}
+        if choice is not None and choice.model_id is not None:
+            marks = {i: m for i, m in marks.items() if choice.model_id in m.model_ids}
+        if not marks:
+            self.stale_label.hide()
+            self.stale_label.setText("")
+            return
+        names = store.image_names()
+        shown = ", ".join(names.get(i, f"image {i}") for i in sorted(marks)[:3])
+        more = f" and {len(marks) - 3} more" if len(marks) > 3 else ""
+        n = len(marks)
+        self.stale_label.setText(
+            f"Stale predictions on {n} image{'s' if n != 1 else ''} ({shown}{more}): the file "
+            "changed after they were made. Predict again to renew them.")
+        self.stale_label.show()
+
     def _refresh_info(self) -> None:
+        self.refresh_stale()
         choice = self.session.choice
         if choice is None:
             self.info.setText("No model chosen." if self.session.store is not None
@@ -655,11 +697,38 @@ class ModelPanel(QWidget):
         verb = "Cancelled after" if s.cancelled else "Predicted"
         self.rate_label.setText(f"{verb} {s.done:,} of {s.total:,} cells in "
                                 f"{format_duration(s.elapsed_s)} ({s.cells_per_s:,.0f} cells/s)")
+        self.refresh_stale()
 
     def _on_job_failed(self, message: str) -> None:
         self.cancel_button.setEnabled(False)
         self.predict_button.setEnabled(True)
         self.rate_label.setText(f"Prediction failed: {message}")
+
+    def _on_image_changed(self, error: Any, job: PredictionJob) -> None:
+        """A job stopped at a replaced image before predicting anything: ask the user, and
+        run the same prediction again once the image was relinked or its content accepted."""
+        store = self.session.store
+        if store is None or self.image_changed_dialog is not None:
+            return
+        name = error.path.name if error.path is not None else "an image"
+        image_ids, cell_ids = list(job.image_ids), job.cell_ids
+        self.rate_label.setText(f"Prediction stopped before it began: {name} changed since "
+                                "it was added to the project.")
+
+        def resolved(outcome: str) -> None:
+            self.image_changed_dialog = None
+            self.refresh_stale()
+            if outcome not in (RELINKED, ACCEPTED):
+                self.rate_label.setText(f"Prediction cancelled: {name} changed since it was "
+                                        "added to the project; nothing was predicted.")
+                return
+            try:
+                self.session.predict_scope(image_ids, cell_ids)
+            except RuntimeError as exc:
+                self.rate_label.setText(str(exc))
+
+        self.image_changed_dialog = ask_about_changed_image(
+            self, store, error, resolved, work="the prediction")
 
 
 def _esc(text: str) -> str:

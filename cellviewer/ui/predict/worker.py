@@ -78,6 +78,7 @@ def _predict(job: PredictionJob, state: TaskState) -> Any:
     """The work of a :class:`PredictionJob` (in its own thread, with its own connection to the
     project: SQLite connections belong to one thread)."""
     from cellviewer.core.predict.job import run_prediction
+    from cellviewer.core.sources.identity import ImageChangedError
     from cellviewer.core.store import ProjectStore
 
     predictor = SerialisedPredictor(*job.cache.get(job.model_path, job.device))
@@ -94,6 +95,9 @@ def _predict(job: PredictionJob, state: TaskState) -> Any:
             store_results=job.store_results, predict_kwargs=job.predict_kwargs,
             keep_source_crops=job.keep_source_crops,
         )
+    except ImageChangedError as exc:  # the UI asks what to do: keep the error, not just words
+        job.image_changed_error = exc
+        raise
     finally:
         store.close()
 
@@ -104,7 +108,9 @@ class PredictionJob(QObject):
 
     Signals (delivered in the UI thread): ``progress(PredictProgress)`` after every chunk (the
     chunk's cell ids and probabilities ride along: recolour from them), ``finished(
-    PredictSummary)`` (also after a cancel: ``summary.cancelled``), ``failed(str)``. ``done``
+    PredictSummary)`` (also after a cancel: ``summary.cancelled``), ``failed(str)``, and after
+    it ``imageChanged(ImageChangedError)`` when the failure was a replaced image (nothing was
+    predicted: the caller asks the user, see ``cellviewer.ui.common.image_changed``). ``done``
     follows either, once the thread has ended. The thread ends by itself when the work
     returns, so ``wait`` on a UI thread that runs no events (closing the window) returns as
     soon as the chunk in flight is done.
@@ -116,6 +122,7 @@ class PredictionJob(QObject):
     progress = Signal(object)
     finished = Signal(object)
     failed = Signal(str)
+    imageChanged = Signal(object)
     done = Signal()
 
     def __init__(self, project_path: str | Path, model_path: str | Path, model_id: int | None,
@@ -145,6 +152,7 @@ class PredictionJob(QObject):
         self._runner = TaskRunner(DEDICATED, parent=self)
         self._task: Task | None = None
         self._cancelled = False
+        self.image_changed_error: Any = None  # set by the worker thread before it fails
 
     def start(self) -> None:
         if self._task is not None:
@@ -171,6 +179,8 @@ class PredictionJob(QObject):
     def _on_failed(self, message: str) -> None:
         print(f"prediction failed: {message}", file=sys.stderr)
         self.failed.emit(message)
+        if self.image_changed_error is not None:
+            self.imageChanged.emit(self.image_changed_error)
 
 
 class LatestRunner(QObject):

@@ -54,6 +54,7 @@ from PySide6.QtWidgets import (
 )
 
 from cellviewer.core.formatting import format_duration
+from cellviewer.core.sources.identity import ImageChangedError
 from cellviewer.core.training import runs as runs_mod
 from cellviewer.core.training.devices import probe_devices
 from cellviewer.core.training.form import InfoLine, TrainingForm
@@ -61,6 +62,12 @@ from cellviewer.core.training.models import FOUNDATION_MODES
 from cellviewer.core.training.project_data import ProjectCounts, read_project
 from cellviewer.core.training.request import PatchSetJob, TrainingRequest
 from cellviewer.core.training.start_from import start_candidates
+from cellviewer.ui.common.image_changed import (
+    ACCEPTED,
+    RELINKED,
+    ImageChangedDialog,
+    ask_about_changed_image,
+)
 from cellviewer.ui.common.settings import app_settings
 from cellviewer.ui.common.workers import BackgroundRunner
 from cellviewer.ui.train.monitor import notify
@@ -176,6 +183,9 @@ class TrainingDialog(QDialog):
         self.run: runs_mod.Run | None = None
         self._request: TrainingRequest | None = None
         self._closed = False
+        # a replaced image stopped the patch set: the error, and the question asked about it
+        self._image_changed: ImageChangedError | None = None
+        self.image_changed_dialog: ImageChangedDialog | None = None
 
         top = QHBoxLayout()
         top.addWidget(self._build_data_box(), 3)
@@ -716,7 +726,16 @@ class TrainingDialog(QDialog):
         self.start_button.setEnabled(False)
         self._set_inputs_enabled(False)
         self._progress_timer.start()
-        _background().submit(job.run, self._while_open(self._on_written),
+        self._image_changed = None
+
+        def write() -> Path:
+            try:
+                return job.run()
+            except ImageChangedError as exc:  # asked about in the UI thread: keep the error
+                self._image_changed = exc
+                raise
+
+        _background().submit(write, self._while_open(self._on_written),
                              self._while_open(self._on_write_failed))
 
     def _set_inputs_enabled(self, on: bool) -> None:
@@ -755,19 +774,39 @@ class TrainingDialog(QDialog):
             self._discard_run()
             self.reject()
             return
+        changed, self._image_changed = self._image_changed, None
+        if changed is not None and self.image_changed_dialog is None:
+            self._failed(f"Could not write the patch set: {message}", notify_user=False)
+            self._ask_about_changed_image(changed)
+            return
         self._failed(f"Could not write the patch set: {message}")
+
+    def _ask_about_changed_image(self, error: ImageChangedError) -> None:
+        """A replaced image stopped the patch set before anything was written: ask, and start
+        again once the image was relinked or its new content accepted."""
+
+        def resolved(outcome: str) -> None:
+            self.image_changed_dialog = None
+            if self._closed:
+                return
+            if outcome in (RELINKED, ACCEPTED):
+                self.start()
+
+        self.image_changed_dialog = ask_about_changed_image(
+            self, self.store, error, resolved, work="the training run")
 
     def _write_ended(self) -> None:
         self.writer = None
         self._progress_timer.stop()
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str, *, notify_user: bool = True) -> None:
         self._discard_run()
         self.progress.hide()
         self._set_inputs_enabled(True)
         self._render_status()
         self.status.setText(_red(message))
-        notify(self, "New training run", message)
+        if notify_user:
+            notify(self, "New training run", message)
 
     def _discard_run(self) -> None:
         """Nothing was launched: remove the half-made run folder."""
