@@ -139,6 +139,7 @@ def _png_header_only(path: Path, width: int, height: int, colour_type: int = 2,
                      + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_a_png_too_large_to_decode_is_refused_with_its_size_before_decoding(tmp_path):
     # 13000 x 13000 RGBA: 169 million pixels, below Pillow's own hard limit (about 179
     # million), yet about 3 GiB to decode and composite into RGB. The file is 57 bytes.
