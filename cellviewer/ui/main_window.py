@@ -43,6 +43,7 @@ from cellviewer.core.cells.editing import EditError, EditResult
 from cellviewer.core.cells.image_cells import index_ids, load_image_cells
 from cellviewer.core.cells.spatial import GridIndex
 from cellviewer.core.project.session import ProjectSession
+from cellviewer.core.sources.identity import ImageChangedError, open_recorded_image
 from cellviewer.core.sources.suffixes import is_image_file
 from cellviewer.core.store import SUFFIX
 from cellviewer.core.store.project import COUNT_NEUTRAL
@@ -50,6 +51,7 @@ from cellviewer.core.store.records import ProjectDamagedError, ProjectError
 from cellviewer.ui.common import project_files as files
 from cellviewer.ui.common.dialogs import ask_user_name, saved_user, show_error
 from cellviewer.ui.common.heap import freeze_long_lived
+from cellviewer.ui.common.image_changed import CANCELLED, ask_about_changed_image
 from cellviewer.ui.common.settings import app_settings
 from cellviewer.ui.common.workers import BackgroundRunner
 from cellviewer.ui.host import CLOSE_PROJECT, QUIT, CloseGuard
@@ -68,6 +70,16 @@ SYNC_CELLS_BELOW = 5_000  # smaller images load their cells on the GUI thread (<
 TILE_CACHE_BYTES = 384 * 1024 * 1024
 
 
+def _open_checked(record):
+    """Open a project image for the viewer (a worker's job) after its fingerprint check: the
+    source, or the ImageChangedError to ask the user about (the runner's failure path carries
+    only words)."""
+    try:
+        return open_recorded_image(record)
+    except ImageChangedError as exc:
+        return exc
+
+
 class MainWindow(QMainWindow):
     projectChanged = Signal(object)
     imageChanged = Signal(int)
@@ -82,6 +94,7 @@ class MainWindow(QMainWindow):
                                       suggested_user=saved_user)
         self._handle: SourceHandle | None = None
         self._shown_image: int | None = None  # the image on the view (its tiles)
+        self.image_changed_dialog = None  # the question about a replaced image, while open
         self._image_generation = 0
         self._pending_selection: list[str] = []
         self._writing: str | None = None  # a background write (an import) in progress
@@ -634,6 +647,9 @@ class MainWindow(QMainWindow):
         self.session.set_image(int(image_id))  # its cells start loading now
 
         def opened(source) -> None:
+            if isinstance(source, ImageChangedError):
+                changed(source)
+                return
             if generation != self._image_generation:  # the user moved on meanwhile
                 self.runner.submit(source.close)
                 return
@@ -647,10 +663,26 @@ class MainWindow(QMainWindow):
             self.view.update()
             self.report_error("Cannot open image", message)
 
-        from cellviewer.core.sources import open_image
+        def changed(error: ImageChangedError) -> None:
+            """The file is not the recorded image any more: ask (relink, accept, cancel)
+            before anything is shown or cropped from it."""
+            if generation != self._image_generation:
+                return
+            self.view.message = f"{rec.path.name} has changed since it was added"
+            self.view.update()
+
+            def resolved(outcome: str) -> None:
+                if outcome == CANCELLED or generation != self._image_generation:
+                    return
+                again = self.store.image(image_id)  # a relink changed its path
+                self.view.message = f"Opening {again.path.name}…"
+                self.runner.submit(lambda: _open_checked(again), opened, failed, priority=10)
+
+            self.image_changed_dialog = ask_about_changed_image(
+                self, self.store, error, resolved, work="showing it")
 
         self._shown_image = int(image_id)
-        self.runner.submit(lambda: open_image(rec.path), opened, failed, priority=10)
+        self.runner.submit(lambda: _open_checked(rec), opened, failed, priority=10)
         self.panels.update_count()
         self.imageChanged.emit(int(image_id))
 
