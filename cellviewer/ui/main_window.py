@@ -318,7 +318,17 @@ class MainWindow(QMainWindow):
             self.prediction_tools = install_prediction(self)
         if not hasattr(self, "training"):
             self.training = install_training(self)
+        self._install_daily_use()
         freeze_long_lived()
+
+    def _install_daily_use(self) -> None:
+        """The layout, help, display and finding tools (cellviewer.ui.common.layout, …)."""
+        if hasattr(self, "reset_layout_action"):
+            return
+        from cellviewer.ui.common import layout
+
+        self.reset_layout_action = layout.install(self, self._state_restored)
+        self.menu("&View").addAction(self.reset_layout_action)
 
     @property
     def store(self):
@@ -890,7 +900,8 @@ class MainWindow(QMainWindow):
         else:
             self._fit_to_screen(1400, 900)
         state = s.value("main_window/state")
-        if isinstance(state, QByteArray | bytes):
+        self._state_restored = isinstance(state, QByteArray | bytes)
+        if self._state_restored:
             self.restoreState(state)
         style = s.value("view/marker_style", "circle")
         if style in MARKER_STYLES:

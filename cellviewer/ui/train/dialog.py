@@ -240,6 +240,7 @@ class TrainingDialog(QDialog):
         self.limit_spin.valueChanged.connect(self.set_flag_limit)
         self.val_spin.valueChanged.connect(self._val_share_typed)
         self.flagmin_label = QLabel("")
+        self.flagmin_label.setWordWrap(True)  # (the dialog fits a 1366-pixel-wide screen)
         row = QHBoxLayout()
         for w in (QLabel("FlagLimit"), self.limit_combo, self.limit_spin):
             row.addWidget(w)
@@ -336,14 +337,13 @@ class TrainingDialog(QDialog):
         batch_row.addWidget(self.defaults_button)
         form.addRow("Batch size", batch_row)
 
-    def _build_device_row(self) -> QHBoxLayout:
+    def _build_device_row(self) -> QVBoxLayout:
         self.device_combo = QComboBox()
         self.device_combo.currentIndexChanged.connect(
             lambda _i: self.form.set_device(self.device_combo.currentData()))
-        self.device_note = _grey_label("#777")
-        self.device_note.setWordWrap(False)
-        row = QHBoxLayout()
-        row.addWidget(self.device_combo, 1)
+        self.device_note = _grey_label("#777")  # wraps: the dialog fits a laptop's screen
+        row = QVBoxLayout()
+        row.addWidget(self.device_combo)
         row.addWidget(self.device_note)
         return row
 
