@@ -54,6 +54,7 @@ from cellviewer.ui.common.workers import BackgroundRunner
 from cellviewer.ui.host import CLOSE_PROJECT, QUIT, CloseGuard
 from cellviewer.ui.viewer.cell_details import CellDetails
 from cellviewer.ui.viewer.cell_panels import CellPanels
+from cellviewer.ui.viewer.class_keys import effective_keys, key_of_event
 from cellviewer.ui.viewer.class_panel import ClassPanel
 from cellviewer.ui.viewer.gallery import GalleryPanel
 from cellviewer.ui.viewer.image_list import ImageList
@@ -325,10 +326,15 @@ class MainWindow(QMainWindow):
         """The layout, help, display and finding tools (cellviewer.ui.common.layout, …)."""
         if hasattr(self, "reset_layout_action"):
             return
-        from cellviewer.ui.common import layout
+        from cellviewer.ui.common import help, layout
+        from cellviewer.ui.viewer import class_picker, legend
 
         self.reset_layout_action = layout.install(self, self._state_restored)
         self.menu("&View").addAction(self.reset_layout_action)
+        self.legend_action = legend.install(self, lambda: self._classes)
+        self.label_as_action = class_picker.install(self, lambda: self._classes,
+                                                    self.label_selection)
+        self.help_actions = help.install(self, lambda: self._classes, self.runner.submit)
 
     @property
     def store(self):
@@ -740,8 +746,9 @@ class MainWindow(QMainWindow):
 
     # --- classes -----------------------------------------------------------------------------
     def _reload_classes(self) -> None:
-        classes = [] if self.store is None else [ClassStyle(c.id, c.name, c.color, c.key)
-                                                 for c in self.store.classes()]
+        rows = [] if self.store is None else self.store.classes()
+        keys = effective_keys([c.key for c in rows])  # 1-9, then Shift+1-9 for the rest
+        classes = [ClassStyle(c.id, c.name, c.color, k) for c, k in zip(rows, keys, strict=True)]
         self.view.layer.set_classes(classes)
         self.panels.set_classes(classes)
 
@@ -848,8 +855,8 @@ class MainWindow(QMainWindow):
 
     # --- keyboard ----------------------------------------------------------------------------
     def keyPressEvent(self, e: QKeyEvent) -> None:
-        """Keys the view and gallery pass up: digits label, Delete deletes, undo/redo."""
-        text = e.text()
+        """Keys the view and gallery pass up: 1-9 and Shift+1-9 label, Delete deletes,
+        undo/redo."""
         mods = e.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         if e.matches(QKeySequence.StandardKey.Undo):
             self.undo()
@@ -857,12 +864,12 @@ class MainWindow(QMainWindow):
                 e.key() == Qt.Key.Key_Z and mods == (Qt.KeyboardModifier.ControlModifier |
                                                      Qt.KeyboardModifier.ShiftModifier)):
             self.redo()
-        elif mods == Qt.KeyboardModifier.NoModifier and len(text) == 1 and text in "123456789":
-            cid = self.class_for_key(text)
+        elif (class_key := key_of_event(e)) is not None:
+            cid = self.class_for_key(class_key)
             if cid is not None:
                 self.label_selection(cid)
             else:
-                self.statusBar().showMessage(f"No class has the key {text}", 4000)
+                self.statusBar().showMessage(f"No class has the key {class_key}", 4000)
         elif e.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
             self.delete_selection()
         else:
