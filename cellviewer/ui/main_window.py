@@ -326,7 +326,7 @@ class MainWindow(QMainWindow):
         """The layout, help, display and finding tools (cellviewer.ui.common.layout, …)."""
         if hasattr(self, "reset_layout_action"):
             return
-        from cellviewer.ui.common import help, layout
+        from cellviewer.ui.common import help, layout, wheel
         from cellviewer.ui.viewer import class_picker, legend
 
         self.reset_layout_action = layout.install(self, self._state_restored)
@@ -335,6 +335,8 @@ class MainWindow(QMainWindow):
         self.label_as_action = class_picker.install(self, lambda: self._classes,
                                                     self.label_selection)
         self.help_actions = help.install(self, lambda: self._classes, self.runner.submit)
+        wheel.install()  # the wheel scrolls a panel, not the slider under the pointer
+        wheel.strong_focus(self)
 
     @property
     def store(self):

@@ -136,3 +136,38 @@ def test_legend_follows_the_colour_mode(qtbot):
     assert not legend.isVisible()
     # it lies wholly inside the view, in its bottom-left corner
     assert w.view.rect().contains(legend.geometry())
+
+
+def _wheel(widget, steps: int = -3) -> None:
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    centre = QPointF(widget.rect().center())
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                        QPoint(0, 120 * steps), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_over_the_blur_dock_scrolls_it_and_leaves_sigma(qtbot):
+    w = _demo(qtbot)
+    tools = w.prediction_tools
+    dock = tools.blur_dock
+    dock.setFloating(True)
+    dock.resize(dock.width(), 160)  # shorter than the panel: it scrolls
+    dock.show()
+    dock.raise_()
+    qtbot.waitUntil(lambda: dock.widget().verticalScrollBar().maximum() > 0, timeout=3000)
+    slider = tools.blur_preview.sigma_slider.slider
+    slider.setValue(5)
+    bar = dock.widget().verticalScrollBar()
+    before = bar.value()
+    w.view.setFocus()
+    _wheel(slider)
+    assert slider.value() == 5  # σ unchanged
+    assert bar.value() > before  # the panel scrolled
+    slider.setFocus()
+    qtbot.waitUntil(slider.hasFocus, timeout=2000)
+    _wheel(slider)
+    assert slider.value() != 5  # focused: the wheel is the slider's
