@@ -327,8 +327,9 @@ class MainWindow(QMainWindow):
         if hasattr(self, "reset_layout_action"):
             return
         from cellviewer.ui.common import help, layout, wheel
-        from cellviewer.ui.viewer import class_picker, legend
+        from cellviewer.ui.viewer import class_picker, display, legend
 
+        self.display_dock = display.install(self)  # (before the layout: it has a place)
         self.reset_layout_action = layout.install(self, self._state_restored)
         self.menu("&View").addAction(self.reset_layout_action)
         self.legend_action = legend.install(self, lambda: self._classes)

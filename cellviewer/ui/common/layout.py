@@ -40,7 +40,7 @@ LEFT, RIGHT = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockW
 #: first dock is in front. Names are dock object names without "_dock"; absent docks are
 #: skipped (a window without the tools installed).
 DEFAULT_COLUMNS: dict[Qt.DockWidgetArea, list[list[str]]] = {
-    LEFT: [["images"], ["classes"]],
+    LEFT: [["images", "display"], ["classes"]],
     RIGHT: [["details", "blur_preview", "model", "review", "training"], ["gallery"]],
 }
 #: docks hidden in the default layout (shown from their menus)

@@ -34,7 +34,7 @@ def test_every_control_of_every_dock_is_reachable_at_1366x768():
     assert out["screen"] == [1366, 768]
     docks = {k: v for k, v in out.items() if k.endswith("_dock")}
     assert {"images_dock", "classes_dock", "details_dock", "gallery_dock", "model_dock",
-            "review_dock", "blur_preview_dock", "training_dock"} <= set(docks)
+            "review_dock", "blur_preview_dock", "training_dock", "display_dock"} <= set(docks)
     assert {k: v for k, v in docks.items() if v} == {}
     assert out["window_fits"]
     assert out["training_dialog"] == []
