@@ -16,7 +16,7 @@ when its whole rectangle, mapped to the screen, lies inside every widget that co
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, QRect, Qt
+from PySide6.QtCore import QEvent, QObject, QRect, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QScreen
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -35,18 +35,25 @@ from PySide6.QtWidgets import (
 )
 
 LEFT, RIGHT = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+BOTTOM = Qt.DockWidgetArea.BottomDockWidgetArea
 
 #: The default arrangement: per column, groups from top to bottom, each a tab group whose
 #: first dock is in front. Names are dock object names without "_dock"; absent docks are
 #: skipped (a window without the tools installed).
 DEFAULT_COLUMNS: dict[Qt.DockWidgetArea, list[list[str]]] = {
     LEFT: [["images", "display"], ["classes"]],
-    RIGHT: [["details", "blur_preview", "model", "review", "training"], ["gallery"]],
+    RIGHT: [["details", "blur_preview", "model", "review", "training"]],
+    BOTTOM: [["gallery"]],
 }
+#: groups sized by share of their column (the others by their need): the class list gets
+#: more room than the image list
+SHARES = {"images": 4, "classes": 6}
 #: docks hidden in the default layout (shown from their menus)
 HIDDEN_BY_DEFAULT = ("training",)
 #: column widths in the default layout (the slide view takes the rest)
-COLUMN_WIDTHS = {LEFT: 270, RIGHT: 440}
+COLUMN_WIDTHS = {LEFT: 280, RIGHT: 410}
+#: the gallery's strip under the slide view
+BOTTOM_HEIGHT = 170
 CONTROL_TYPES = (QAbstractButton, QAbstractSlider, QAbstractSpinBox, QComboBox, QLineEdit,
                  QAbstractItemView)
 #: an item view (a table, a list) shows at least this many pixels of rows to count as usable
@@ -58,9 +65,11 @@ def _dock(window: QMainWindow, name: str) -> QDockWidget | None:
 
 
 def apply_default_layout(window: QMainWindow) -> None:
-    """Arrange the window's docks as :data:`DEFAULT_COLUMNS` says, sized to the window."""
+    """Arrange the window's docks as :data:`DEFAULT_COLUMNS` says, sized to the window: the
+    side columns run the window's full height, the gallery is a strip under the slide view."""
+    window.setCorner(Qt.Corner.BottomLeftCorner, LEFT)
+    window.setCorner(Qt.Corner.BottomRightCorner, RIGHT)
     for area, groups in DEFAULT_COLUMNS.items():
-        placed: list[QDockWidget] = []
         for group in groups:
             docks = [d for d in (_dock(window, n) for n in group) if d is not None]
             if not docks:
@@ -75,11 +84,31 @@ def apply_default_layout(window: QMainWindow) -> None:
             for d in docks[1:]:
                 window.tabifyDockWidget(first, d)
             first.raise_()
-            placed.append(first)
-        if placed:
-            window.resizeDocks(placed[:1], [COLUMN_WIDTHS[area]], Qt.Orientation.Horizontal)
-            heights = [_group_height(window, d) for d in placed]
-            window.resizeDocks(placed, heights, Qt.Orientation.Vertical)
+    size_columns(window)
+
+
+def size_columns(window: QMainWindow) -> None:
+    """The default widths of the columns and heights of their groups: a group needing a
+    given height (its tallest panel's minimum) gets it, the others share the rest by
+    :data:`SHARES`. Needs the window at its size (it is run again as the window first shows)."""
+    for area, groups in DEFAULT_COLUMNS.items():
+        placed = [d for d in (_dock(window, g[0]) for g in groups) if d is not None]
+        if not placed:
+            continue
+        if area == BOTTOM:
+            window.resizeDocks(placed[:1], [BOTTOM_HEIGHT], Qt.Orientation.Vertical)
+            continue
+        window.resizeDocks(placed[:1], [COLUMN_WIDTHS[area]], Qt.Orientation.Horizontal)
+        heights = [_group_height(window, d) for d in placed]
+        shares = [SHARES.get(d.objectName()[:-5], 0) for d in placed]
+        if any(shares):
+            free = max(0, window.height() - 120 - sum(h for h, sh in zip(heights, shares,
+                                                                          strict=True)
+                                                       if not sh))
+            total = sum(shares)
+            heights = [max(h, free * sh // total) if sh else h
+                       for h, sh in zip(heights, shares, strict=True)]
+        window.resizeDocks(placed, heights, Qt.Orientation.Vertical)
 
 
 def _group_height(window: QMainWindow, first: QDockWidget) -> int:
@@ -139,6 +168,16 @@ class _FitOnShow(QObject):
         return False
 
 
+class _SizeOnFirstShow(QObject):
+    """Sizes the default layout's columns once the window is on screen at its size."""
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # Qt override
+        if event.type() == QEvent.Type.Show and isinstance(obj, QMainWindow):
+            obj.removeEventFilter(self)
+            QTimer.singleShot(0, lambda: size_columns(obj))
+        return False
+
+
 _fitter: _FitOnShow | None = None
 
 
@@ -157,6 +196,8 @@ def install(window: QMainWindow, saved_state: bool) -> QAction:
     screen fitting of dialogs and floating docks. Returns the Reset layout action."""
     if not saved_state:
         apply_default_layout(window)
+        if not window.isVisible():
+            window.installEventFilter(_SizeOnFirstShow(window))
     fit_windows_on_show()
     action = QAction("&Reset layout", window)
     action.setStatusTip("Put every panel back where it is by default")

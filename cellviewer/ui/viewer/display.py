@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -105,18 +106,21 @@ class DisplayPanel(QWidget):
         self.outline.setSuffix(" ×")
         self.outline.setValue(view.marker_outline)
 
-        self.preset_buttons: dict[int, QPushButton] = {}
+        self.preset_buttons: dict[int, QToolButton] = {}  # (tool buttons: the row stays narrow)
         presets = QHBoxLayout()
         presets.setContentsMargins(0, 0, 0, 0)
         for label, slot in (("Fit", view.fit), ("1:1", view.one_to_one)):
-            b = QPushButton(label)
+            b = QToolButton()
+            b.setText(label)
             b.clicked.connect(lambda _c=False, f=slot: f())
             presets.addWidget(b)
         for obj in OBJECTIVES:
-            b = QPushButton(f"{obj}×")
+            b = QToolButton()
+            b.setText(f"{obj}×")
             b.clicked.connect(lambda _c=False, o=obj: self.magnify(o))
             self.preset_buttons[obj] = b
             presets.addWidget(b)
+        presets.addStretch(1)
 
         form = QFormLayout()
         form.addRow("Channel", self.channel_combo)

@@ -21,6 +21,7 @@ from cellviewer.ui.viewer.markers import (
     UNLABELLED_COLOUR,
 )
 
+COLUMN_ROWS = 8  # more entries than this: two columns, so the legend stays short
 MAX_ROWS = 20  # more classes than this: the rest are summarised ("… 4 more")
 
 
@@ -42,11 +43,22 @@ def legend_entries(mode: str, classes: Sequence) -> list[tuple[str, str]]:
 def legend_html(mode: str, classes: Sequence) -> str:
     title = {"label": "Colour: label", "prediction": "Colour: prediction",
              "agreement": "Colour: agreement"}.get(mode, mode)
+    entries = legend_entries(mode, classes)
+    columns = 1 if len(entries) <= COLUMN_ROWS else 2  # a long class list: two columns
+    per = -(-len(entries) // columns)
+
+    def cell(entry: tuple[str, str] | None) -> str:
+        if entry is None:
+            return "<td></td><td></td>"
+        c, t = entry
+        dot = f"<span style='color:{c}'>&#9679;</span>" if c else ""
+        return f"<td>{dot}</td><td>{t}&nbsp;&nbsp;</td>"
+
     rows = "".join(
-        f"<tr><td><span style='color:{c}'>&#9679;</span></td><td>{t}</td></tr>" if c
-        else f"<tr><td></td><td>{t}</td></tr>"
-        for c, t in legend_entries(mode, classes))
-    return f"<b>{title}</b><table cellspacing=0 cellpadding=1>{rows}</table>"
+        "<tr>" + "".join(cell(entries[i + k * per] if i + k * per < len(entries) else None)
+                         for k in range(columns)) + "</tr>"
+        for i in range(per))
+    return f"<b>{title}</b><table cellspacing=0 cellpadding=0>{rows}</table>"
 
 
 class Legend(QLabel):
@@ -57,7 +69,7 @@ class Legend(QLabel):
         self.setObjectName("legend")
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
         self.setStyleSheet("QLabel#legend { background: rgba(30, 30, 30, 190); color: white;"
-                           " border-radius: 4px; padding: 4px; }")
+                           " border-radius: 4px; padding: 4px; font-size: 8pt; }")
         self.setTextFormat(Qt.TextFormat.RichText)
         self.mode = "label"
         self.entries: list[tuple[str, str]] = []

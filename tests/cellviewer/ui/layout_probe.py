@@ -14,7 +14,7 @@ import tempfile
 import time
 
 
-def main(width: int, height: int) -> int:
+def main(width: int, height: int, title_bar: bool = True) -> int:
     folder = tempfile.mkdtemp(prefix="cellviewer-layout-")
     config = os.path.join(folder, "screen.json")
     with open(config, "w", encoding="utf-8") as f:
@@ -39,7 +39,8 @@ def main(width: int, height: int) -> int:
     w.install_tools()
     w.open_demo()
     w.show()
-    w.setGeometry(screen)
+    # the window's first size on this screen (the title bar a window manager adds aside)
+    w.setGeometry(screen.adjusted(0, 0, 0, -30) if title_bar else screen)
     w.wait_idle(10_000)
     w.training.show_runs()  # the training dock too (hidden by default)
     for dock in w.findChildren(QDockWidget):

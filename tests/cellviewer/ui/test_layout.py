@@ -59,7 +59,7 @@ def test_reset_layout_docks_everything_back(qtbot):
     assert not model.isFloating()
     assert model in w.tabifiedDockWidgets(details)
     gallery = w.findChild(QDockWidget, "gallery_dock")
-    assert gallery.isVisible() and w.dockWidgetArea(gallery) == layout.RIGHT
+    assert gallery.isVisible() and w.dockWidgetArea(gallery) == layout.BOTTOM
     assert not w.findChild(QDockWidget, "training_dock").isVisible()
     assert "&Reset layout" in [a.text() for a in w.menu("&View").actions()]
 
