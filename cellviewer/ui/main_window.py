@@ -327,7 +327,7 @@ class MainWindow(QMainWindow):
         if hasattr(self, "reset_layout_action"):
             return
         from cellviewer.ui.common import help, layout, wheel
-        from cellviewer.ui.viewer import class_picker, display, legend
+        from cellviewer.ui.viewer import class_picker, display, goto, legend
 
         self.display_dock = display.install(self)  # (before the layout: it has a place)
         self.reset_layout_action = layout.install(self, self._state_restored)
@@ -335,6 +335,7 @@ class MainWindow(QMainWindow):
         self.legend_action = legend.install(self, lambda: self._classes)
         self.label_as_action = class_picker.install(self, lambda: self._classes,
                                                     self.label_selection)
+        self.find_actions = goto.install(self, lambda: self._classes)
         self.help_actions = help.install(self, lambda: self._classes, self.runner.submit)
         wheel.install()  # the wheel scrolls a panel, not the slider under the pointer
         wheel.strong_focus(self)
