@@ -883,24 +883,27 @@ class MainWindow(QMainWindow):
 
     # --- file dialogs (interactive only; tests call the methods they lead to) --------------
     def _ask_new_project(self) -> None:
-        path = files.ask_new_project(self)
+        path = files.ask_new_project(self, self._project_path())
         if path:
             self.new_project(path)
 
     def _ask_open_project(self) -> None:
-        path = files.ask_open_project(self)
+        path = files.ask_open_project(self, self._project_path())
         if path:
             self.open_path(path)
 
     def _ask_add_images(self) -> None:
-        paths = files.ask_images(self)
+        paths = files.ask_images(self, self._project_path())
         if paths:
             self.add_images(paths)
 
     def _ask_import_points(self) -> None:
-        path = files.ask_points_csv(self)
+        path = files.ask_points_csv(self, self._project_path())
         if path:
             self.import_points(path)
+
+    def _project_path(self) -> str | None:
+        return str(self.store.path) if self.store is not None else None
 
     # --- settings ----------------------------------------------------------------------------
     def _restore_settings(self) -> None:

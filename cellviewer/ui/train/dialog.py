@@ -61,6 +61,7 @@ from cellviewer.core.training.models import FOUNDATION_MODES
 from cellviewer.core.training.project_data import ProjectCounts, read_project
 from cellviewer.core.training.request import PatchSetJob, TrainingRequest
 from cellviewer.core.training.start_from import start_candidates
+from cellviewer.ui.common import folders
 from cellviewer.ui.common.settings import app_settings
 from cellviewer.ui.common.workers import BackgroundRunner
 from cellviewer.ui.train.monitor import notify
@@ -471,8 +472,11 @@ class TrainingDialog(QDialog):
         self._render_model_list()
 
     def _browse_weights(self) -> None:
+        start = self.weights_edit.text() or str(folders.start_folder("weights",
+                                                                     self.project_path))
         folder = QFileDialog.getExistingDirectory(self, "Folder of foundation-model weights",
-                                                  self.weights_edit.text())
+                                                  start)
+        folders.remember("weights", folder)
         if folder:
             self.set_weights_folder(folder)
 
