@@ -21,6 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cellviewer.core.formatting import format_duration
+from cellviewer.core.training import proposal
 from cellviewer.core.training.devices import AUTO, DeviceOption, DeviceStatus, device_options
 from cellviewer.core.training.devices import is_device as _is_device
 from cellviewer.core.training.models import (
@@ -125,6 +127,12 @@ class TrainingForm:
         self._preset: tuple[str, Path] | None = None  # preset_start() before the lists came
         self._report_key: tuple | None = None
         self._report: SamplingReport | None = None
+        # fitting the machine (cellviewer.core.training.proposal)
+        self.numbers_typed = False  # the user typed a training value: propose nothing more
+        self.restored = False  # filled from the project's last run
+        self.proposal_note = InfoLine("")  # why the values are not the study's
+        self.timings: dict[tuple, proposal.Timing] = {}  # by timing_key()
+        self.timing_errors: dict[tuple, str] = {}
         self._refresh_model()  # the default model with the study's values
 
     # --- the facts arriving ------------------------------------------------------------------
@@ -141,9 +149,97 @@ class TrainingForm:
 
     def set_devices(self, status: DeviceStatus) -> None:
         self.devices, self.devices_error = status, ""
+        self.propose_for_device()
 
     def devices_failed(self, message: str) -> None:
         self.devices_error = f"could not list the GPUs ({message})"
+        self.propose_for_device()
+
+    # --- fitting the machine, the last run's settings ----------------------------------------
+    def propose_for_device(self) -> None:
+        """No GPU: a small model, few epochs and a CPU-sized batch instead of the study's GPU
+        values, unless the user typed values or the project's last run set them."""
+        if proposal.has_gpu(self.devices) or self.numbers_typed or self.restored:
+            return
+        names = [o.name for o in self.offered_models()]
+        option = self.model_info()
+        if proposal.CPU_MODEL in names and (option is None or is_foundation(option)
+                                            or option.params > 5_000_000):
+            self.select_model(proposal.CPU_MODEL)
+        self.epochs = min(self.epochs, proposal.CPU_EPOCHS)
+        self.batch_size = min(self.batch_size, proposal.CPU_BATCH)
+        self.proposal_note = InfoLine(
+            f"No GPU found: proposed for a CPU ({self.model}, {self.epochs} epochs, batch "
+            f"{self.batch_size}); Study defaults gives the study's GPU values.")
+
+    def remembered(self) -> dict:
+        """The settings kept for the project's next run."""
+        return {k: getattr(self, k) for k in proposal.REMEMBERED}
+
+    def apply_saved(self, values: dict) -> bool:
+        """Fill the form from the project's last run (values it cannot use are skipped);
+        False when there was nothing to apply."""
+        if not values:
+            return False
+        model = values.get("model")
+        if isinstance(model, str) and model in {o.name for o in self.offered_models()}:
+            self.select_model(model)
+            mode = values.get("mode")
+            option = self.model_info()
+            if option is not None and option.modes and mode in option.modes:
+                self.mode = mode
+        for key, kind in (("epochs", int), ("batch_size", int), ("seed", int),
+                          ("lr", float), ("weight_decay", float),
+                          ("val_fraction", float)):
+            value = values.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                setattr(self, key, kind(value))
+        if isinstance(values.get("device"), str) and _is_device(values["device"]):
+            self.device = values["device"]
+        limit = values.get("flag_limit", self.flag_limit)
+        if limit is None or (isinstance(limit, int) and limit > 0):
+            self.set_flag_limit(limit)
+        self.restored = True
+        self.proposal_note = InfoLine("The settings of this project's last run.")
+        return True
+
+    def timing_key(self) -> tuple | None:
+        """What a timing depends on: model, device, batch size, number of classes."""
+        if self.model_info() is None:
+            return None
+        return (self.model, self.device, int(self.batch_size), max(2, len(self.run_classes())))
+
+    def set_timing(self, key: tuple, timing: proposal.Timing) -> None:
+        self.timings[key] = timing
+        self.timing_errors.pop(key, None)
+
+    def timing_failed(self, key: tuple, message: str) -> None:
+        self.timing_errors[key] = message
+
+    def estimate(self) -> float | None:
+        """The run's duration in seconds on this machine, once the model has been timed."""
+        key = self.timing_key()
+        timing = self.timings.get(key) if key is not None else None
+        if timing is None or not self.data_ready():
+            return None
+        t = self.totals()
+        return proposal.estimate_seconds(int(self.epochs), t.train_augmented, t.val, timing)
+
+    def duration_line(self) -> InfoLine:
+        """How long the run would take, in words (or why that is not known yet)."""
+        key = self.timing_key()
+        if key is None:
+            return InfoLine("")
+        if key in self.timing_errors:
+            return InfoLine(f"Could not time the model here: {self.timing_errors[key]}", True)
+        seconds = self.estimate()
+        if seconds is None:
+            return InfoLine("Timing the model on this machine…")
+        timing = self.timings[key]
+        where = timing.device or self.device
+        return InfoLine(f"About {format_duration(seconds)} on {where} "
+                        f"({timing.train_samples_per_s:,.0f} training patches/s measured here, "
+                        f"{self.epochs} epochs)")
 
     def set_start_candidates(self, found: list[StartFrom]) -> None:
         """The project's model files a run can start from (``start_from.start_candidates``)."""

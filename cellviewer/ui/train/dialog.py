@@ -59,6 +59,7 @@ from cellviewer.core.training.devices import probe_devices
 from cellviewer.core.training.form import InfoLine, TrainingForm
 from cellviewer.core.training.models import FOUNDATION_MODES
 from cellviewer.core.training.project_data import ProjectCounts, read_project
+from cellviewer.core.training.proposal import load_last, save_last, time_model
 from cellviewer.core.training.request import PatchSetJob, TrainingRequest
 from cellviewer.core.training.start_from import start_candidates
 from cellviewer.ui.common import folders
@@ -80,6 +81,9 @@ START_TIP = (
     "or adding labels (predict, correct, retrain), usually with fewer epochs. Its classes are "
     "matched by name: classes new to this run start fresh, classes this run lacks are dropped.")
 RED = "#b00020"
+TIMING_DELAY_MS = 1500  # the model is timed once its choice has settled this long
+#: how the dialog times a model (tests give a quick stand-in for the trainer process)
+TIME_MODEL = time_model
 
 
 def weights_dir() -> Path | None:
@@ -282,6 +286,9 @@ class TrainingDialog(QDialog):
         self._build_numbers(form)
         form.addRow("Device", self._build_device_row())
         form.addRow("Seed", self.seed_spin)
+        self.estimate_label = _grey_label()  # the CPU proposal, the run's duration here
+        self.estimate_label.setObjectName("estimate_label")
+        form.addRow("Estimate", self.estimate_label)
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("a name for the run")
         self.name_edit.textChanged.connect(self.form.set_name)
@@ -362,7 +369,57 @@ class TrainingDialog(QDialog):
         for w in (self.progress, self.status, self.buttons):
             lay.addWidget(w)
 
+    def _render_proposal(self) -> None:
+        """The devices, or the last run's settings, arrived: they may change the model and
+        the training values."""
+        with _quiet(self.val_spin):
+            self.val_spin.setValue(round(self.form.val_fraction * 100))
+        self._render_limit()
+        self._render_model_list()
+        self._render_devices()
+        self._changed()
+
+    def _render_estimate(self) -> None:
+        if not hasattr(self, "_timing_timer"):
+            return  # still being built
+        lines = [line for line in (self.form.proposal_note, self.form.duration_line())
+                 if line.text]
+        self.estimate_label.setText(_lines_html(lines))
+        key = self.form.timing_key()
+        if key is not None and self.form.devices_ready() and key not in self._timing and \
+                key not in self.form.timings and key not in self.form.timing_errors:
+            self._timing_timer.start()
+
+    def _time_model(self) -> None:
+        """Time the chosen model's training step on this machine (a trainer process, in the
+        background), for the run's duration."""
+        key = self.form.timing_key()
+        if key is None or key in self._timing or key in self.form.timings or \
+                not self.isVisible() or self._closed:
+            return  # (a dialog nobody sees is not worth a trainer process)
+        self._timing.add(key)
+        model, device, batch, n = key
+
+        def done(timing) -> None:
+            self._timing.discard(key)
+            self.form.set_timing(key, timing)
+            self._render_estimate()
+
+        def failed(message: str) -> None:
+            self._timing.discard(key)
+            self.form.timing_failed(key, message)
+            self._render_estimate()
+
+        _background().submit(lambda: TIME_MODEL(model, device, batch, n),
+                             self._while_open(done), self._while_open(failed))
+
     def _build_timers(self) -> None:
+        # the model is timed once its choice has settled (a trainer process per timing)
+        self._timing: set[tuple] = set()
+        self._timing_timer = QTimer(self)
+        self._timing_timer.setSingleShot(True)
+        self._timing_timer.setInterval(TIMING_DELAY_MS)
+        self._timing_timer.timeout.connect(self._time_model)
         # the sampling table follows a burst of clicks once, 60 ms after the last
         self._report_timer = QTimer(self)
         self._report_timer.setSingleShot(True)
@@ -381,7 +438,9 @@ class TrainingDialog(QDialog):
                 (lambda: read_project(path, lambda store: start_candidates(store, path)),
                  form.set_start_candidates, form.start_candidates_failed,
                  self._render_model_list),
-                (probe_devices, form.set_devices, form.devices_failed, self._render_devices))
+                (probe_devices, form.set_devices, form.devices_failed, self._render_proposal),
+                (lambda: load_last(path), form.apply_saved, lambda _m: None,
+                 self._render_proposal))
         for read, done, failed, render in jobs:
             _background().submit(read, self._while_open(done, render),
                                  self._while_open(failed, render))
@@ -455,6 +514,7 @@ class TrainingDialog(QDialog):
 
     def _number_typed(self, attr: str, value) -> None:
         setattr(self.form, attr, value)
+        self.form.numbers_typed = True  # no device proposal overrides what was typed
         self._render_status()
 
     def set_device(self, device: str) -> None:
@@ -688,6 +748,7 @@ class TrainingDialog(QDialog):
         """The start button and the status line: why the run cannot start, if it cannot."""
         problem = self.form.problem()
         busy = self.writer is not None
+        self._render_estimate()
         self.start_button.setEnabled(not problem and not busy)
         if not busy:
             self.status.setText(_red(problem) if problem else "")
@@ -711,6 +772,8 @@ class TrainingDialog(QDialog):
         if not self._render_status():
             return
         self._request = self.request()
+        remembered, project = self.form.remembered(), self.project_path
+        _background().submit(lambda: save_last(project, remembered))  # for the next run
         self.run = self._request.create_run()
         self.writer = job = self._request.patchset_job(self.run)
         self._write_started = time.monotonic()
