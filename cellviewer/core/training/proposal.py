@@ -28,7 +28,7 @@ CPU_BATCH = 256
 LAST_SETTINGS = "last_settings.json"
 #: what is remembered: the form's attributes (names as in TrainingForm)
 REMEMBERED = ("model", "mode", "epochs", "lr", "weight_decay", "batch_size", "device", "seed",
-              "flag_limit", "val_fraction")
+              "flag_limit", "val_fraction", "split_column")
 #: timing a model: few runs, small batches (the answer is a rate, seconds to get)
 TIMING_TIMEOUT_S = 180.0
 

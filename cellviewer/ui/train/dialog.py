@@ -61,6 +61,7 @@ from cellviewer.core.training.models import FOUNDATION_MODES
 from cellviewer.core.training.project_data import ProjectCounts, read_project
 from cellviewer.core.training.proposal import load_last, save_last, time_model
 from cellviewer.core.training.request import PatchSetJob, TrainingRequest
+from cellviewer.core.training.split import read_splits
 from cellviewer.core.training.start_from import start_candidates
 from cellviewer.ui.common import folders
 from cellviewer.ui.common.settings import app_settings
@@ -229,7 +230,7 @@ class TrainingDialog(QDialog):
         col.addWidget(w)
         return col
 
-    def _build_limit_row(self) -> QHBoxLayout:
+    def _build_limit_row(self) -> QVBoxLayout:
         self.limit_combo = QComboBox()
         for lim in self.form.flag_limit_presets():
             self.limit_combo.addItem(f"{lim:,}", lim)
@@ -246,13 +247,24 @@ class TrainingDialog(QDialog):
         self.val_spin.valueChanged.connect(self._val_share_typed)
         self.flagmin_label = QLabel("")
         self.flagmin_label.setWordWrap(True)  # (the dialog fits a 1366-pixel-wide screen)
+        self.split_combo = QComboBox()
+        self.split_combo.setObjectName("split_combo")
+        self.split_combo.addItem("a random share of each class", None)
+        self.split_combo.setToolTip("Validate on a share of each class (stratified), or on the "
+                                    "cells a metadata column (like 'split') marks as validation")
+        self.split_combo.currentIndexChanged.connect(self._split_chosen)
         row = QHBoxLayout()
         for w in (QLabel("FlagLimit"), self.limit_combo, self.limit_spin):
             row.addWidget(w)
         row.addWidget(self.flagmin_label, 1)
-        row.addWidget(QLabel("Validation"))
-        row.addWidget(self.val_spin)
-        return row
+        second = QHBoxLayout()
+        second.addWidget(QLabel("Validation"))
+        second.addWidget(self.split_combo, 1)
+        second.addWidget(self.val_spin)
+        both = QVBoxLayout()
+        both.addLayout(row)
+        both.addLayout(second)
+        return both
 
     def _build_sampling_table(self) -> QTableWidget:
         t = self.sampling_table = QTableWidget(0, 6)
@@ -369,11 +381,33 @@ class TrainingDialog(QDialog):
         for w in (self.progress, self.status, self.buttons):
             lay.addWidget(w)
 
+    def _split_chosen(self, _index: int = 0) -> None:
+        self.form.choose_split(self.split_combo.currentData())
+        self.val_spin.setEnabled(self.form.split_column is None)
+        self.update_report()
+
+    def _render_splits(self) -> None:
+        """The metadata columns that can be the validation split, and the one chosen."""
+        combo = self.split_combo
+        with _quiet(combo):
+            while combo.count() > 1:
+                combo.removeItem(1)
+            for column in self.form.split_columns():
+                found = (self.form.splits or {})[column]
+                combo.addItem(f"column '{column}'", column)
+                combo.setItemData(combo.count() - 1, found.describe(),
+                                  Qt.ItemDataRole.ToolTipRole)
+            combo.setCurrentIndex(max(combo.findData(self.form.split_column), 0))
+        self.val_spin.setEnabled(self.form.split_column is None)
+        self.update_report()
+
     def _render_proposal(self) -> None:
         """The devices, or the last run's settings, arrived: they may change the model and
         the training values."""
         with _quiet(self.val_spin):
             self.val_spin.setValue(round(self.form.val_fraction * 100))
+        if self.form.splits is not None:
+            self._render_splits()
         self._render_limit()
         self._render_model_list()
         self._render_devices()
@@ -440,7 +474,10 @@ class TrainingDialog(QDialog):
                  self._render_model_list),
                 (probe_devices, form.set_devices, form.devices_failed, self._render_proposal),
                 (lambda: load_last(path), form.apply_saved, lambda _m: None,
-                 self._render_proposal))
+                 self._render_proposal),
+                (lambda: read_project(path, lambda store: read_splits(
+                    store, [i.id for i in store.images()], [c.id for c in store.classes()])),
+                 form.set_splits, form.splits_failed, self._render_splits))
         for read, done, failed, render in jobs:
             _background().submit(read, self._while_open(done, render),
                                  self._while_open(failed, render))
@@ -504,6 +541,7 @@ class TrainingDialog(QDialog):
         self._report_timer.start()
 
     def _model_chosen(self) -> None:
+        self.form.model_picked = True  # the CPU proposal keeps the user's model
         self.form.select_model(self.model_combo.currentData())
         self._render_model()
 

@@ -57,3 +57,23 @@ def test_the_dialog_opens_with_the_projects_last_settings(qtbot, tmp_path: Path,
     assert (d.epochs_spin.value(), d.batch_spin.value(), d.seed_spin.value()) == (9, 32, 5)
     assert d.val_spin.value() == 25
     assert "last run" in d.estimate_label.text()
+
+
+def test_a_split_column_can_be_the_validation(qtbot, tmp_path: Path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "core"))
+    from test_training_split import make_split_project
+
+    from cellviewer.core.store import ProjectStore
+
+    store = ProjectStore.open(make_split_project(tmp_path))
+    d = _open(qtbot, store, monkeypatch, [])
+    qtbot.waitUntil(lambda: d.split_combo.count() == 2, timeout=10_000)
+    assert d.split_combo.itemData(1) == "split"
+    d.set_flag_limit(None)
+    d.split_combo.setCurrentIndex(1)
+    assert not d.val_spin.isEnabled()
+    assert {r["class"]: r["val"] for r in d.sampling_rows()} == {"a": 10, "b": 8}
+    assert d.request().split_column == "split"
+    store.close()
