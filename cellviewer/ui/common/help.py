@@ -179,6 +179,7 @@ class AboutDialog(QDialog):
         self.label.setText("<table>" + "".join(
             f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in rows)
             + "</table>")
+        self.adjustSize()  # (the device line may wrap once the trainer has answered)
 
     def text(self) -> str:
         return self.label.text()

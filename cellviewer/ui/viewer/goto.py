@@ -126,6 +126,7 @@ class GoToDialog(QDialog):
             done = go_to(self.window, self.edit.text())
         except ValueError as exc:
             self.message.setText(f"<span style='color:#b00020'>{exc}</span>")
+            self.adjustSize()  # the whole message, however long
             return False
         self.window.show_status(done, 6000)
         self.accept()
