@@ -16,6 +16,7 @@ when its whole rectangle, mapped to the screen, lies inside every widget that co
 
 from __future__ import annotations
 
+import shiboken6
 from PySide6.QtCore import QEvent, QObject, QRect, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QScreen
 from PySide6.QtWidgets import (
@@ -164,7 +165,10 @@ class _FitOnShow(QObject):
         if event.type() == QEvent.Type.Show and (
                 (isinstance(obj, QDialog) and obj.isWindow())
                 or (isinstance(obj, QDockWidget) and obj.isFloating())):
-            fit_to_screen(obj)
+            # Not during the Show event itself (resizing a window Qt is showing crashed a
+            # window-modal dialog's open()): just after it, if the window still exists.
+            QTimer.singleShot(0, obj, lambda w=obj: fit_to_screen(w) if shiboken6.isValid(w)
+                              else None)
         return False
 
 

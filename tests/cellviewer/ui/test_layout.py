@@ -86,4 +86,4 @@ def test_a_dialog_taller_than_the_screen_is_fitted_on_show(qtbot):
     dialog.resize(free.width() + 400, free.height() + 300)
     dialog.move(free.x() + 200, free.y() + 200)
     dialog.show()
-    assert free.contains(dialog.frameGeometry())
+    qtbot.waitUntil(lambda: free.contains(dialog.frameGeometry()), timeout=3000)
