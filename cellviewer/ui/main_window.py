@@ -57,6 +57,7 @@ from cellviewer.ui.common.workers import BackgroundRunner
 from cellviewer.ui.host import CLOSE_PROJECT, QUIT, CloseGuard
 from cellviewer.ui.viewer.cell_details import CellDetails
 from cellviewer.ui.viewer.cell_panels import CellPanels
+from cellviewer.ui.viewer.class_keys import effective_keys, key_of_event
 from cellviewer.ui.viewer.class_panel import ClassPanel
 from cellviewer.ui.viewer.gallery import GalleryPanel
 from cellviewer.ui.viewer.image_list import ImageList
@@ -335,7 +336,26 @@ class MainWindow(QMainWindow):
             self.prediction_tools = install_prediction(self)
         if not hasattr(self, "training"):
             self.training = install_training(self)
+        self._install_daily_use()
         freeze_long_lived()
+
+    def _install_daily_use(self) -> None:
+        """The layout, help, display and finding tools (cellviewer.ui.common.layout, …)."""
+        if hasattr(self, "reset_layout_action"):
+            return
+        from cellviewer.ui.common import help, layout, wheel
+        from cellviewer.ui.viewer import class_picker, display, goto, legend
+
+        self.display_dock = display.install(self)  # (before the layout: it has a place)
+        self.reset_layout_action = layout.install(self, self._state_restored)
+        self.menu("&View").addAction(self.reset_layout_action)
+        self.legend_action = legend.install(self, lambda: self._classes)
+        self.label_as_action = class_picker.install(self, lambda: self._classes,
+                                                    self.label_selection)
+        self.find_actions = goto.install(self, lambda: self._classes)
+        self.help_actions = help.install(self, lambda: self._classes, self.runner.submit)
+        wheel.install()  # the wheel scrolls a panel, not the slider under the pointer
+        wheel.strong_focus(self)
 
     @property
     def store(self):
@@ -813,8 +833,9 @@ class MainWindow(QMainWindow):
 
     # --- classes -----------------------------------------------------------------------------
     def _reload_classes(self) -> None:
-        classes = [] if self.store is None else [ClassStyle(c.id, c.name, c.color, c.key)
-                                                 for c in self.store.classes()]
+        rows = [] if self.store is None else self.store.classes()
+        keys = effective_keys([c.key for c in rows])  # 1-9, then Shift+1-9 for the rest
+        classes = [ClassStyle(c.id, c.name, c.color, k) for c, k in zip(rows, keys, strict=True)]
         self.view.layer.set_classes(classes)
         self.panels.set_classes(classes)
 
@@ -921,8 +942,8 @@ class MainWindow(QMainWindow):
 
     # --- keyboard ----------------------------------------------------------------------------
     def keyPressEvent(self, e: QKeyEvent) -> None:
-        """Keys the view and gallery pass up: digits label, Delete deletes, undo/redo."""
-        text = e.text()
+        """Keys the view and gallery pass up: 1-9 and Shift+1-9 label, Delete deletes,
+        undo/redo."""
         mods = e.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         if e.matches(QKeySequence.StandardKey.Undo):
             self.undo()
@@ -930,12 +951,12 @@ class MainWindow(QMainWindow):
                 e.key() == Qt.Key.Key_Z and mods == (Qt.KeyboardModifier.ControlModifier |
                                                      Qt.KeyboardModifier.ShiftModifier)):
             self.redo()
-        elif mods == Qt.KeyboardModifier.NoModifier and len(text) == 1 and text in "123456789":
-            cid = self.class_for_key(text)
+        elif (class_key := key_of_event(e)) is not None:
+            cid = self.class_for_key(class_key)
             if cid is not None:
                 self.label_selection(cid)
             else:
-                self.statusBar().showMessage(f"No class has the key {text}", 4000)
+                self.statusBar().showMessage(f"No class has the key {class_key}", 4000)
         elif e.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
             self.delete_selection()
         else:
@@ -945,24 +966,27 @@ class MainWindow(QMainWindow):
 
     # --- file dialogs (interactive only; tests call the methods they lead to) --------------
     def _ask_new_project(self) -> None:
-        path = files.ask_new_project(self)
+        path = files.ask_new_project(self, self._project_path())
         if path:
             self.new_project(path)
 
     def _ask_open_project(self) -> None:
-        path = files.ask_open_project(self)
+        path = files.ask_open_project(self, self._project_path())
         if path:
             self.open_path(path)
 
     def _ask_add_images(self) -> None:
-        paths = files.ask_images(self)
+        paths = files.ask_images(self, self._project_path())
         if paths:
             self.add_images(paths)
 
     def _ask_import_points(self) -> None:
-        path = files.ask_points_csv(self)
+        path = files.ask_points_csv(self, self._project_path())
         if path:
             self.import_points(path)
+
+    def _project_path(self) -> str | None:
+        return str(self.store.path) if self.store is not None else None
 
     # --- settings ----------------------------------------------------------------------------
     def _restore_settings(self) -> None:
@@ -973,7 +997,8 @@ class MainWindow(QMainWindow):
         else:
             self._fit_to_screen(1400, 900)
         state = s.value("main_window/state")
-        if isinstance(state, QByteArray | bytes):
+        self._state_restored = isinstance(state, QByteArray | bytes)
+        if self._state_restored:
             self.restoreState(state)
         style = s.value("view/marker_style", "circle")
         if style in MARKER_STYLES:

@@ -21,6 +21,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from cellviewer.core.formatting import format_duration
+from cellviewer.core.training import proposal
 from cellviewer.core.training.devices import AUTO, DeviceOption, DeviceStatus, device_options
 from cellviewer.core.training.devices import is_device as _is_device
 from cellviewer.core.training.models import (
@@ -31,13 +35,14 @@ from cellviewer.core.training.models import (
     weights_file,
 )
 from cellviewer.core.training.project_data import ProjectCounts
+from cellviewer.core.training.split import SplitCounts
 from cellviewer.core.training.start_from import (
     StartFrom,
     StartHeader,
     carried_classes,
     read_start_header,
 )
-from trainer.formats.augment_plan import AUGMENT_FACTOR
+from trainer.formats.augment_plan import AUGMENT_FACTOR, augmented_count
 from trainer.formats.catalog import ModelInfo
 from trainer.formats.sampling import FLAG_LIMITS, SamplingReport, flag_min, sampling_report
 
@@ -125,6 +130,17 @@ class TrainingForm:
         self._preset: tuple[str, Path] | None = None  # preset_start() before the lists came
         self._report_key: tuple | None = None
         self._report: SamplingReport | None = None
+        # fitting the machine (cellviewer.core.training.proposal)
+        self.numbers_typed = False  # the user typed a training value: propose nothing more
+        self.model_picked = False  # the user (or Fine-tune) chose the model: keep it
+        self.restored = False  # filled from the project's last run
+        self.proposal_note = InfoLine("")  # why the values are not the study's
+        self.timings: dict[tuple, proposal.Timing] = {}  # by timing_key()
+        self.timing_errors: dict[tuple, str] = {}
+        # a metadata column as the validation split (cellviewer.core.training.split)
+        self.splits: dict[str, SplitCounts] | None = None  # None: not read yet
+        self.split_column: str | None = None  # None: the random stratified split
+        self._pending_split: str | None = None  # from the last run, before the splits came
         self._refresh_model()  # the default model with the study's values
 
     # --- the facts arriving ------------------------------------------------------------------
@@ -141,9 +157,104 @@ class TrainingForm:
 
     def set_devices(self, status: DeviceStatus) -> None:
         self.devices, self.devices_error = status, ""
+        self.propose_for_device()
 
     def devices_failed(self, message: str) -> None:
         self.devices_error = f"could not list the GPUs ({message})"
+        self.propose_for_device()
+
+    # --- fitting the machine, the last run's settings ----------------------------------------
+    def propose_for_device(self) -> None:
+        """No GPU: a small model, few epochs and a CPU-sized batch instead of the study's GPU
+        values, unless the user typed values or the project's last run set them."""
+        if proposal.has_gpu(self.devices) or self.numbers_typed or self.restored:
+            return
+        names = [o.name for o in self.offered_models()]
+        option = self.model_info()
+        picked = self.model_picked or self._preset is not None or self.start_path is not None
+        if not picked and proposal.CPU_MODEL in names and (
+                option is None or is_foundation(option) or option.params > 5_000_000):
+            self.select_model(proposal.CPU_MODEL)
+        self.epochs = min(self.epochs, proposal.CPU_EPOCHS)
+        self.batch_size = min(self.batch_size, proposal.CPU_BATCH)
+        self.proposal_note = InfoLine(
+            f"No GPU found: proposed for a CPU ({self.model}, {self.epochs} epochs, batch "
+            f"{self.batch_size}); Study defaults gives the study's GPU values.")
+
+    def remembered(self) -> dict:
+        """The settings kept for the project's next run."""
+        return {k: getattr(self, k) for k in proposal.REMEMBERED}
+
+    def apply_saved(self, values: dict) -> bool:
+        """Fill the form from the project's last run (values it cannot use are skipped);
+        False when there was nothing to apply."""
+        if not values:
+            return False
+        model = values.get("model")
+        if isinstance(model, str) and model in {o.name for o in self.offered_models()}:
+            self.select_model(model)
+            mode = values.get("mode")
+            option = self.model_info()
+            if option is not None and option.modes and mode in option.modes:
+                self.mode = mode
+        for key, kind in (("epochs", int), ("batch_size", int), ("seed", int),
+                          ("lr", float), ("weight_decay", float),
+                          ("val_fraction", float)):
+            value = values.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                setattr(self, key, kind(value))
+        if isinstance(values.get("device"), str) and _is_device(values["device"]):
+            self.device = values["device"]
+        limit = values.get("flag_limit", self.flag_limit)
+        if limit is None or (isinstance(limit, int) and limit > 0):
+            self.set_flag_limit(limit)
+        column = values.get("split_column")
+        if isinstance(column, str):
+            if self.splits is None:
+                self._pending_split = column  # chosen once the columns have been read
+            elif column in self.splits:
+                self.split_column = column
+        self.restored = True
+        self.proposal_note = InfoLine("The settings of this project's last run.")
+        return True
+
+    def timing_key(self) -> tuple | None:
+        """What a timing depends on: model, device, batch size, number of classes."""
+        if self.model_info() is None:
+            return None
+        return (self.model, self.device, int(self.batch_size), max(2, len(self.run_classes())))
+
+    def set_timing(self, key: tuple, timing: proposal.Timing) -> None:
+        self.timings[key] = timing
+        self.timing_errors.pop(key, None)
+
+    def timing_failed(self, key: tuple, message: str) -> None:
+        self.timing_errors[key] = message
+
+    def estimate(self) -> float | None:
+        """The run's duration in seconds on this machine, once the model has been timed."""
+        key = self.timing_key()
+        timing = self.timings.get(key) if key is not None else None
+        if timing is None or not self.data_ready():
+            return None
+        t = self.totals()
+        return proposal.estimate_seconds(int(self.epochs), t.train_augmented, t.val, timing)
+
+    def duration_line(self) -> InfoLine:
+        """How long the run would take, in words (or why that is not known yet)."""
+        key = self.timing_key()
+        if key is None:
+            return InfoLine("")
+        if key in self.timing_errors:
+            return InfoLine(f"Could not time the model here: {self.timing_errors[key]}", True)
+        seconds = self.estimate()
+        if seconds is None:
+            return InfoLine("Timing the model on this machine…")
+        timing = self.timings[key]
+        where = timing.device or self.device
+        return InfoLine(f"About {format_duration(seconds)} on {where} "
+                        f"({timing.train_samples_per_s:,.0f} training patches/s measured here, "
+                        f"{self.epochs} epochs)")
 
     def set_start_candidates(self, found: list[StartFrom]) -> None:
         """The project's model files a run can start from (``start_from.start_candidates``)."""
@@ -230,10 +341,19 @@ class TrainingForm:
         """The sampling report of the chosen images and classes at the chosen FlagLimit and
         validation share (one limit: the FlagLimit, or every cell's count without one)."""
         rows, cols = self.image_rows(), self.class_cols()
-        key = (tuple(rows), tuple(cols), self.flag_limit, self.val_fraction, id(self.data))
+        split = self.split()
+        key = (tuple(rows), tuple(cols), self.flag_limit, self.val_fraction, id(self.data),
+               self.split_column)
         if key != self._report_key or self._report is None:
-            labels = self.data.labels_for(rows, cols)
+            if split is not None:  # the training side only: validation is the split's
+                per_class = split.train[np.ix_(rows, cols)].sum(axis=0) if rows and cols \
+                    else np.zeros(len(cols), np.int64)
+                labels = np.repeat(np.arange(len(cols)), per_class)
+            else:
+                labels = self.data.labels_for(rows, cols)
             limit = self.flag_limit if self.flag_limit is not None else max(int(labels.size), 1)
+            # (with a split column the whole sample trains: the trainer is given the
+            # validation patch set and applies no share)
             self._report = sampling_report(labels, [self.data.class_names[c] for c in cols],
                                            limits=(limit,), val_fraction=self.val_fraction)
             self._report_key = key
@@ -243,18 +363,72 @@ class TrainingForm:
         """The sampling table: one row per chosen class."""
         report = self.report()
         s = report.limits[0]
+        split_val = self._split_val()
         out = []
         for r, name in enumerate(report.classes):
             # without a limit only a class with no cell at all is left out
             excluded = bool(s.excluded[r]) if self.flag_limit is not None \
                 else int(report.available[r]) == 0
-            out.append(SamplingRow(name, int(report.available[r]), int(s.used[r]),
-                                   int(s.train[r]), int(s.val[r]), excluded))
+            if split_val is None:
+                train, val = int(s.train[r]), int(s.val[r])
+            else:
+                train, val = int(s.used[r]), 0 if excluded else int(split_val[r])
+            out.append(SamplingRow(name, int(report.available[r]), int(s.used[r]), train, val,
+                                   excluded))
         return out
+
+    def _split_val(self):
+        """Validation cells per chosen class by the split column (None: no column)."""
+        split = self.split()
+        if split is None:
+            return None
+        rows, cols = self.image_rows(), self.class_cols()
+        if not rows or not cols:
+            return np.zeros(len(cols), np.int64)
+        return split.val[np.ix_(rows, cols)].sum(axis=0)
+
+    # --- a metadata column as the validation split -------------------------------------------
+    def set_splits(self, found: dict[str, SplitCounts]) -> None:
+        """The project's split columns (``split.read_splits``), aligned with ``data``."""
+        self.splits = dict(found)
+        pending, self._pending_split = self._pending_split, None
+        if pending in self.splits:
+            self.split_column = pending
+        elif self.split_column not in self.splits:
+            self.split_column = None
+
+    def splits_failed(self, message: str) -> None:
+        self.splits = {}
+        self.split_column = None
+
+    def split_columns(self) -> list[str]:
+        return sorted(self.splits or {})
+
+    def choose_split(self, column: str | None) -> None:
+        """Validate on the cells a metadata column marks (None: a random stratified split)."""
+        if column is not None and column not in (self.splits or {}):
+            raise ValueError(f"no split column {column!r} among the cells' metadata "
+                             f"({', '.join(self.split_columns()) or 'none'})")
+        self.split_column = column
+
+    def split(self) -> SplitCounts | None:
+        if self.split_column is None or not self.splits:
+            return None
+        found = self.splits.get(self.split_column)
+        if found is None or found.train.shape != self.data.counts.shape:
+            return None  # (counts of another read of the project: not to be mixed)
+        return found
 
     def totals(self) -> SamplingTotals:
         report = self.report()
         s = report.limits[0]
+        if self.split() is not None:  # the whole sample trains; validation is the split's
+            rows = self.sampling_rows()
+            train = sum(r.train for r in rows)
+            return SamplingTotals(classes=len(report.classes), kept=len(s.kept_classes),
+                                  available=report.n_available, used=s.n_used, train=train,
+                                  train_augmented=augmented_count(train),
+                                  val=sum(r.val for r in rows), flag_min=self.flag_min())
         return SamplingTotals(classes=len(report.classes), kept=len(s.kept_classes),
                               available=report.n_available, used=s.n_used, train=s.n_train,
                               train_augmented=s.n_train_augmented, val=s.n_val,
@@ -520,6 +694,9 @@ class TrainingForm:
         if self.model_info() is None:
             return ["Choose a model."]
         out = [p for p in (self.start_problem(),) if p]
+        if self.split() is not None and self.totals().val == 0:
+            out.append(f"No cell of the chosen images and kept classes is marked for "
+                       f"validation in the column '{self.split_column}'.")
         out += self._value_problems()
         return out
 

@@ -25,7 +25,7 @@ Choices:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,8 @@ def _chosen_images(store, image_ids: Sequence[int] | None) -> list:
     return [by_id[i] for i in dict.fromkeys(image_ids)]
 
 
-def _select(store, images: list, class_index: dict[int, int], include_unlabelled: bool):
+def _select(store, images: list, class_index: dict[int, int], include_unlabelled: bool,
+            only_ids: Collection[str] | None = None):
     selections = []
     for image in images:
         cells = store.cell_arrays(image.id)
@@ -89,6 +90,10 @@ def _select(store, images: list, class_index: dict[int, int], include_unlabelled
             labels[class_id == cid] = k
         if include_unlabelled:
             labels[class_id < 0] = -1
+        if only_ids is not None:  # e.g. one side of a split column (training/split.py)
+            wanted = only_ids if isinstance(only_ids, set | frozenset) else set(only_ids)
+            ids = np.asarray(cells.ids, dtype=object)[order]
+            labels[~np.fromiter((str(i) in wanted for i in ids), bool, len(ids))] = -2
         keep = order[labels >= -1]
         labels = labels[labels >= -1]
         if len(keep):
@@ -118,17 +123,19 @@ def write_project_patchset(
     include_unlabelled: bool = False,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    only_ids: Collection[str] | None = None,
 ) -> PatchSet:
     """Crop the chosen cells of ``store`` (a ``ProjectStore``) and save them as a patch set in
     ``out_folder``; returns it loaded back (memory-mapped). ``progress(done, total)`` is called
     after each image. Raises ValueError for unknown images/classes or when no cell is chosen,
     ImageOpenError for an image that cannot be read and ImageChangedError (a subclass) for one
-    whose file was replaced since it was added (nothing is written then)."""
+    whose file was replaced since it was added (nothing is written then). ``only_ids``: only
+    these cells (one side of a split column)."""
     out_folder = Path(out_folder)
     size = window_size(fov_px)
     classes, class_index = _chosen_classes(store, class_names)
     images = _chosen_images(store, image_ids)
-    selections = _select(store, images, class_index, include_unlabelled)
+    selections = _select(store, images, class_index, include_unlabelled, only_ids)
     n = sum(len(s.ids) for s in selections)
     if n == 0:
         raise ValueError(

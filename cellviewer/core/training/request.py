@@ -30,6 +30,7 @@ class PatchSetCancelled(Exception):
 
 
 DEFAULT_RUN_NAME = "run"
+VAL_PATCHSET = "val_patchset"  # the validation patch set of a run with a split column
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class TrainingRequest:
     classes: list[str]
     label_counts: dict[str, int]
     settings: dict = field(default_factory=dict)  # RunConfig fields but the paths and name
+    #: a metadata column whose validation cells form the validation patch set (None: the
+    #: trainer's random stratified split)
+    split_column: str | None = None
 
     @classmethod
     def from_form(cls, form: TrainingForm) -> TrainingRequest:
@@ -70,7 +74,8 @@ class TrainingRequest:
             image_ids=form.selected_images(),
             image_names=[form.data.image_names[i] for i in rows],
             classes=form.selected_classes(), label_counts=form.label_counts(),
-            settings=settings)
+            settings=settings,
+            split_column=form.split_column if form.split() is not None else None)
 
     def create_run(self) -> runs_mod.Run:
         """A new run folder of the project, named after the request (made unique)."""
@@ -82,12 +87,18 @@ class TrainingRequest:
     def run_config(self, run: runs_mod.Run) -> RunConfig:
         """The trainer's configuration for ``run`` (checked: a bad value raises
         ``trainer.formats.config.ConfigError``)."""
+        val = str(self.val_patchset_path(run)) if self.split_column else None
         return RunConfig(patchset=str(run.patchset_path), out_dir=str(run.folder),
-                         name=run.name, **self.settings).validate()
+                         name=run.name, val_patchset=val, **self.settings).validate()
+
+    @staticmethod
+    def val_patchset_path(run: runs_mod.Run) -> Path:
+        return run.folder / VAL_PATCHSET
 
     def patchset_job(self, run: runs_mod.Run) -> PatchSetJob:
         return PatchSetJob(self.project_path, run.patchset_path, list(self.image_ids),
-                           list(self.classes))
+                           list(self.classes), split_column=self.split_column,
+                           val_folder=self.val_patchset_path(run))
 
 
 class PatchSetJob:
@@ -97,9 +108,12 @@ class PatchSetJob:
     next progress report."""
 
     def __init__(self, project_path: str | os.PathLike, out_folder: Path,
-                 image_ids: list[int], class_names: list[str]) -> None:
+                 image_ids: list[int], class_names: list[str], *,
+                 split_column: str | None = None, val_folder: Path | None = None) -> None:
         self.project_path = Path(project_path)
         self.out_folder = Path(out_folder)
+        self.split_column = split_column  # with it: a training and a validation patch set
+        self.val_folder = val_folder
         self.image_ids = image_ids
         self.class_names = class_names
         self.done = 0  # images written
@@ -122,8 +136,20 @@ class PatchSetJob:
 
         store = ProjectStore.open(self.project_path)
         try:
-            write_project_patchset(store, self.out_folder, image_ids=self.image_ids,
-                                   class_names=self.class_names, progress=self._progress)
+            if self.split_column is None or self.val_folder is None:
+                write_project_patchset(store, self.out_folder, image_ids=self.image_ids,
+                                       class_names=self.class_names, progress=self._progress)
+            else:
+                from cellviewer.core.training.split import split_ids
+
+                train, val = split_ids(store, self.image_ids, self.split_column)
+                n = len(self.image_ids)
+                write_project_patchset(store, self.out_folder, image_ids=self.image_ids,
+                                       class_names=self.class_names, only_ids=train,
+                                       progress=lambda d, _t: self._progress(d, 2 * n))
+                write_project_patchset(store, self.val_folder, image_ids=self.image_ids,
+                                       class_names=self.class_names, only_ids=val,
+                                       progress=lambda d, _t: self._progress(n + d, 2 * n))
         finally:
             store.close()
         return self.out_folder

@@ -1,9 +1,11 @@
 """The file side of projects in the window: its file dialogs, the recent-projects list, the
 question before opening a project another CellViewer holds and the one after a damaged project
 was refused. Each is a plain function of a parent widget (the dialogs return what was chosen,
-None when cancelled), so the window only wires them to its actions. :class:`ProjectFileCare`
-keeps the open project's file safe in the background: its backups (at open, then hourly while
-edits happen) and the full integrity check on demand, both through ``ui/common/tasks.py``."""
+None when cancelled), so the window only wires them to its actions. Each dialog starts where the
+user was (cellviewer.ui.common.folders: the last folder for that purpose, else beside the open
+project). :class:`ProjectFileCare` keeps the open project's file safe in the background: its
+backups (at open, then hourly while edits happen) and the full integrity check on demand, both
+through ``ui/common/tasks.py``."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
 
 from cellviewer.core.sources.suffixes import image_file_patterns
 from cellviewer.core.store import SUFFIX as PROJECT_SUFFIX
+from cellviewer.ui.common import folders
 from cellviewer.ui.common.settings import app_settings
 from cellviewer.ui.common.tasks import POOL, TaskRunner
 
@@ -22,28 +25,37 @@ MAX_RECENT = 10
 RECENT_KEY = "recent_projects"
 
 
-def ask_new_project(parent: QWidget) -> str | None:
-    path, _ = QFileDialog.getSaveFileName(parent, "New project", str(Path.home()),
+def ask_new_project(parent: QWidget, project: str | None = None) -> str | None:
+    path, _ = QFileDialog.getSaveFileName(parent, "New project",
+                                          str(folders.start_folder("project", project)),
                                           f"CellViewer project (*{PROJECT_SUFFIX})")
+    folders.remember("project", path)
     return path or None
 
 
-def ask_open_project(parent: QWidget) -> str | None:
-    path, _ = QFileDialog.getOpenFileName(parent, "Open project", str(Path.home()),
+def ask_open_project(parent: QWidget, project: str | None = None) -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, "Open project",
+                                          str(folders.start_folder("project", project)),
                                           f"CellViewer project (*{PROJECT_SUFFIX});;"
                                           "All files (*)")
+    folders.remember("project", path)
     return path or None
 
 
-def ask_images(parent: QWidget) -> list[str]:
-    paths, _ = QFileDialog.getOpenFileNames(parent, "Add images", str(Path.home()),
+def ask_images(parent: QWidget, project: str | None = None) -> list[str]:
+    paths, _ = QFileDialog.getOpenFileNames(parent, "Add images",
+                                            str(folders.start_folder("images", project)),
                                             f"Images ({image_file_patterns()});;All files (*)")
+    if paths:
+        folders.remember("images", paths[0])
     return list(paths)
 
 
-def ask_points_csv(parent: QWidget) -> str | None:
-    path, _ = QFileDialog.getOpenFileName(parent, "Import points CSV", str(Path.home()),
+def ask_points_csv(parent: QWidget, project: str | None = None) -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, "Import points CSV",
+                                          str(folders.start_folder("points", project)),
                                           "CSV (*.csv);;All files (*)")
+    folders.remember("points", path)
     return path or None
 
 

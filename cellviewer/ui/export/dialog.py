@@ -48,6 +48,7 @@ from cellviewer.core.export import (
     run_request,
     select_cells,
 )
+from cellviewer.ui.common import folders
 from cellviewer.ui.common.dialogs import show_error
 from cellviewer.ui.common.workers import BackgroundRunner
 
@@ -120,7 +121,10 @@ class ExportDialog(QDialog):
             box.setChecked(exporter.default_on)
             self.format_boxes[exporter.name] = box
 
-        self.path_edit = QLineEdit(str(default_base_path(self.store.path)))
+        # beside the project; for the demo (kept in the app's data folder): the last export
+        # folder or the home folder, never a hidden one
+        self.path_edit = QLineEdit(str(folders.export_target(
+            self.store.path, default_base_path(self.store.path))))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         self.files_label = QLabel()
@@ -200,6 +204,7 @@ class ExportDialog(QDialog):
                                               "CSV (*.csv);;Tab-separated (*.tsv)")
         if path:
             self.path_edit.setText(path)
+            folders.remember("export", path)
 
     # --- writing ----------------------------------------------------------------------------
     def start_export(self) -> None:
@@ -217,6 +222,8 @@ class ExportDialog(QDialog):
 
     def _done(self, paths: Sequence[Path]) -> None:
         self.written = list(paths)
+        if paths:
+            folders.remember("export", paths[0])  # the next export starts there
         self.progress.setValue(PROGRESS_STEPS)
         self.status.setText("Written: " + ", ".join(str(p) for p in paths))
         self.export_button.setEnabled(True)

@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from cellviewer.ui.predict.worker import LatestRunner
+from cellviewer.ui.viewer.padding import Inside, paint_padding
 
 #: The study's blur levels, marked on the slider.
 STUDY_SIGMAS = (0.1, 0.2, 0.4, 0.8, 1.6)
@@ -65,6 +66,7 @@ class PatchView(QWidget):
     def __init__(self, title: str = "", zoom: int = 4, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._image: QImage | None = None
+        self.padding: Inside | None = None  # a reflect-padded crop's inside part (marked)
         self._title = title
         self._zoom = zoom
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
@@ -77,6 +79,10 @@ class PatchView(QWidget):
 
     def set_patch(self, patch: np.ndarray | None) -> None:
         self._image = None if patch is None else rgb_to_qimage(patch)
+        self.update()
+
+    def set_padding(self, inside: Inside | None) -> None:
+        self.padding = inside
         self.update()
 
     def set_title(self, title: str) -> None:
@@ -92,6 +98,7 @@ class PatchView(QWidget):
             # No smooth-pixmap hint: Qt scales with nearest neighbour, one model pixel = a block.
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
             p.drawImage(target, self._image)
+            paint_padding(p, target, self.padding)
         p.setPen(self.palette().windowText().color())
         p.drawText(QRectF(0, 0, side, 16), Qt.AlignmentFlag.AlignLeft, self._title)
         p.end()
@@ -348,10 +355,15 @@ class BlurPreview(QWidget):
         self._request()
 
     def set_cell(self, key: object, patch: np.ndarray | None,
-                 source_crop: np.ndarray | None = None, title: str = "") -> None:
+                 source_crop: np.ndarray | None = None, title: str = "",
+                 inside: Inside | None = None) -> None:
         """Show a cell: ``key`` identifies it (its id), ``patch`` is its clean 40x40 patch and
-        ``source_crop`` the crop at the field of view before resizing (for pre-resize blur)."""
+        ``source_crop`` the crop at the field of view before resizing (for pre-resize blur);
+        ``inside``: for a reflect-padded crop, the part from inside the image (marked on both
+        views; the patches themselves, which the model is given, are left as they are)."""
         self._cell_key, self._patch, self._source_crop = key, patch, source_crop
+        for view in (self.clean_view, self.blurred_view):
+            view.set_padding(inside)
         self.clean_view.set_patch(patch)
         self.clean_view.set_title(f"clean {title}".strip())
         self.blurred_view.set_patch(None)

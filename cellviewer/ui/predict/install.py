@@ -29,6 +29,7 @@ from cellviewer.ui.predict.blur_preview import BlurPreview
 from cellviewer.ui.predict.model_panel import ModelPanel, ModelSession
 from cellviewer.ui.predict.worker import LatestRunner, PredictionJob
 from cellviewer.ui.review.panel import ReviewPanel
+from cellviewer.ui.viewer.padding import inside_rect
 
 MAX_VISIBLE_BLUR = 20_000  # "apply blur to visible cells" predicts at most this many cells
 NO_MODEL_COLOUR = "#9e9e9e"
@@ -237,13 +238,16 @@ class PredictionTools(QObject):
 
             result = crop_patches(source, xy, fov, keep_source_crops=True, image=record)
             crops = result.source_crops
-            return cell_id, result.patches[0], None if crops is None else crops[0], title
+            width, height = (int(v) for v in source.dimensions)
+            inside = inside_rect(result.origins[0], result.window_px, width, height)
+            return (cell_id, result.patches[0], None if crops is None else crops[0], title,
+                    inside)
 
         self._crop_runner.submit(crop)
 
     def _on_cell_cropped(self, _ticket: int, result: tuple) -> None:
-        cell_id, patch, source_crop, title = result
-        self.blur_preview.set_cell(cell_id, patch, source_crop, title)
+        cell_id, patch, source_crop, title, inside = result
+        self.blur_preview.set_cell(cell_id, patch, source_crop, title, inside)
 
     # --- the model --------------------------------------------------------------------------
     def _on_model_changed(self) -> None:

@@ -58,6 +58,7 @@ from cellviewer.core.predict.model_info import (
 from cellviewer.core.project.session import ProjectSession
 from cellviewer.core.sources.replaced import stale_marks
 from cellviewer.core.training.devices import AUTO, AUTO_LABEL
+from cellviewer.ui.common import folders
 from cellviewer.ui.common.image_changed import (
     ACCEPTED,
     RELINKED,
@@ -467,7 +468,11 @@ class ModelPanel(QWidget):
         self.load_model(path, model_id=model_id)
 
     def open_model_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a model file", "", MODEL_FILE_FILTER)
+        store = self.session.store
+        start = folders.start_folder("model", store.path if store is not None else None)
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model file", str(start),
+                                              MODEL_FILE_FILTER)
+        folders.remember("model", path)
         if path:
             self.load_model(Path(path))
 

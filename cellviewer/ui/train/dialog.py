@@ -60,8 +60,11 @@ from cellviewer.core.training.devices import probe_devices
 from cellviewer.core.training.form import InfoLine, TrainingForm
 from cellviewer.core.training.models import FOUNDATION_MODES
 from cellviewer.core.training.project_data import ProjectCounts, read_project
+from cellviewer.core.training.proposal import load_last, save_last, time_model
 from cellviewer.core.training.request import PatchSetJob, TrainingRequest
+from cellviewer.core.training.split import read_splits
 from cellviewer.core.training.start_from import start_candidates
+from cellviewer.ui.common import folders
 from cellviewer.ui.common.image_changed import (
     ACCEPTED,
     RELINKED,
@@ -86,6 +89,9 @@ START_TIP = (
     "or adding labels (predict, correct, retrain), usually with fewer epochs. Its classes are "
     "matched by name: classes new to this run start fresh, classes this run lacks are dropped.")
 RED = "#b00020"
+TIMING_DELAY_MS = 1500  # the model is timed once its choice has settled this long
+#: how the dialog times a model (tests give a quick stand-in for the trainer process)
+TIME_MODEL = time_model
 
 
 def weights_dir() -> Path | None:
@@ -234,7 +240,7 @@ class TrainingDialog(QDialog):
         col.addWidget(w)
         return col
 
-    def _build_limit_row(self) -> QHBoxLayout:
+    def _build_limit_row(self) -> QVBoxLayout:
         self.limit_combo = QComboBox()
         for lim in self.form.flag_limit_presets():
             self.limit_combo.addItem(f"{lim:,}", lim)
@@ -250,13 +256,25 @@ class TrainingDialog(QDialog):
         self.limit_spin.valueChanged.connect(self.set_flag_limit)
         self.val_spin.valueChanged.connect(self._val_share_typed)
         self.flagmin_label = QLabel("")
+        self.flagmin_label.setWordWrap(True)  # (the dialog fits a 1366-pixel-wide screen)
+        self.split_combo = QComboBox()
+        self.split_combo.setObjectName("split_combo")
+        self.split_combo.addItem("a random share of each class", None)
+        self.split_combo.setToolTip("Validate on a share of each class (stratified), or on the "
+                                    "cells a metadata column (like 'split') marks as validation")
+        self.split_combo.currentIndexChanged.connect(self._split_chosen)
         row = QHBoxLayout()
         for w in (QLabel("FlagLimit"), self.limit_combo, self.limit_spin):
             row.addWidget(w)
         row.addWidget(self.flagmin_label, 1)
-        row.addWidget(QLabel("Validation"))
-        row.addWidget(self.val_spin)
-        return row
+        second = QHBoxLayout()
+        second.addWidget(QLabel("Validation"))
+        second.addWidget(self.split_combo, 1)
+        second.addWidget(self.val_spin)
+        both = QVBoxLayout()
+        both.addLayout(row)
+        both.addLayout(second)
+        return both
 
     def _build_sampling_table(self) -> QTableWidget:
         t = self.sampling_table = QTableWidget(0, 6)
@@ -290,6 +308,9 @@ class TrainingDialog(QDialog):
         self._build_numbers(form)
         form.addRow("Device", self._build_device_row())
         form.addRow("Seed", self.seed_spin)
+        self.estimate_label = _grey_label()  # the CPU proposal, the run's duration here
+        self.estimate_label.setObjectName("estimate_label")
+        form.addRow("Estimate", self.estimate_label)
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("a name for the run")
         self.name_edit.textChanged.connect(self.form.set_name)
@@ -346,14 +367,13 @@ class TrainingDialog(QDialog):
         batch_row.addWidget(self.defaults_button)
         form.addRow("Batch size", batch_row)
 
-    def _build_device_row(self) -> QHBoxLayout:
+    def _build_device_row(self) -> QVBoxLayout:
         self.device_combo = QComboBox()
         self.device_combo.currentIndexChanged.connect(
             lambda _i: self.form.set_device(self.device_combo.currentData()))
-        self.device_note = _grey_label("#777")
-        self.device_note.setWordWrap(False)
-        row = QHBoxLayout()
-        row.addWidget(self.device_combo, 1)
+        self.device_note = _grey_label("#777")  # wraps: the dialog fits a laptop's screen
+        row = QVBoxLayout()
+        row.addWidget(self.device_combo)
         row.addWidget(self.device_note)
         return row
 
@@ -371,7 +391,79 @@ class TrainingDialog(QDialog):
         for w in (self.progress, self.status, self.buttons):
             lay.addWidget(w)
 
+    def _split_chosen(self, _index: int = 0) -> None:
+        self.form.choose_split(self.split_combo.currentData())
+        self.val_spin.setEnabled(self.form.split_column is None)
+        self.update_report()
+
+    def _render_splits(self) -> None:
+        """The metadata columns that can be the validation split, and the one chosen."""
+        combo = self.split_combo
+        with _quiet(combo):
+            while combo.count() > 1:
+                combo.removeItem(1)
+            for column in self.form.split_columns():
+                found = (self.form.splits or {})[column]
+                combo.addItem(f"column '{column}'", column)
+                combo.setItemData(combo.count() - 1, found.describe(),
+                                  Qt.ItemDataRole.ToolTipRole)
+            combo.setCurrentIndex(max(combo.findData(self.form.split_column), 0))
+        self.val_spin.setEnabled(self.form.split_column is None)
+        self.update_report()
+
+    def _render_proposal(self) -> None:
+        """The devices, or the last run's settings, arrived: they may change the model and
+        the training values."""
+        with _quiet(self.val_spin):
+            self.val_spin.setValue(round(self.form.val_fraction * 100))
+        if self.form.splits is not None:
+            self._render_splits()
+        self._render_limit()
+        self._render_model_list()
+        self._render_devices()
+        self._changed()
+
+    def _render_estimate(self) -> None:
+        if not hasattr(self, "_timing_timer"):
+            return  # still being built
+        lines = [line for line in (self.form.proposal_note, self.form.duration_line())
+                 if line.text]
+        self.estimate_label.setText(_lines_html(lines))
+        key = self.form.timing_key()
+        if key is not None and self.form.devices_ready() and key not in self._timing and \
+                key not in self.form.timings and key not in self.form.timing_errors:
+            self._timing_timer.start()
+
+    def _time_model(self) -> None:
+        """Time the chosen model's training step on this machine (a trainer process, in the
+        background), for the run's duration."""
+        key = self.form.timing_key()
+        if key is None or key in self._timing or key in self.form.timings or \
+                not self.isVisible() or self._closed:
+            return  # (a dialog nobody sees is not worth a trainer process)
+        self._timing.add(key)
+        model, device, batch, n = key
+
+        def done(timing) -> None:
+            self._timing.discard(key)
+            self.form.set_timing(key, timing)
+            self._render_estimate()
+
+        def failed(message: str) -> None:
+            self._timing.discard(key)
+            self.form.timing_failed(key, message)
+            self._render_estimate()
+
+        _background().submit(lambda: TIME_MODEL(model, device, batch, n),
+                             self._while_open(done), self._while_open(failed))
+
     def _build_timers(self) -> None:
+        # the model is timed once its choice has settled (a trainer process per timing)
+        self._timing: set[tuple] = set()
+        self._timing_timer = QTimer(self)
+        self._timing_timer.setSingleShot(True)
+        self._timing_timer.setInterval(TIMING_DELAY_MS)
+        self._timing_timer.timeout.connect(self._time_model)
         # the sampling table follows a burst of clicks once, 60 ms after the last
         self._report_timer = QTimer(self)
         self._report_timer.setSingleShot(True)
@@ -390,7 +482,12 @@ class TrainingDialog(QDialog):
                 (lambda: read_project(path, lambda store: start_candidates(store, path)),
                  form.set_start_candidates, form.start_candidates_failed,
                  self._render_model_list),
-                (probe_devices, form.set_devices, form.devices_failed, self._render_devices))
+                (probe_devices, form.set_devices, form.devices_failed, self._render_proposal),
+                (lambda: load_last(path), form.apply_saved, lambda _m: None,
+                 self._render_proposal),
+                (lambda: read_project(path, lambda store: read_splits(
+                    store, [i.id for i in store.images()], [c.id for c in store.classes()])),
+                 form.set_splits, form.splits_failed, self._render_splits))
         for read, done, failed, render in jobs:
             _background().submit(read, self._while_open(done, render),
                                  self._while_open(failed, render))
@@ -454,6 +551,7 @@ class TrainingDialog(QDialog):
         self._report_timer.start()
 
     def _model_chosen(self) -> None:
+        self.form.model_picked = True  # the CPU proposal keeps the user's model
         self.form.select_model(self.model_combo.currentData())
         self._render_model()
 
@@ -464,6 +562,7 @@ class TrainingDialog(QDialog):
 
     def _number_typed(self, attr: str, value) -> None:
         setattr(self.form, attr, value)
+        self.form.numbers_typed = True  # no device proposal overrides what was typed
         self._render_status()
 
     def set_device(self, device: str) -> None:
@@ -481,8 +580,11 @@ class TrainingDialog(QDialog):
         self._render_model_list()
 
     def _browse_weights(self) -> None:
+        start = self.weights_edit.text() or str(folders.start_folder("weights",
+                                                                     self.project_path))
         folder = QFileDialog.getExistingDirectory(self, "Folder of foundation-model weights",
-                                                  self.weights_edit.text())
+                                                  start)
+        folders.remember("weights", folder)
         if folder:
             self.set_weights_folder(folder)
 
@@ -694,6 +796,7 @@ class TrainingDialog(QDialog):
         """The start button and the status line: why the run cannot start, if it cannot."""
         problem = self.form.problem()
         busy = self.writer is not None
+        self._render_estimate()
         self.start_button.setEnabled(not problem and not busy)
         if not busy:
             self.status.setText(_red(problem) if problem else "")
@@ -717,6 +820,8 @@ class TrainingDialog(QDialog):
         if not self._render_status():
             return
         self._request = self.request()
+        remembered, project = self.form.remembered(), self.project_path
+        _background().submit(lambda: save_last(project, remembered))  # for the next run
         self.run = self._request.create_run()
         self.writer = job = self._request.patchset_job(self.run)
         self._write_started = time.monotonic()

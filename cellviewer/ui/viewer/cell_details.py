@@ -4,8 +4,8 @@ and when, and its full history (append-only in the store)."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QPixmap
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QPainter, QPixmap
 from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cellviewer.ui.viewer.padding import Inside, describe, paint_padding
 from cellviewer.ui.viewer.tiles import array_to_qimage
 
 PATCH_ZOOM = 4
@@ -29,9 +30,11 @@ class CellDetails(QWidget):
         self.patch.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.fields: dict[str, QLabel] = {}
         form = QFormLayout()
-        for name in ("Cell", "Position", "Class", "Source", "Review", "Changed by", "When"):
+        for name in ("Cell", "Position", "Class", "Source", "Review", "Changed by", "When",
+                     "Crop"):
             label = QLabel("", self)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(name == "Crop")
             form.addRow(name + ":", label)
             self.fields[name] = label
         self.history = QTreeWidget(self)
@@ -46,10 +49,12 @@ class CellDetails(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.history, 1)
         self.cell_id: str | None = None
+        self.padding: Inside | None = None
         self.clear()
 
     def clear(self, text: str = "No cell selected") -> None:
         self.cell_id = None
+        self.padding = None
         self.patch.clear()
         self.patch.setText("")
         for label in self.fields.values():
@@ -81,13 +86,27 @@ class CellDetails(QWidget):
             item.setToolTip(3, f"source: {h.source}")
             self.history.addTopLevelItem(item)
 
-    def show_many(self, n: int) -> None:
+    def show_many(self, n: int, padded: int | None = None) -> None:
+        """``padded``: how many of them have crops that leave the image (reflect-padded)."""
         self.clear(f"{n:,} cells selected")
+        if padded is not None:
+            self.fields["Crop"].setText(
+                f"{padded:,} of {n:,} near the image border (reflect-padded crops)"
+                if padded else "all inside the image")
 
-    def set_patch(self, cell_id: str, patch: np.ndarray) -> None:
+    def set_patch(self, cell_id: str, patch: np.ndarray, inside: Inside | None = None) -> None:
+        """The cell's crop; ``inside``: the part of it from inside the image when the crop
+        is reflect-padded (the rest is hatched, and the Crop line says how much)."""
         if cell_id != self.cell_id:
             return  # the selection moved on while the crop was made
         img = array_to_qimage(patch)
-        self.patch.setPixmap(QPixmap.fromImage(img).scaled(
-            40 * PATCH_ZOOM, 40 * PATCH_ZOOM, Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.FastTransformation))
+        side = 40 * PATCH_ZOOM
+        pm = QPixmap.fromImage(img).scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                                           Qt.TransformationMode.FastTransformation)
+        if inside is not None:
+            painter = QPainter(pm)
+            paint_padding(painter, QRectF(0, 0, side, side), inside)
+            painter.end()
+        self.patch.setPixmap(pm)
+        self.padding = inside
+        self.fields["Crop"].setText(describe(inside))

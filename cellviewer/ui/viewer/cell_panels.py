@@ -24,6 +24,7 @@ from cellviewer.ui.viewer.class_panel import ClassPanel
 from cellviewer.ui.viewer.gallery import GalleryPanel
 from cellviewer.ui.viewer.image_list import ImageList
 from cellviewer.ui.viewer.markers import ClassStyle
+from cellviewer.ui.viewer.padding import PATCH_SIZE, inside_rect, padded_mask
 from cellviewer.ui.viewer.slide_view import SlideView
 from cellviewer.ui.viewer.tiles import SourceHandle
 
@@ -187,11 +188,14 @@ class CellPanels(QObject):
         def crop():
             from cellviewer.core.cells.crop import crop_patches
 
-            return handle.call(crop_patches, xy).patches
+            result = handle.call(crop_patches, xy)
+            return result.patches, [
+                inside_rect(o, result.window_px, handle.width, handle.height)
+                for o in result.origins]
 
-        def done(patches) -> None:
+        def done(found) -> None:
             if generation == self._gallery_generation:
-                self.gallery.set_patches(indices, patches)
+                self.gallery.set_patches(indices, *found)  # padded crops are marked
 
         self._runner.submit(crop, done, lambda _msg: None)
 
@@ -217,7 +221,7 @@ class CellPanels(QObject):
         store = self.session.store
         if len(ids) != 1 or store is None:
             if ids:
-                self.details.show_many(len(ids))
+                self.details.show_many(len(ids), self._padded_count(ids))
             else:
                 self.details.clear()
             return
@@ -238,9 +242,22 @@ class CellPanels(QObject):
         def crop():
             from cellviewer.core.cells.crop import crop_patches
 
-            return handle.call(crop_patches, xy).patches[0]
+            result = handle.call(crop_patches, xy)
+            inside = inside_rect(result.origins[0], result.window_px, handle.width,
+                                 handle.height)
+            return result.patches[0], inside
 
-        self._runner.submit(crop, lambda patch: self.details.set_patch(cid, patch))
+        self._runner.submit(crop, lambda found: self.details.set_patch(cid, *found))
+
+    def _padded_count(self, ids: list) -> int | None:
+        """How many of the selected cells (of the open image) have reflect-padded crops."""
+        handle = self._handle()
+        if handle is None:
+            return None
+        cells = self.session.cells
+        rows = cells.indices_of(ids)
+        rows = rows[rows >= 0]
+        return int(padded_mask(cells.xy[rows], PATCH_SIZE, handle.width, handle.height).sum())
 
     def update_count(self) -> None:
         n = len(self.session.cells)

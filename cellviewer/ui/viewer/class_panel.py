@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cellviewer.ui.viewer.class_keys import key_of_event
 from cellviewer.ui.viewer.markers import UNLABELLED_COLOUR, ClassStyle
 
 UNLABELLED = -1
@@ -28,7 +29,7 @@ def swatch(colour: str, size: int = 14) -> QIcon:
 
 class _ClassTree(QTreeWidget):
     def keyPressEvent(self, e) -> None:
-        if e.text() and e.text() in "123456789":
+        if key_of_event(e) is not None:
             e.ignore()  # class keys label the selected cells (the window), not a tree search
             return
         super().keyPressEvent(e)

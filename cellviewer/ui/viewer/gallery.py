@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QKeyEvent, QMouseEvent, QPainter
 from PySide6.QtWidgets import (
     QAbstractScrollArea,
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from cellviewer.core.cells.order import ORDERS, SLIDE, SURE_FIRST, UNSURE_FIRST
 from cellviewer.ui.viewer.markers import ClassStyle
+from cellviewer.ui.viewer.padding import Inside, paint_padding
 from cellviewer.ui.viewer.tiles import array_to_qimage
 
 PATCH = 40
@@ -57,6 +59,7 @@ class PatchGallery(QAbstractScrollArea):
         self._scores: np.ndarray | None = None
         self._pred: np.ndarray | None = None
         self._images: OrderedDict[int, QImage] = OrderedDict()
+        self._padding: dict[int, Inside] = {}  # crops that leave the image (padding.py)
         self._requested: set[int] = set()
         self._styles: dict[int, ClassStyle] = {}
         self._selected: set[int] = set()
@@ -97,6 +100,7 @@ class PatchGallery(QAbstractScrollArea):
         self._array = patches
         self._missing = []
         self._images.clear()
+        self._padding.clear()
         self._requested.clear()
         self._row_of = None
         self._selected = set()
@@ -114,15 +118,24 @@ class PatchGallery(QAbstractScrollArea):
     def ids_at(self, indices) -> list[str]:
         return [str(i) for i in self._ids[np.asarray(indices, dtype=np.int64)]]
 
-    def set_patches(self, indices, patches: np.ndarray) -> None:
-        """Give the crops of items ``indices`` (from a ``patchesNeeded`` request)."""
-        for i, patch in zip(np.asarray(indices).tolist(), patches, strict=True):
+    def set_patches(self, indices, patches: np.ndarray,
+                    insides: Sequence[Inside | None] | None = None) -> None:
+        """Give the crops of items ``indices`` (from a ``patchesNeeded`` request);
+        ``insides``: for a reflect-padded crop, the part from inside the image (it is marked)."""
+        insides = insides if insides is not None else [None] * len(patches)
+        for i, patch, inside in zip(np.asarray(indices).tolist(), patches, insides,
+                                    strict=True):
             if 0 <= i < len(self._ids):
                 self._images[i] = array_to_qimage(patch)
                 self._images.move_to_end(i)
+                if inside is None:
+                    self._padding.pop(i, None)
+                else:
+                    self._padding[i] = inside
         while len(self._images) > CACHE_ITEMS:
             old, _ = self._images.popitem(last=False)
             self._requested.discard(old)
+            self._padding.pop(old, None)
         self.viewport().update()
 
     def forget_patches(self, indices=None) -> None:
@@ -130,11 +143,17 @@ class PatchGallery(QAbstractScrollArea):
         if indices is None:
             self._images.clear()
             self._requested.clear()
+            self._padding.clear()
         else:
             for i in np.asarray(indices).tolist():
                 self._images.pop(i, None)
                 self._requested.discard(i)
+                self._padding.pop(i, None)
         self.viewport().update()
+
+    def padding_of(self, index: int) -> Inside | None:
+        """The inside part of item ``index``'s crop when it is reflect-padded, else None."""
+        return self._padding.get(index)
 
     def has_patch(self, index: int) -> bool:
         return self._array is not None or index in self._images
@@ -290,6 +309,7 @@ class PatchGallery(QAbstractScrollArea):
                 missing.append(i)
             else:
                 p.drawImage(rect, img)  # no smoothing: every pixel a crisp square
+                paint_padding(p, QRectF(rect), self._padding.get(i))
             name = self.caption(i)
             p.setPen(QColor("#000000") if i in self._selected else QColor("#e0e0e0"))
             text = p.fontMetrics().elidedText(name, Qt.TextElideMode.ElideRight, side)

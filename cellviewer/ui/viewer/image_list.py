@@ -9,6 +9,7 @@ from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
 
 from cellviewer.ui.common.workers import BackgroundRunner
+from cellviewer.ui.viewer.class_keys import key_of_event
 from cellviewer.ui.viewer.tiles import array_to_qimage
 
 THUMB = 56
@@ -100,7 +101,7 @@ class ImageList(QListWidget):
                 item.setIcon(self._thumbs[key])
 
     def keyPressEvent(self, e) -> None:
-        if e.text() and e.text() in "123456789":
+        if key_of_event(e) is not None:
             e.ignore()  # class keys label the selected cells (the window), not a list search
             return
         super().keyPressEvent(e)

@@ -248,9 +248,11 @@ class MarkerLayer:
 _SPRITES: dict[tuple, QPixmap] = {}
 
 
-def marker_sprite(style: str, size: int, colour: QColor, dpr: float = 1.0) -> QPixmap:
-    """A marker drawn once (antialiased, with a dark rim so it reads on pale and dark stain)."""
-    key = (style, int(size), colour.rgba(), float(dpr))
+def marker_sprite(style: str, size: int, colour: QColor, dpr: float = 1.0,
+                  outline: float = 1.0) -> QPixmap:
+    """A marker drawn once (antialiased, with a dark rim so it reads on pale and dark stain);
+    ``outline`` scales its line width (the Display panel's "outline")."""
+    key = (style, int(size), colour.rgba(), float(dpr), float(outline))
     pm = _SPRITES.get(key)
     if pm is not None:
         return pm
@@ -279,7 +281,7 @@ def marker_sprite(style: str, size: int, colour: QColor, dpr: float = 1.0) -> QP
             path.lineTo(c, c + r)
         else:  # circle
             path.addEllipse(QPointF(c, c), r, r)
-        width = max(1.2, size / 8.0)
+        width = max(1.2, size / 8.0) * outline
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.setPen(QPen(QColor(0, 0, 0, 170), width + 1.6))
         p.drawPath(path)
@@ -317,6 +319,7 @@ def paint_markers(
     style: str = "circle",
     size: int = 10,
     dpr: float = 1.0,
+    outline: float = 1.0,
 ) -> int:
     """Draw markers ``rows`` at screen (x*zoom - ox, y*zoom - oy); returns how many marks went
     on screen.
@@ -365,7 +368,8 @@ def paint_markers(
     for k in np.flatnonzero(present):
         sel = keys == k
         colour = palette[k] if k < len(palette) else QColor(UNLABELLED_COLOUR)
-        draw_sprites(painter, marker_sprite(style, size, colour, dpr), sx[sel], sy[sel])
+        draw_sprites(painter, marker_sprite(style, size, colour, dpr, outline), sx[sel],
+                     sy[sel])
         drawn += int(present[k])
     return drawn
 

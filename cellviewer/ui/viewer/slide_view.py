@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, QTimer, Signal
@@ -109,6 +110,13 @@ class SlideView(QWidget):
         self.marker_style = "circle"
         self.marker_size = 12
         self.markers_visible = True
+        self.marker_opacity = 1.0  # the Display panel's marker opacity and outline width
+        self.marker_outline = 1.0
+        #: the view's own look (brightness, stains: cellviewer.ui.viewer.display): adjusts a
+        #: composed RGB32 QImage in place; the tiles in the cache stay the image's own pixels
+        self.display_filter: Callable[[QImage], None] | None = None
+        self._display_version = 0
+        self._display_tiles: dict[tuple, QImage] = {}
         self.fov_px = FOV_PX
         self.tool = "select"
         self._selected: list[str] = []
@@ -348,12 +356,38 @@ class SlideView(QWidget):
                            Qt.CursorShape.ArrowCursor)
             self.toolChanged.emit(tool)
 
-    def set_marker_style(self, style: str | None = None, size: int | None = None) -> None:
+    def set_marker_style(self, style: str | None = None, size: int | None = None,
+                         opacity: float | None = None, outline: float | None = None) -> None:
         if style is not None:
             self.marker_style = style
         if size is not None:
             self.marker_size = int(size)
+        if opacity is not None:
+            self.marker_opacity = min(1.0, max(0.0, float(opacity)))
+        if outline is not None:
+            self.marker_outline = max(0.1, float(outline))
         self.update()
+
+    def set_display_filter(self, fn: Callable[[QImage], None] | None) -> None:
+        """Show the tiles through ``fn`` (in place on an RGB32 image), None: as they are."""
+        self.display_filter = fn
+        self._display_version += 1
+        self._display_tiles.clear()
+        self._base = self._base_key = None
+        self.update()
+
+    def _displayed(self, key: TileKey, img: QImage) -> QImage:
+        """A tile as the display settings show it (while the view's tiles are loading)."""
+        if self.display_filter is None:
+            return img
+        found = self._display_tiles.get(key)
+        if found is None:
+            if len(self._display_tiles) > 256:
+                self._display_tiles.clear()
+            found = img.copy()
+            self.display_filter(found)
+            self._display_tiles[key] = found
+        return found
 
     def marker_look(self) -> tuple[str, int]:
         """Style and on-screen size at the current zoom: markers shrink (as the square root)
@@ -433,7 +467,7 @@ class SlideView(QWidget):
         needed = view.intersected(image_area)
         if needed.isEmpty():
             return
-        key = (z, handle.id, dpr, k)
+        key = (z, handle.id, dpr, k, self._display_version)
         if self._base is not None and self._base_key == key and \
                 self._base_rect.contains(needed):
             r = self._base_rect
@@ -457,7 +491,7 @@ class SlideView(QWidget):
             top = cache.peek(self._top_key())
             full = self._screen_rect(0, 0, handle.width, handle.height)
             if top is not None:
-                p.drawImage(full, top)
+                p.drawImage(full, self._displayed(self._top_key(), top))
             else:
                 p.fillRect(full, PLACEHOLDER)
         for t in visible:
@@ -465,7 +499,7 @@ class SlideView(QWidget):
             target = self._screen_rect(*rect0)
             img = cache.get(t)
             if img is not None:
-                p.drawImage(target, img)
+                p.drawImage(target, self._displayed(t, img))
             else:
                 self._paint_fallback(p, t, rect0, target)
         self.loader.retain(set(missing) | set(missing_around) | {self._top_key()})
@@ -489,6 +523,8 @@ class SlideView(QWidget):
             rect0 = tile_rect(t, self.handle.width, self.handle.height)
             painter.drawImage(self._screen_rect(*rect0), self.loader.cache.get(t))
         painter.end()
+        if self.display_filter is not None:
+            self.display_filter(img)
         self._base, self._base_key, self._base_rect = img, key, QRect(region)
         self._base_tiles = len(tiles)
 
@@ -524,7 +560,7 @@ class SlideView(QWidget):
         needed = view.intersected(image_area)
         if needed.isEmpty():
             return
-        key = (z, self.layer.version, style, size, dpr)
+        key = (z, self.layer.version, style, size, dpr, self.marker_outline)
         if self._overlay is None or key != self._overlay_key or \
                 not self._overlay_rect.contains(needed):
             t0 = time.perf_counter()
@@ -540,12 +576,15 @@ class SlideView(QWidget):
                                     exact=False)
             painter = QPainter(img)
             self.stats["markers_drawn"] = paint_markers(
-                painter, self.layer, rows, z, region.left(), region.top(), style, size, dpr)
+                painter, self.layer, rows, z, region.left(), region.top(), style, size, dpr,
+                self.marker_outline)
             painter.end()
             self._overlay, self._overlay_key, self._overlay_rect = img, key, region
             self.stats["overlay_ms"] = (time.perf_counter() - t0) * 1e3
         r = self._overlay_rect
+        p.setOpacity(self.marker_opacity)
         p.drawImage(QPoint(int(r.left() - self._ox), int(r.top() - self._oy)), self._overlay)
+        p.setOpacity(1.0)
 
     def _paint_selection(self, p: QPainter) -> None:
         rows = self._selection_rows()
