@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 from PIL import Image
 
 from cellviewer.core.project.demo import demo_points, load_class_set
@@ -79,6 +80,11 @@ def test_train_from_the_dialog_and_predict_with_the_result(qtbot, tmp_path: Path
     assert "cnn" in [m.name for m in dialog.models]
 
     dialog.model_combo.setCurrentIndex(dialog.model_combo.findData("cnn"))
+    # once the devices are known: without a GPU the dialog proposes a CPU-sized run, and
+    # "Study defaults" gives the study's values back
+    qtbot.waitUntil(lambda: dialog.form.devices is not None or bool(dialog.form.devices_error),
+                    timeout=90_000)
+    qtbot.mouseClick(dialog.defaults_button, Qt.MouseButton.LeftButton)
     assert dialog.epochs_spin.value() == 100  # the study's default for the CNN
     dialog.epochs_spin.setValue(2)
     dialog.batch_spin.setValue(64)
