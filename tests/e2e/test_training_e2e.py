@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
 from PIL import Image
+from PySide6.QtCore import Qt
 
 from cellviewer.core.project.demo import demo_points, load_class_set
 from cellviewer.core.store import ProjectStore
