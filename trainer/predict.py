@@ -136,6 +136,9 @@ class _OnnxRuntimeCPU:
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # warnings of graph optimisation are not the user's
+        # Idle threads sleep instead of spinning: they share the cores with the app's GUI
+        # thread (spinning made a batch prediction's GUI stalls 68 ms instead of 47 on 2 cores).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, patches_u8: np.ndarray, batch_size: int) -> np.ndarray:
