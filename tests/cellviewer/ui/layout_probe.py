@@ -54,7 +54,7 @@ def main(width: int, height: int, title_bar: bool = True) -> int:
     window_rect = w.frameGeometry()
     out["window_fits"] = screen.contains(window_rect)
     dialog = w.training.new_run()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a loaded machine; never a figure
     while time.monotonic() < deadline and not dialog.ready():
         QApplication.processEvents()
         time.sleep(0.02)

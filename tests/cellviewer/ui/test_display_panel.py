@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from demo_window import open_demo_window
 from PySide6.QtGui import QImage
 
 from cellviewer.core.cells.crop import crop_patches
@@ -12,15 +13,7 @@ from cellviewer.ui.viewer.display import qimage_pixels
 
 
 def _demo(qtbot) -> MainWindow:
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.install_tools()
-    assert w.open_demo()
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitUntil(lambda: w.current_image_source() is not None, timeout=10_000)
-    assert w.wait_idle(10_000)
-    return w
+    return open_demo_window(qtbot, (1200, 800))
 
 
 def _shown(w: MainWindow) -> np.ndarray:

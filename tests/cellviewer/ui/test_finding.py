@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from demo_window import open_demo_window
 
 from cellviewer.ui.main_window import MainWindow
 from cellviewer.ui.viewer.goto import GoTarget, cells_matching, match_cell_id, parse_goto
 
 
 def _demo(qtbot) -> MainWindow:
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.install_tools()
-    assert w.open_demo()
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitUntil(lambda: w.current_image_source() is not None, timeout=10_000)
-    assert w.wait_idle(10_000)
-    return w
+    return open_demo_window(qtbot, (1200, 800))
 
 
 def test_parse_goto():

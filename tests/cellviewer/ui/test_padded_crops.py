@@ -4,6 +4,7 @@ the cell details mark the padding and say how much of the crop (and how many cel
 from __future__ import annotations
 
 import numpy as np
+from demo_window import open_demo_window
 
 from cellviewer.ui.main_window import MainWindow
 from cellviewer.ui.viewer.padding import inside_rect, padded_mask, padded_share
@@ -20,15 +21,7 @@ def test_inside_rect_follows_the_croppers_rule():
 
 
 def _demo(qtbot) -> MainWindow:
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.install_tools()
-    assert w.open_demo()
-    w.resize(1300, 800)
-    w.show()
-    qtbot.waitUntil(lambda: w.current_image_source() is not None, timeout=10_000)
-    assert w.wait_idle(10_000)
-    return w
+    return open_demo_window(qtbot, (1300, 800))
 
 
 def test_a_border_cell_is_marked_everywhere(qtbot):
