@@ -36,6 +36,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from cellviewer.core.training import runs as runs_mod
+from cellviewer.ui.common.tasks import BACKGROUND_NICE
 
 #: how long a stop request may take (finish the batch, write the model files; a run still
 #: compiling its training step only sees the request once it starts) before SIGTERM
@@ -92,6 +93,18 @@ class TrainerProcess(QObject):
     def command_line(self) -> str:
         return " ".join([self.program, *self.args])
 
+    def _lower_priority(self) -> None:
+        """Run the trainer below the GUI's priority (the worker threads' nice value), so a
+        training run on the CPU leaves the window responsive and takes the cores the window
+        does not need. Set just after the spawn, long before torch starts its threads (they
+        inherit it); a no-op where the system refuses."""
+        if sys.platform == "win32" or os.environ.get("CELLVIEWER_WORKER_NICE") == "0":
+            return
+        with contextlib.suppress(OSError):
+            pid = self._popen.pid
+            if os.getpriority(os.PRIO_PROCESS, pid) < BACKGROUND_NICE:
+                os.setpriority(os.PRIO_PROCESS, pid, BACKGROUND_NICE)
+
     def start(self) -> bool:
         """Spawn the child (when this returns it has exec'd: :attr:`pid` is the trainer's).
         False when it could not be started; :attr:`error` says why, in words."""
@@ -114,6 +127,7 @@ class TrainerProcess(QObject):
                           "the app's Python environment includes the trainer.")
             self._ended = True
             return False
+        self._lower_priority()
         readers = [threading.Thread(target=self._read, args=(self._popen.stdout, "out"),
                                     name="trainer-stdout", daemon=True),
                    threading.Thread(target=self._read, args=(self._popen.stderr, "err"),

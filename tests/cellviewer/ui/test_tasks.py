@@ -4,11 +4,20 @@ dedicated thread) deliver on the UI thread."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import pytest
 
-from cellviewer.ui.common.tasks import DEDICATED, NEWEST, POOL, TaskRunner, TaskState
+from cellviewer.ui.common.tasks import (
+    BACKGROUND_NICE,
+    DEDICATED,
+    NEWEST,
+    POOL,
+    TaskRunner,
+    TaskState,
+)
 
 
 def count_to(n: int, state: TaskState) -> list[int]:
@@ -122,3 +131,31 @@ def test_a_closed_runner_takes_no_more_work(qtbot):
         runner.start(count_to, 1)
     with pytest.raises(ValueError, match="unknown task policy"):
         TaskRunner("fifo")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+@pytest.mark.parametrize("policy", [POOL, DEDICATED])
+def test_background_work_runs_below_the_gui_threads_priority(qtbot, monkeypatch, policy):
+    """Work and the threads it starts (ONNX Runtime's, the cropping pool's) run niced, so they
+    yield the CPU to the GUI thread; the GUI thread itself keeps its priority."""
+    monkeypatch.delenv("CELLVIEWER_WORKER_NICE", raising=False)
+    gui_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def nice_here() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def work(state: TaskState) -> tuple[int, int]:
+        started: list[int] = []
+        child = threading.Thread(target=lambda: started.append(nice_here()))
+        child.start()
+        child.join()
+        return nice_here(), started[0]
+
+    runner = TaskRunner(policy, 1)
+    done: list[tuple[int, int]] = []
+    runner.start(work, done=done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=10_000)
+    assert runner.wait(5000)
+    expected = max(gui_nice, BACKGROUND_NICE)
+    assert done == [(expected, expected)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == gui_nice

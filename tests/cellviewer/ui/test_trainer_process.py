@@ -3,9 +3,13 @@ protocol lines in pieces, logs to stderr, answers ``stop`` on stdin), and a real
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+import pytest
+
+from cellviewer.ui.common.tasks import BACKGROUND_NICE
 from cellviewer.ui.common.trainer_process import TrainerProcess
 
 # Writes two events split across writes (one line in three pieces, with a UTF-8 character cut
@@ -82,3 +86,21 @@ def test_the_real_trainer_runs_with_the_apps_environment(qtbot, tmp_path: Path):
     assert proc.start()
     qtbot.waitUntil(lambda: bool(finished), timeout=60_000)
     assert finished == [0], proc.stderr_tail()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="nice values are POSIX")
+def test_the_trainer_runs_below_the_gui_threads_priority(qtbot, tmp_path: Path, monkeypatch):
+    """A training run on the CPU must leave the window responsive: the child (and the threads
+    torch starts later, which inherit it) runs niced; the app keeps its own priority."""
+    monkeypatch.delenv("CELLVIEWER_WORKER_NICE", raising=False)
+    child = ("import os, sys; sys.stdin.readline(); "
+             "print('{\"v\": 1, \"event\": \"nice\", \"value\": %d}' % os.nice(0), flush=True)")
+    proc = TrainerProcess(["-c", child], tmp_path, program=sys.executable)
+    events = []
+    proc.protocol_event.connect(events.append)
+    ours = os.nice(0)
+    assert proc.start()
+    assert proc.write_line("go")  # the child reads its nice value only after start() returned
+    assert proc.wait(20_000)
+    assert events == [{"v": 1, "event": "nice", "value": max(ours, BACKGROUND_NICE)}]
+    assert os.nice(0) == ours
