@@ -33,3 +33,18 @@ def format_clock(seconds: float | None) -> str:
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def format_length(pixels: float, mpp: float | None) -> str:
+    """A distance measured on an image, for people: in µm (mm above 1,000 µm) with the pixels
+    beside it where the pixel size is known ("12.5 µm · 50 px"), else in pixels, saying why
+    ("50 px (no pixel size)"). Pixels are level-0 (full-resolution) pixels."""
+    if not math.isfinite(pixels) or pixels < 0:
+        return NO_DURATION
+    px = f"{pixels:,.0f} px" if pixels >= 10 else f"{pixels:.1f} px"
+    if not mpp or not math.isfinite(mpp) or mpp <= 0:
+        return f"{px} (no pixel size)"
+    um = pixels * mpp
+    if um >= 1000:
+        return f"{um / 1000:.2f} mm · {px}"
+    return f"{um:.1f} µm · {px}" if um >= 10 else f"{um:.2f} µm · {px}"

@@ -217,9 +217,13 @@ class MainWindow(QMainWindow):
         self.add_mode_action = QAction("Add cells", self, checkable=True)
         self.add_mode_action.setToolTip("Click to add a cell with the current class (A). "
                                         "Ctrl-click adds in any mode.")
-        self.add_mode_action.toggled.connect(
-            lambda on: self.view.set_tool("add" if on else "select"))
+        self.add_mode_action.toggled.connect(lambda on: self._tool_toggled("add", on))
         bar.addAction(self.add_mode_action)
+        self.measure_action = QAction("Measure", self, checkable=True)
+        self.measure_action.setToolTip("Drag on the image to measure a distance, in µm where "
+                                       "the pixel size is known (M; Esc clears)")
+        self.measure_action.toggled.connect(lambda on: self._tool_toggled("measure", on))
+        bar.addAction(self.measure_action)
         fit = QAction("Fit", self)
         fit.setToolTip("Fit the image to the window (F, Ctrl+0)")
         fit.triggered.connect(self.view.fit)
@@ -271,7 +275,8 @@ class MainWindow(QMainWindow):
         v.moveRequested.connect(self.move_cell)
         v.cursorMoved.connect(self._on_cursor)
         v.viewChanged.connect(self._update_zoom_label)
-        v.toolChanged.connect(lambda t: self.add_mode_action.setChecked(t == "add"))
+        v.toolChanged.connect(self._on_tool_changed)
+        v.measured.connect(self._on_measured)
         self.image_list.imageActivated.connect(self.show_image)
         self.class_panel.hiddenChanged.connect(self.view.layer.set_hidden)
         self.class_panel.applyRequested.connect(self.label_selection)
@@ -423,6 +428,23 @@ class MainWindow(QMainWindow):
         self._pending_selection = [str(cell_id)]  # applied once the image's cells are in
         self._apply_pending_selection()  # (a small image's are in already)
         return True
+
+    # --- the viewer's tools (select, add, measure) -------------------------------------------
+    def _tool_toggled(self, tool: str, on: bool) -> None:
+        if on:
+            self.view.set_tool(tool)
+        elif self.view.tool == tool:  # unchecked by the user, not by another tool taking over
+            self.view.set_tool("select")
+
+    def _on_tool_changed(self, tool: str) -> None:
+        self.add_mode_action.setChecked(tool == "add")
+        self.measure_action.setChecked(tool == "measure")
+
+    def _on_measured(self, text: str) -> None:
+        if text:
+            self.statusBar().showMessage(f"Measured: {text}")
+        else:
+            self.statusBar().clearMessage()
 
     def show_status(self, text: str, ms: int = 4000) -> None:
         self.statusBar().showMessage(text, ms)

@@ -37,9 +37,10 @@ from PySide6.QtWidgets import (
 VIEW_KEYS: list[tuple[str, str]] = [
     ("Slide view", "F", "Fit the image to the window"),
     ("Slide view", "A", "Add-cells tool on/off (Ctrl+click adds in any tool)"),
+    ("Slide view", "M", "Measure tool on/off: drag to measure a distance in µm"),
     ("Slide view", "+ / −", "Zoom in / out (or the mouse wheel)"),
     ("Slide view", "Arrow keys", "Pan"),
-    ("Slide view", "Esc", "Select tool, clear the selection"),
+    ("Slide view", "Esc", "Select tool, clear the selection and the ruler"),
     ("Slide view", "Shift+drag", "Select cells in a rectangle"),
     ("Selection", "1 … 9", "Label the selected cells with the class of that key"),
     ("Selection", "Shift+1 … Shift+9", "Label with classes 10–18 (see the class list)"),

@@ -210,6 +210,8 @@ class PredictionTools(QObject):
     def _on_selection(self, ids: list) -> None:
         if len(ids) == 1:
             self._preview_cell(str(ids[0]))
+        elif not ids:  # like the cell panel: nothing selected, nothing previewed
+            self.blur_preview.set_cell(None, None)
 
     def _fov(self) -> float:
         choice = self.session.choice

@@ -19,8 +19,11 @@ Mouse and keys (the view emits requests; the main window applies them to the pro
   (added to the current one);
 - drag a marker: move it (``moveRequested``); drag elsewhere (or middle button): pan;
 - ctrl-click, or click in add mode (``A``): add a marker (``addRequested``);
+- drag with the Measure tool (``M``): a ruler, its length in µm where the pixel size is known
+  (``measured``); it stays on the image until the next one or Esc;
 - wheel: zoom around the cursor; ``F``: fit; arrows: pan; ``+``/``-``: zoom; Esc: clear
-  selection and leave add mode; click or drag in the overview (top right) to jump there.
+  the selection and the ruler and go back to the select tool; click or drag in the overview
+  (top right) to jump there.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from cellviewer.core.cells.image_cells import ImageCells
 from cellviewer.ui.viewer.markers import MarkerLayer, draw_sprites, marker_sprite, paint_markers
+from cellviewer.ui.viewer.ruler import Ruler, paint_ruler
 from cellviewer.ui.viewer.tiles import (
     TILE_SIZE,
     SourceHandle,
@@ -83,7 +87,8 @@ class SlideView(QWidget):
     moveRequested = Signal(str, float, float)  # cell id, new level-0 position
     cursorMoved = Signal(float, float)  # level-0 position under the cursor (nan when outside)
     viewChanged = Signal()  # zoom or pan changed
-    toolChanged = Signal(str)  # "select" or "add"
+    toolChanged = Signal(str)  # "select", "add" or "measure"
+    measured = Signal(str)  # the ruler's length, in words ("" once it is cleared)
     tilesShown = Signal(float)  # every tile of the view loaded; seconds since set_source
 
     def __init__(self, loader: TileLoader | None = None, parent: QWidget | None = None,
@@ -136,9 +141,10 @@ class SlideView(QWidget):
         self._press_button = Qt.MouseButton.NoButton
         self._press_mods = Qt.KeyboardModifier.NoModifier
         self._press_row = -1
-        self._drag: str | None = None  # "pan", "move", "band", "overview"
+        self._drag: str | None = None  # "pan", "move", "band", "overview", "measure"
         self._last: QPointF | None = None
         self._band: QRectF | None = None
+        self.ruler: Ruler | None = None  # the last measurement (level-0 pixels)
         self._move_to: tuple[float, float] | None = None
         # bookkeeping for tests, the status bar and the benchmark
         self.stats = {"paint_ms": 0.0, "overlay_ms": 0.0, "markers_drawn": 0, "tiles_drawn": 0,
@@ -158,6 +164,7 @@ class SlideView(QWidget):
         self._overlay = self._overlay_key = None
         self._base = self._base_key = None
         self._drag = None
+        self.clear_ruler()  # measured on the image that is going away
         if handle is None:
             self._pending_centre = None  # meant for the image that is going away
             self.layer.set_extent(1, 1)
@@ -348,13 +355,19 @@ class SlideView(QWidget):
 
     # --- tools and style ---------------------------------------------------------------------
     def set_tool(self, tool: str) -> None:
-        if tool not in ("select", "add"):
+        if tool not in ("select", "add", "measure"):
             raise ValueError(f"unknown tool {tool!r}")
         if tool != self.tool:
             self.tool = tool
-            self.setCursor(Qt.CursorShape.CrossCursor if tool == "add" else
-                           Qt.CursorShape.ArrowCursor)
+            self.setCursor(Qt.CursorShape.ArrowCursor if tool == "select" else
+                           Qt.CursorShape.CrossCursor)
             self.toolChanged.emit(tool)
+
+    def clear_ruler(self) -> None:
+        if self.ruler is not None:
+            self.ruler = None
+            self.measured.emit("")
+            self.update()
 
     def set_marker_style(self, style: str | None = None, size: int | None = None,
                          opacity: float | None = None, outline: float | None = None) -> None:
@@ -435,6 +448,8 @@ class SlideView(QWidget):
             p.setPen(QPen(QColor("#ffffff"), 1, Qt.PenStyle.DashLine))
             p.setBrush(QColor(255, 255, 255, 40))
             p.drawRect(self._band.normalized())
+        if self.ruler is not None:
+            paint_ruler(p, self.ruler, self.image_to_view, self.handle.mpp)
         self._paint_scale_bar(p)
         self._paint_overview(p)
         p.end()
@@ -621,7 +636,8 @@ class SlideView(QWidget):
         if length_um <= 0:
             return
         px = length_um / um_per_screen_px
-        x, y = 16, self.height() - 18
+        # bottom right: the legend overlay takes the bottom left, the overview the top right
+        x, y = self.width() - 16 - px, self.height() - 18
         label = f"{length_um:g} µm" if length_um < 1000 else f"{length_um / 1000:g} mm"
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         p.fillRect(QRectF(x - 6, y - 22, px + 12, 32), QColor(0, 0, 0, 140))
@@ -681,6 +697,12 @@ class SlideView(QWidget):
             self._jump_overview(pos)
             return
         mods = e.modifiers()
+        if self.tool == "measure":
+            x, y = self.view_to_image(pos)
+            self.ruler = Ruler(x, y, x, y)
+            self._drag = "measure"
+            self.update()
+            return
         if self.tool == "add" or mods & Qt.KeyboardModifier.ControlModifier:
             x, y = self.view_to_image(pos)
             if 0 <= x < self.handle.width and 0 <= y < self.handle.height:
@@ -715,6 +737,10 @@ class SlideView(QWidget):
             self.pan_by(d.x(), d.y())
         elif self._drag == "overview":
             self._jump_overview(pos)
+        elif self._drag == "measure" and self.ruler is not None:
+            self.ruler.x1, self.ruler.y1 = self.view_to_image(pos)
+            self.measured.emit(self.ruler.label(self.handle.mpp))
+            self.update()
         elif self._drag == "band":
             self._band = QRectF(self._press, pos)
             self.update()
@@ -733,7 +759,10 @@ class SlideView(QWidget):
         drag, row = self._drag, self._press_row
         shift = bool(self._press_mods & Qt.KeyboardModifier.ShiftModifier)
         self._press, self._drag = None, None
-        if drag == "move" and self._move_to is not None and row >= 0:
+        if drag == "measure":
+            if self.ruler is not None and self.ruler.length_px == 0:
+                self.clear_ruler()  # a click without a drag clears the last measurement
+        elif drag == "move" and self._move_to is not None and row >= 0:
             x, y = self._move_to
             self._move_to = None
             self.moveRequested.emit(str(self.layer.ids[row]), x, y)
@@ -788,10 +817,13 @@ class SlideView(QWidget):
         if key == Qt.Key.Key_Escape:
             self.set_tool("select")
             self.select_ids([])
+            self.clear_ruler()
         elif key == Qt.Key.Key_F:
             self.fit()
         elif key == Qt.Key.Key_A:
             self.set_tool("select" if self.tool == "add" else "add")
+        elif key == Qt.Key.Key_M:
+            self.set_tool("select" if self.tool == "measure" else "measure")
         elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
             self.set_zoom(self._zoom * 1.25)
         elif key == Qt.Key.Key_Minus:
