@@ -145,3 +145,30 @@ def test_an_app_holding_the_takeover_guard_makes_the_other_wait(project, monkeyp
     finally:
         _finish(other)
     assert not lock_file.exists()
+
+
+def test_a_lock_file_is_never_visible_empty_while_it_is_being_written(project):
+    """The record is complete before the lock file exists: stopped after writing its record
+    but before linking it, the other app has made no lock file at all."""
+    other = _other_app_paused_at(project, "written")
+    try:
+        assert not lock_path_for(project).exists()
+        assert _resume(other) == "held"
+        record = json.loads(lock_path_for(project).read_text())
+        assert record["pid"] == other.pid
+    finally:
+        _finish(other)
+
+
+def test_a_takeover_guard_left_by_a_crash_does_not_block_and_is_removed(project):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock_file = _stale_empty_lock(project)
+    guard = lock_file.with_name(lock_file.name + ".takeover")
+    guard.write_text(json.dumps({"pid": dead.pid, "host": lock_module._host(),
+                                 "app": "CellViewer", "started_at": "", "token": "x"}))
+    lock = ProjectLock.acquire(project, user="me")
+    assert lock.held and lock.took_over
+    assert not guard.exists()
+    lock.release()
+    assert sorted(p.name for p in project.parent.iterdir()) == ["demo.cvproj"]
