@@ -175,6 +175,32 @@ class ImportPlan:
         return lines
 
 
+def class_set_names(spec: str) -> list[str]:
+    """The class names of a class set: a shipped one by name (``resources/classes/NAME.json``,
+    e.g. ``chula-rbc-12``), a class-set JSON file (``{"classes": [{"name": ...}]}`` or a
+    list), or ``name1,name2,...``. ``ProjectError`` naming it when it cannot be read."""
+    import json
+
+    from cellviewer.paths import class_sets_dir
+
+    shipped = class_sets_dir() / f"{spec}.json"
+    path = shipped if shipped.is_file() else Path(spec)
+    if path.suffix.lower() == ".json" or shipped.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            items = data.get("classes", []) if isinstance(data, dict) else data
+            names = [str(c["name"] if isinstance(c, dict) else c) for c in items]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            known = ", ".join(sorted(p.stem for p in class_sets_dir().glob("*.json")))
+            raise ProjectError(f"{spec}: not a class set ({e}); the shipped ones are "
+                               f"{known}") from None
+    else:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ProjectError(f"{spec}: a class set without classes")
+    return names
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading
 
