@@ -206,8 +206,11 @@ def class_set_names(spec: str) -> list[str]:
 
 
 def read_files(paths: Sequence[str | os.PathLike], choices: ImportChoices) -> list[ParsedFile]:
-    """Every file read by the trainer's readers; ``ProjectError`` naming the file and line."""
+    """Every file read by the trainer's readers; ``ProjectError`` naming the file and line
+    (``ColumnsNeeded`` for a table whose columns are not recognised, so that a caller can ask
+    for them)."""
     from trainer.formats.cell_rows import read_cell_file
+    from trainer.formats.tables import ColumnsNeeded
 
     out = []
     for p in paths:
@@ -215,6 +218,8 @@ def read_files(paths: Sequence[str | os.PathLike], choices: ImportChoices) -> li
             out.append(read_cell_file(Path(p), columns=choices.columns,
                                       class_names=choices.class_set,
                                       polygons_as_cells=choices.polygons_as_cells))
+        except ColumnsNeeded:
+            raise  # the caller asks for the columns (its message says so too)
         except CellFileError as e:
             raise ProjectError(str(e)) from None
     return out
@@ -418,24 +423,26 @@ def _plan_classes(store: ProjectStore, plan: ImportPlan) -> None:
         if c.class_name is not None and c.class_name not in known:
             counts[c.class_name] = counts.get(c.class_name, 0) + 1
     skip: set[str] = set()
+    maps: dict[str, str] = {}
     for name, n in counts.items():
-        if name in choices.class_map:
-            to = choices.class_map[name]
-            if to is None:
-                skip.add(name)
-            elif to == "" or to == name:
-                plan.new_classes[name] = n
-            elif to in known:
-                plan.mapped_classes[name] = to
-            else:
-                raise ProjectError(f"class {name!r} mapped to {to!r}, which the project "
-                                   f"does not have")
+        to = choices.class_map.get(name, ...)
+        if to is None:
+            skip.add(name)
+        elif to == "" or to == name:
+            plan.new_classes[name] = n
+        elif to is not ...:
+            maps[name] = str(to)
         elif choices.on_unknown_class == "create":
             plan.new_classes[name] = n
         elif choices.on_unknown_class == "skip":
             skip.add(name)
         else:
             plan.unknown_classes[name] = n
+    for name, to in maps.items():  # onto a class of the project or one this import creates
+        if to not in known and to not in plan.new_classes:
+            raise ProjectError(f"class {name!r} mapped to {to!r}, which the project does not "
+                               f"have (and this import does not create)")
+        plan.mapped_classes[name] = to
     if plan.unknown_classes:
         shown = ", ".join(f"{brief(k)} ({v:,})" for k, v in list(plan.unknown_classes.items())[:8])
         plan.problems.append(
