@@ -1,10 +1,27 @@
-"""``cellviewer import PROJECT FILE [--image-dir D] [--image NAME] [--user U] [--json]``: cells from
-a points CSV (``image,x,y,class``: cellviewer.core.io.points_csv) or a QuPath GeoJSON file (of one
-image of the project, ``--image``) into a project, as one undoable action, all or nothing.
+"""``cellviewer import PROJECT FILE… [choices] [--user U] [--json]``: cells (and, once the
+project keeps them, regions) from every file the app imports — delimited tables (points
+tables, QuPath measurement tables, napari points, CellViewer's cells and predict CSVs),
+GeoJSON (QuPath 0.4–0.6, CellViT, plain; also ``.geojson.gz`` and ``.zip``) and HoVer-Net
+JSON — as one undoable action, all or nothing (:mod:`cellviewer.core.io.cell_import`).
 
-The app runs it in a child process for big files, so its window never waits for the import
-(``--json``: one protocol object per line, ``started``, ``finished`` or ``error``, the trainer's
-shape; see ``../shared/design/cli.md``). A user is needed: ``--user``, else
+A headless run never asks: each question the app's preview asks has a flag, and by default
+the command refuses with a message naming it (``../shared/design/cli.md``):
+
+- ``--on-missing-image skip|add|refuse``: rows whose image is not in the project (``add``
+  looks in ``--image-folder``, the file's folder and the project's folder);
+- ``--on-unknown-class create|skip|refuse`` and ``--map-class NAME=EXISTING``: class names
+  the project lacks (created classes get the next free number keys);
+- ``--class-set NAME``: the class set numeric class ids index (a shipped set such as
+  ``chula-rbc-12``, a class-set JSON file, or ``name1,name2,...``);
+- ``--image NAME``: the project image of files that name none (GeoJSON, HoVer-Net, napari),
+  when the file's name does not name one;
+- ``--units px|um``: override the file's units (µm are converted with each image's pixel size);
+- ``--polygons-as-cells``: annotation polygons become cells, not regions;
+- ``--columns image=COL,x=COL,y=COL[,class=COL]``: the columns of a table that is not
+  recognised.
+
+The app may run it in a child process (``--json``: one protocol object per line, ``started``,
+``finished`` or ``error``, the trainer's shape). A user is needed: ``--user``, else
 ``CELLVIEWER_USER``, else the command refuses.
 """
 
@@ -18,14 +35,32 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("import", help="cells from a points CSV or a QuPath GeoJSON file",
+    p = sub.add_parser("import", help="cells from tables, GeoJSON or HoVer-Net JSON",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("project", type=Path, help="a CellViewer project (.cvproj)")
-    p.add_argument("file", type=Path, help="a points CSV, or a GeoJSON file (with --image)")
-    p.add_argument("--image-dir", type=Path, default=None,
-                   help="where the CSV's images are (default: beside the CSV)")
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE",
+                   help="tables (.csv .tsv .txt), GeoJSON (.geojson .json .geojson.gz .zip) "
+                        "or HoVer-Net JSON")
+    p.add_argument("--image-folder", "--image-dir", dest="image_folder", type=Path,
+                   default=None, help="where the files' images are")
     p.add_argument("--image", default=None,
-                   help="for GeoJSON: the project image (its file name) the cells belong to")
+                   help="the project image (file name or path) of files that name none")
+    p.add_argument("--on-missing-image", choices=("skip", "add", "refuse"), default="refuse",
+                   help="rows whose image is not in the project (default: refuse)")
+    p.add_argument("--on-unknown-class", choices=("create", "skip", "refuse"),
+                   default="refuse", help="class names the project lacks (default: refuse)")
+    p.add_argument("--map-class", action="append", default=[], metavar="NAME=EXISTING",
+                   help="import class NAME as the project's class EXISTING (repeatable)")
+    p.add_argument("--class-set", default=None,
+                   help="class set of numeric class ids (e.g. chula-rbc-12)")
+    p.add_argument("--units", choices=("px", "um"), default=None,
+                   help="coordinates in pixels or µm (default: as the file says)")
+    p.add_argument("--polygons-as-cells", action="store_true",
+                   help="annotation polygons become one cell each (default: regions)")
+    p.add_argument("--columns", default=None, metavar="image=COL,x=COL,y=COL,class=COL",
+                   help="the columns of a table whose columns are not recognised")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would be imported and write nothing")
     p.add_argument("--user", default=None, help="who makes the change (else CELLVIEWER_USER)")
     p.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
     p.set_defaults(func=run)
@@ -49,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     except NoUserError as exc:
         _say(args.json, "error", kind="usage", message=str(exc))
         raise CommandError(str(exc)) from exc
-    _say(args.json, "started", file=str(args.file), project=str(args.project))
+    _say(args.json, "started", file=", ".join(map(str, args.files)), project=str(args.project))
     try:
         with ProjectStore.open(args.project) as store:
             store.user = user
@@ -58,27 +93,60 @@ def run(args: argparse.Namespace) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         _say(args.json, "error", kind="input", message=message)
         raise CommandError(message) from exc
+    if result is None:  # a dry run
+        return 0
     _say(args.json, "finished", n_cells=result.n_cells, images_added=len(result.images_added),
-         classes_added=list(result.classes_added), elapsed_s=round(time.monotonic() - t0, 3))
+         classes_added=list(result.classes_added), regions=len(result.regions),
+         skipped=result.skipped, elapsed_s=round(time.monotonic() - t0, 3))
     if not args.json:
-        print(f"imported {result.n_cells:,} cells from {args.file} into {args.project}",
-              file=sys.stderr)
+        print(f"imported {result.n_cells:,} cells from {len(args.files)} file"
+              f"{'s' if len(args.files) != 1 else ''} into {args.project}", file=sys.stderr)
     return 0
 
 
-def _import(store: Any, args: argparse.Namespace) -> Any:
-    from cellviewer.cli.main import CommandError
+def choices_of(store: Any, args: argparse.Namespace) -> Any:
+    """The import's choices from the flags; ValueError naming a bad flag value."""
+    from cellviewer.core.io.cell_import import ImportChoices, class_set_names
+    from trainer.formats.tables import ColumnMap
 
-    if args.file.suffix.lower() in (".geojson", ".json"):
-        from cellviewer.core.io.geojson import import_geojson
-
-        if not args.image:
-            raise CommandError(f"{args.file}: a GeoJSON file holds one image's cells: name "
-                               "the project image with --image")
-        matches = [r for r in store.images() if r.name == args.image or str(r.path) == args.image]
+    class_map: dict[str, str | None] = {}
+    for spec in args.map_class:
+        name, sep, to = spec.partition("=")
+        if not sep or not name.strip() or not to.strip():
+            raise ValueError(f"--map-class {spec!r}: expected NAME=EXISTING")
+        class_map[name.strip()] = to.strip()
+    image_id = None
+    if args.image:
+        matches = [r for r in store.images() if args.image in (r.name, str(r.path))]
         if len(matches) != 1:
-            raise CommandError(f"{args.project}: no single image named {args.image!r}")
-        return import_geojson(store, args.file, matches[0].id)
-    from cellviewer.core.io.points_csv import import_points_csv
+            raise ValueError(f"--image {args.image!r}: {len(matches)} images of "
+                             f"{args.project} have that name or path (need exactly one)")
+        image_id = matches[0].id
+    columns = None
+    if args.columns:
+        given = dict(part.split("=", 1) for part in args.columns.split(",") if "=" in part)
+        if "x" not in given or "y" not in given:
+            raise ValueError(f"--columns {args.columns!r}: name at least x=COL,y=COL")
+        columns = ColumnMap(given["x"], given["y"], given.get("image"), given.get("class"),
+                            args.units or "px")
+    return ImportChoices(
+        image_folder=args.image_folder, on_missing_image=args.on_missing_image,
+        on_unknown_class=args.on_unknown_class, class_map=class_map,
+        class_set=class_set_names(args.class_set) if args.class_set else None,
+        units=args.units, polygons_as_cells=args.polygons_as_cells, image_id=image_id,
+        columns=columns)
 
-    return import_points_csv(store, args.file, image_dir=args.image_dir)
+
+def _import(store: Any, args: argparse.Namespace) -> Any:
+    from cellviewer.core.io.cell_import import apply_import, plan_import
+    from cellviewer.core.store import ProjectError
+
+    plan = plan_import(store, args.files, choices_of(store, args))
+    if not args.json:
+        for line in plan.summary() + plan.notices:
+            print(line, file=sys.stderr)
+    if plan.problems:
+        raise ProjectError("nothing imported:\n  " + "\n  ".join(plan.problems))
+    if args.dry_run:
+        return None
+    return apply_import(store, plan)

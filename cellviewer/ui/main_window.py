@@ -100,6 +100,8 @@ class MainWindow(QMainWindow):
         self._pending_selection: list[str] = []
         self._writing: str | None = None  # a background write (an import) in progress
         self._import_process = None  # its child process
+        self.import_dialog = None  # the preview of an import, while open
+        self.setAcceptDrops(True)  # cell files dropped on the window are imported
         self._close_guards: list[CloseGuard] = []
         self._menus: dict[str, QMenu] = {}
         self._panels_menu: QMenu | None = None
@@ -166,7 +168,7 @@ class MainWindow(QMainWindow):
         self._action(file, "Open the &demo project", self.open_demo)
         file.addSeparator()
         self.add_images_action = self._action(file, "&Add images…", self._ask_add_images)
-        self.import_action = self._action(file, "&Import points CSV…", self._ask_import_points)
+        self.import_action = self._action(file, "&Import cells…", self._ask_import_cells)
         file.addSeparator()
         self.check_action = self._action(file, "Check project &file…", self.check_project_file,
                                          tip="SQLite's full integrity check, in the background")
@@ -822,7 +824,8 @@ class MainWindow(QMainWindow):
         from cellviewer.ui.common.trainer_process import TrainerProcess
 
         store, name = self.store, Path(csv_path).name
-        args = ["import", str(store.path), str(csv_path), "--user", user, "--json"]
+        args = ["import", str(store.path), str(csv_path), "--user", user, "--json",
+                "--on-missing-image", "add", "--on-unknown-class", "create"]
         if image_dir is not None:
             args += ["--image-dir", str(image_dir)]
         program, argv = command_invocation(args)
@@ -1002,10 +1005,57 @@ class MainWindow(QMainWindow):
         if paths:
             self.add_images(paths)
 
-    def _ask_import_points(self) -> None:
-        path = files.ask_points_csv(self, self._project_path())
-        if path:
-            self.import_points(path)
+    def _ask_import_cells(self) -> None:
+        paths = files.ask_cell_files(self, self._project_path())
+        if paths:
+            self.open_import_dialog(paths)
+
+    def open_import_dialog(self, paths: list[str]):
+        """The preview of an import of ``paths`` (File → Import cells…, or files dropped on the
+        window); it imports in the background when the user agrees. Returns the dialog (None
+        when there is no project or no user)."""
+        if self.store is None:
+            self.report_error("No project", "Open or create a project before importing cells.")
+            return None
+        if self._writing:
+            self.report_error("Busy", f"Wait until {self._writing} has finished.")
+            return None
+        try:
+            user = self.session.require_user()
+        except Exception as exc:  # no name given: nothing imported
+            self.report_error("Cannot import cells", str(exc))
+            return None
+        from cellviewer.ui.common.import_dialog import ImportDialog
+
+        dialog = ImportDialog(self.store, paths, user, self)
+        self.import_dialog = dialog
+
+        def finished(_code: int) -> None:
+            if dialog.result is not None:
+                self.statusBar().showMessage(
+                    f"Imported {dialog.result.n_cells:,} cells", 8000)
+        dialog.finished.connect(finished)
+        dialog.open()
+        return dialog
+
+    def dragEnterEvent(self, event) -> None:
+        from cellviewer.ui.common.import_dialog import is_import_file
+
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        if urls and all(u.isLocalFile() and is_import_file(u.toLocalFile()) for u in urls):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:
+        from cellviewer.ui.common.import_dialog import is_import_file
+
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths and all(is_import_file(p) for p in paths):
+            event.acceptProposedAction()
+            self.open_import_dialog(paths)
+        else:
+            super().dropEvent(event)
 
     def _project_path(self) -> str | None:
         return str(self.store.path) if self.store is not None else None

@@ -18,8 +18,6 @@ counted in ``n_padded`` and flagged, never dropped).
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,99 +59,64 @@ def read_points_csv(
     *,
     split: str | None = None,
     classes: list[str] | None = None,
-    class_column: str = "class",
+    class_column: str | None = None,
     class_names: list[str] | None = None,
 ) -> PointsTable:
-    """Read and check a points CSV (see the module doc). ``split`` keeps only the rows whose
-    ``split`` column equals it. ``class_names``: names of the integer ids in
-    ``class_column`` (a value may also be one of these names). ``classes``: the patch set's
-    class list, in order (default: ``class_names``, else the sorted distinct names); a class
-    outside it is an error."""
+    """Read and check a points CSV with the app's reader (``trainer.formats.tables``: every
+    table the app imports, any delimiter and encoding; see the module doc). ``split`` keeps
+    only the rows whose ``split`` column equals it. ``class_column`` picks the class column
+    (default: the one the reader recognises, ``class`` or else ``class_id``).
+    ``class_names``: names of the integer ids in that column (a value may also be one of these
+    names). ``classes``: the patch set's class list, in order (default: ``class_names``, else
+    the sorted distinct names); a class outside it is an error."""
+    from trainer.formats.cell_rows import CellFileError
+    from trainer.formats.tables import read_table
+
     path = Path(csv_path)
-    if not path.is_file():
-        raise PatchSetError(f"{path}: no such file")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise PatchSetError(f"{path}, line 1: empty file (a header is needed)")
-        header = [h.strip() for h in header]
-        need = ["image", "x", "y", class_column] + (["split"] if split is not None else [])
-        missing = [c for c in need if c not in header]
-        if missing:
+    try:
+        parsed = read_table(path, class_names=class_names, label_column=class_column)
+    except CellFileError as exc:
+        raise PatchSetError(str(exc)) from None
+    if parsed.units != "px":
+        raise PatchSetError(f"{path}: coordinates in µm ({parsed.format}); a patch set needs "
+                            f"pixels (import the file into a project, which knows each "
+                            f"image's pixel size)")
+    if parsed.rows and parsed.rows[0].image is None:
+        raise PatchSetError(f"{path}: no image column ({parsed.format}); name each row's image")
+    if split is not None and "split" not in [h.lower() for h in parsed.header]:
+        raise PatchSetError(f"{path}, line 1: missing column(s) split (the header has: "
+                            f"{', '.join(parsed.header)})")
+    allowed = set(classes) if classes is not None else None
+    images, xs, ys, names, lines, splits_seen = [], [], [], [], [], set()
+    for row in parsed.rows:
+        line = int(row.where.split()[-1])
+        if split is not None:
+            value = next((v for k, v in row.metadata.items() if k.lower() == "split"), "")
+            s = value.strip()
+            splits_seen.add(s)
+            if s != split:
+                continue
+        if not row.label:
+            raise PatchSetError(f"{path}, line {line}: empty class")
+        if allowed is not None and row.label not in allowed:
             raise PatchSetError(
-                f"{path}, line 1: missing column(s) {', '.join(missing)} "
-                f"(the header has {', '.join(header)})")
-        col = {name: header.index(name) for name in need}
-        names_of_ids = list(class_names) if class_names is not None else None
-        allowed = set(classes) if classes is not None else None
-        images, xs, ys, names, lines, splits_seen = [], [], [], [], [], set()
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not v.strip() for v in row):
-                continue  # blank line
-            if len(row) != len(header):
-                raise PatchSetError(
-                    f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
-            if split is not None:
-                s = row[col["split"]].strip()
-                splits_seen.add(s)
-                if s != split:
-                    continue
-            image = row[col["image"]].strip()
-            if not image:
-                raise PatchSetError(f"{path}, line {line}: empty image name")
-            x = _coordinate(row[col["x"]], "x", path, line)
-            y = _coordinate(row[col["y"]], "y", path, line)
-            name = _class_name(row[col[class_column]], class_column, names_of_ids, path, line)
-            if allowed is not None and name not in allowed:
-                raise PatchSetError(
-                    f"{path}, line {line}: class {name!r} is not one of {sorted(allowed)}")
-            images.append(image)
-            xs.append(x)
-            ys.append(y)
-            names.append(name)
-            lines.append(line)
+                f"{path}, line {line}: class {row.label!r} is not one of {sorted(allowed)}")
+        images.append(str(row.image))
+        xs.append(row.x)
+        ys.append(row.y)
+        names.append(row.label)
+        lines.append(line)
     if not images:
         where = f" with split {split!r} (splits present: {sorted(splits_seen)})" if split else ""
         raise PatchSetError(f"{path}: no cells{where}")
     if classes is None:
-        classes = names_of_ids if names_of_ids is not None else sorted(set(names))
+        classes = list(class_names) if class_names is not None else sorted(set(names))
     index = {name: i for i, name in enumerate(classes)}
     return PointsTable(
         path=path, images=images, xy=np.column_stack([xs, ys]).astype(np.float64),
         labels=np.array([index[n] for n in names], dtype=np.int16), classes=list(classes),
         lines=np.array(lines, dtype=np.int64),
     )
-
-
-def _coordinate(value: str, what: str, path: Path, line: int) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise PatchSetError(f"{path}, line {line}: {what} = {value!r} is not a number") from None
-    if not math.isfinite(v):
-        raise PatchSetError(f"{path}, line {line}: {what} = {value!r} is not a finite number")
-    return v
-
-
-def _class_name(value: str, column: str, names: list[str] | None, path: Path, line: int) -> str:
-    v = value.strip()
-    if not v:
-        raise PatchSetError(f"{path}, line {line}: empty {column}")
-    if names is None:
-        return v
-    if v in names:
-        return v
-    try:
-        k = int(v)
-    except ValueError:
-        k = -1
-    if not 0 <= k < len(names):
-        raise PatchSetError(
-            f"{path}, line {line}: {column} {v!r} is neither a class id 0..{len(names) - 1} "
-            f"nor a class name")
-    return names[k]
 
 
 def crop_cells(image: np.ndarray, xy: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +158,7 @@ def build_from_points_csv(
     split: str | None = None,
     classes: list[str] | None = None,
     keep_source_crops: bool = False,
-    class_column: str = "class",
+    class_column: str | None = None,
     class_names: list[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PatchSet:

@@ -6,7 +6,6 @@ Heavy imports happen inside the commands so ``python -m trainer --help`` stays i
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -53,15 +52,10 @@ def _class_names(spec: str | None) -> list[str] | None:
     return [name.strip() for name in spec.split(",")]
 
 
-def _class_column(csv_path: Path, given: str | None) -> str:
-    if given:
-        return given
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            header = [h.strip() for h in next(csv.reader(fh), [])]
-    except OSError:
-        return "class"  # the builder reports the missing file
-    return "class_id" if "class" not in header and "class_id" in header else "class"
+def _class_column(csv_path: Path, given: str | None) -> str | None:
+    """The class column asked for; None lets the reader recognise it (``class``, else
+    ``class_id``)."""
+    return given or None
 
 
 def _add_sample_args(p: argparse.ArgumentParser) -> None:

@@ -40,35 +40,24 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cellviewer.core.export.tables import atomic_write, resolve_model
-from cellviewer.core.io.files import open_regular
-from cellviewer.core.io.messages import brief
 from cellviewer.core.io.points_csv import ImportResult
 from cellviewer.core.store import (
-    LABEL_SOURCES,
-    REVIEW_STATUSES,
     CellRecord,
     ProjectError,
     ProjectStore,
 )
-from cellviewer.core.store.ids import new_ids, normalise_id
+from cellviewer.core.store.ids import new_ids
 
 PROB_PREFIX = "p_"
 IMPORTED_ARCH = "imported"
 _OUR_METADATA = ("labelSource", "reviewStatus")
-# Larger integers are no pixel position or measurement (10**18 px is far beyond any slide) and
-# would overflow a float (10**309) or Python's 4,300-digit int() limit.
-MAX_INT_DIGITS = 18
-_INT_BOUND = 10**MAX_INT_DIGITS
-MAX_METADATA_DEPTH = 16  # lists/objects within a metadata value (QuPath's are flat strings)
 
 
 @dataclass
@@ -90,289 +79,32 @@ def _err(path: Path, index: int | None, message: str) -> ProjectError:
     return ProjectError(f"{where}: {message}")
 
 
-def _small_int(value) -> bool:
-    """Whether a JSON number is no integer of more than ``MAX_INT_DIGITS`` digits (checked where
-    numbers are used, not by a parse hook: that would cost a Python call per integer)."""
-    return not isinstance(value, int) or -_INT_BOUND < value < _INT_BOUND
+def _feature_index(where: str) -> int:
+    """The top-level feature of a reader's ``where`` ("feature 3, polygon 2" -> 3)."""
+    return int(where.split(",")[0].split()[1])
 
 
-def _load_json(path: Path):
-    with open_regular(path) as fh:  # a FIFO or a device is refused, not read
-        try:
-            raw = fh.read()
-        except OSError as e:
-            raise _err(path, None, f"cannot read ({e.strerror})") from e
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise _err(path, None, f"not UTF-8 text ({e.reason} at byte {e.start})") from e
-    del raw
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProjectError(f"{path}, line {e.lineno}, column {e.colno}: not valid JSON "
-                           f"({e.msg})") from e
-    except ValueError as e:  # int()'s limit: an integer of more than 4,300 digits
-        found = re.search(r"\d{4301,}", text)
-        line = f", line {text.count(chr(10), 0, found.start()) + 1}" if found else ""
-        raise ProjectError(f"{path}{line}: an integer of more than 4,300 digits, too large "
-                           f"for a coordinate or measurement (at most {MAX_INT_DIGITS} digits)"
-                           ) from e
-    except RecursionError:
-        # json's scanner recurses once per level: deeper than the interpreter's limit
-        # (about 1,000) is no GeoJSON (a MultiPolygon's coordinates are 4 deep).
-        raise _err(path, None, "nested too deeply (lists or objects about "
-                               f"{sys.getrecursionlimit():,} levels deep; GeoJSON needs 6)"
-                   ) from None
+def read_geojson(path: str | os.PathLike, *, polygons_as_cells: bool = False) -> list[GeoCell]:
+    """The cells of a GeoJSON file (read by :mod:`trainer.formats.geojson_read`, which decides
+    what each feature is: annotation polygons are regions, not cells, unless
+    ``polygons_as_cells``); ``ProjectError`` naming the file and feature."""
+    from trainer.formats.cell_rows import CellFileError
+    from trainer.formats.geojson_read import read_geojson as read
 
-
-def read_geojson(path: str | os.PathLike) -> list[GeoCell]:
-    """Parse and check a GeoJSON file into cells; ``ProjectError`` naming the file and feature."""
     path = Path(path)
-    data = _load_json(path)
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        features = data.get("features")
-        if not isinstance(features, list):
-            raise _err(path, None, "a FeatureCollection without a list of features")
-    elif isinstance(data, dict) and data.get("type") == "Feature":
-        features = [data]
-    elif isinstance(data, list):
-        features = data
-    else:
-        raise _err(path, None, "not GeoJSON (expected a FeatureCollection, a Feature or a list "
-                               "of features)")
-    cells: list[GeoCell] = []
-    seen: dict[str, int] = {}
-    for index, feature in enumerate(features):
-        for cell in _feature_cells(path, index, feature):
-            if cell.cell_id is not None:
-                if cell.cell_id in seen:
-                    raise _err(path, index, f"id {cell.cell_id} already used by feature "
-                                            f"{seen[cell.cell_id]}")
-                seen[cell.cell_id] = index
-            cells.append(cell)
-    return cells
-
-
-def _feature_cells(path: Path, index: int, feature) -> list[GeoCell]:
-    if not isinstance(feature, dict) or feature.get("type", "Feature") != "Feature":
-        raise _err(path, index, "not a GeoJSON Feature")
-    geometry = feature.get("geometry")
-    if not isinstance(geometry, dict):
-        raise _err(path, index, "no geometry")
-    props = feature.get("properties") or {}
-    if not isinstance(props, dict):
-        raise _err(path, index, "properties must be an object")
-    points = _points(path, index, geometry)
-    label, color = _classification(path, index, props.get("classification"))
-    probs, other = _measurements(path, index, props.get("measurements"))
-    given_meta = props.get("metadata")
-    meta_in = given_meta if isinstance(given_meta, dict) else {}
-    source = meta_in.get("labelSource")
-    status = meta_in.get("reviewStatus")
-    if source is not None and source not in LABEL_SOURCES:
-        raise _err(path, index, f"labelSource {brief(source)} is not one of "
-                                f"{', '.join(LABEL_SOURCES)}")
-    if status is not None and status not in REVIEW_STATUSES:
-        raise _err(path, index, f"reviewStatus {brief(status)} is not one of "
-                                f"{', '.join(REVIEW_STATUSES)}")
-    metadata = {_text(path, index, "a metadata key", k): _meta_value(path, index, k, v)
-                for k, v in meta_in.items() if k not in _OUR_METADATA}
-    metadata.update(other)
-    name = props.get("name")
-    if name:  # (an empty or null name is none, as before)
-        if isinstance(name, bool) or not isinstance(name, str | int | float) \
-                or not _small_int(name):
-            raise _err(path, index, f"name {brief(name)} is not text")
-        metadata["name"] = _text(path, index, "the name", str(name))
-    raw_id = feature.get("id", props.get("id"))
-    if raw_id is not None and (isinstance(raw_id, bool) or not _small_int(raw_id)
-                               or not isinstance(raw_id, str | int | float)):
-        raise _err(path, index, f"id {brief(raw_id)} is not a string or a number")
-    cell_id = normalise_id(str(raw_id)) if raw_id is not None else None
-    if raw_id is not None and (cell_id is None or len(points) > 1):
-        metadata["geojson_id"] = _text(path, index, "the id", str(raw_id))
-        cell_id = None
-    return [
-        GeoCell(index, x, y, label, color, cell_id, source, status, probs, dict(metadata))
-        for x, y in points
-    ]
-
-
-def _text(path: Path, index: int, what: str | Callable[[], str], text: str) -> str:
-    """``text`` when the project can store it: JSON's ``\\ud800`` escapes make strings with
-    unpaired surrogates, which are no UTF-8 (SQLite refuses them). ``what`` names it in the
-    message (a function: made only when needed)."""
-    if text.isascii():
-        return text
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        what = what if isinstance(what, str) else what()
-        raise _err(path, index, f"{what} {brief(text)} holds an unpaired surrogate "
-                                f"(a \\u{ord(text[e.start]):04x} escape without its pair), "
-                                f"which is no text") from None
-    return text
-
-
-def _meta_value(path: Path, index: int, key: str, value, depth: int = 0):
-    """A metadata value as the store can keep it: text checked, non-finite numbers as null (as
-    the store does for top-level values), lists and objects at most ``MAX_METADATA_DEPTH``
-    deep (so the recursion here, too, is bounded)."""
-    if isinstance(value, str):
-        return _text(path, index, lambda: f"the value of metadata {brief(key)}", value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if not _small_int(value):
-        raise _err(path, index, f"metadata {brief(key)} holds {brief(value)}, too large (more "
-                                f"than {MAX_INT_DIGITS} digits)")
-    if not isinstance(value, list | dict):
-        return value
-    if depth >= MAX_METADATA_DEPTH:
-        raise _err(path, index, f"metadata {brief(key)} is nested too deeply (more than "
-                                f"{MAX_METADATA_DEPTH} levels)")
-    if isinstance(value, list):
-        return [_meta_value(path, index, key, v, depth + 1) for v in value]
-    return {_text(path, index, lambda: f"a key in metadata {brief(key)}", k):
-            _meta_value(path, index, key, v, depth + 1) for k, v in value.items()}
-
-
-def _is_json_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _xy(path: Path, index: int, pair) -> tuple[float, float]:
-    if not isinstance(pair, list) or len(pair) < 2:
-        raise _err(path, index, f"coordinates {brief(pair)} are not [x, y]")
-    if not (_is_json_number(pair[0]) and _is_json_number(pair[1])):
-        raise _err(path, index, f"coordinates {brief(pair)} are not numbers")
-    if not (_small_int(pair[0]) and _small_int(pair[1])):  # (a float would overflow)
-        raise _err(path, index, f"coordinates {brief(pair)} are too large (integers of more "
-                                f"than {MAX_INT_DIGITS} digits)")
-    x, y = float(pair[0]), float(pair[1])
-    if not (math.isfinite(x) and math.isfinite(y)):
-        raise _err(path, index, f"coordinates {brief(pair)} are not finite")
-    return x, y
-
-
-def _points(path: Path, index: int, geometry: dict) -> list[tuple[float, float]]:
-    kind = geometry.get("type")
-    coords = geometry.get("coordinates")
-    if kind == "Point":
-        return [_xy(path, index, coords)]
-    if kind == "MultiPoint":
-        if not isinstance(coords, list) or not coords:
-            raise _err(path, index, "a MultiPoint without points")
-        return [_xy(path, index, p) for p in coords]
-    if kind in ("Polygon", "MultiPolygon"):
-        polygons = [coords] if kind == "Polygon" else coords
-        if not isinstance(polygons, list) or not polygons:
-            raise _err(path, index, f"a {kind} without coordinates")
-        return [_centroid(path, index, polygons)]
-    raise _err(path, index, f"geometry {brief(kind)} is not a point, multipoint or polygon")
-
-
-def _centroid(path: Path, index: int, polygons: list) -> tuple[float, float]:
-    """Area-weighted centroid of the outer rings (holes ignored: cells have none); the mean
-    vertex when the rings enclose no area. Computed relative to the first vertex (so large
-    coordinates keep their precision), and refused when it overflows."""
-    rings = []
-    for polygon in polygons:
-        if not isinstance(polygon, list) or not polygon or not isinstance(polygon[0], list):
-            raise _err(path, index, f"polygon {brief(polygon)} is not a list of rings "
-                                    f"(lists of [x, y])")
-        ring = np.array([_xy(path, index, p) for p in polygon[0]], dtype=np.float64)
-        if len(ring) < 3:
-            raise _err(path, index, "a polygon ring needs at least 3 points")
-        rings.append(ring)
-    origin = rings[0][0]
-    area_sum, cx, cy = 0.0, 0.0, 0.0
-    with np.errstate(all="ignore"):  # an overflow shows as a non-finite result, checked below
-        for ring in rings:
-            x, y = ring[:, 0] - origin[0], ring[:, 1] - origin[1]
-            x1, y1 = np.roll(x, -1), np.roll(y, -1)
-            cross = x * y1 - x1 * y
-            area_sum += cross.sum() / 2
-            cx += ((x + x1) * cross).sum() / 6
-            cy += ((y + y1) * cross).sum() / 6
-        if math.isfinite(area_sum) and abs(area_sum) >= 1e-9:
-            centre = (origin[0] + cx / area_sum, origin[1] + cy / area_sum)
-        else:
-            mean = np.concatenate(rings).mean(axis=0)
-            centre = (float(mean[0]), float(mean[1]))
-    if not (math.isfinite(centre[0]) and math.isfinite(centre[1])) or not math.isfinite(area_sum):
-        raise _err(path, index, "the polygon's centroid cannot be computed (its coordinates "
-                                "overflow)")
-    return float(centre[0]), float(centre[1])
-
-
-def _classification(path: Path, index: int, value) -> tuple[str | None, tuple | None]:
-    if value is None:
-        return None, None
-    if isinstance(value, str):
-        return (_text(path, index, "the class name", value).strip() or None), None
-    if not isinstance(value, dict):
-        raise _err(path, index, "classification must be an object {name, color} or a string")
-    name = value.get("name")
-    names = value.get("names")
-    if name is None and isinstance(names, list):
-        if not all(isinstance(n, str) for n in names):
-            raise _err(path, index, f"classification names {brief(names)} are not strings")
-        name = ": ".join(n.strip() for n in names if n.strip())
-    if name is not None and not isinstance(name, str):
-        raise _err(path, index, f"classification name {brief(name)} is not a string")
-    color = value.get("color")
-    packed = value.get("colorRGB")
-    if color is None and _is_json_number(packed) and isinstance(packed, int):  # QuPath 0.2
-        if not _small_int(packed):
-            raise _err(path, index, f"classification colorRGB {brief(packed)} is no colour")
-        packed &= 0xFFFFFF
-        color = [(packed >> 16) & 255, (packed >> 8) & 255, packed & 255]
-    if color is not None:
-        if (not isinstance(color, list) or len(color) != 3
-                or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255
-                           for c in color)):
-            raise _err(path, index, f"classification color {brief(color)} is not [r, g, b] "
-                                    f"(0-255)")
-        color = tuple(color)
-    # A name of spaces is no class (as a bare string of spaces already meant "unlabelled").
-    label = _text(path, index, "the class name", name).strip() if name else ""
-    return (label or None), (color if label else None)
-
-
-def _measurements(path: Path, index: int, value) -> tuple[dict[str, float], dict]:
-    if value is None:
-        return {}, {}
-    if isinstance(value, list):  # QuPath 0.2: [{"name": ..., "value": ...}]
-        pairs = []
-        for m in value:
-            if not (isinstance(m, dict) and "name" in m and "value" in m):
-                raise _err(path, index, "measurements must be {name: value}")
-            if not isinstance(m["name"], str):
-                raise _err(path, index, f"measurement name {brief(m['name'])} is not a string")
-            pairs.append((m["name"], m["value"]))
-        value = dict(pairs)
-    if not isinstance(value, dict):
-        raise _err(path, index, "measurements must be an object {name: value}")
-    probs, other = {}, {}
-    for name, raw in value.items():
-        name = _text(path, index, "the measurement name", name)
-        if isinstance(raw, str) and raw in ("NaN", "Infinity", "-Infinity"):
-            number = float(raw.replace("Infinity", "inf"))
-        elif _is_json_number(raw):
-            if not _small_int(raw):  # (a float would overflow)
-                raise _err(path, index, f"measurement {brief(name)} = {brief(raw)} is too "
-                                        f"large (more than {MAX_INT_DIGITS} digits)")
-            number = float(raw)
-        elif raw is None:
-            number = math.nan
-        else:
-            raise _err(path, index, f"measurement {brief(name)} = {brief(raw)} is not a number")
-        if name.startswith(PROB_PREFIX) and name[len(PROB_PREFIX):].strip():
-            probs[name[len(PROB_PREFIX):]] = number
-        else:
-            other[name] = number if math.isfinite(number) else None
-    return probs, other
+        parsed = read(path, polygons_as_cells=polygons_as_cells)
+    except CellFileError as e:
+        raise ProjectError(str(e)) from None
+    cells = []
+    for row in parsed.rows:
+        metadata = dict(row.metadata)
+        if row.outline is not None:
+            metadata["outline"] = row.outline
+        cells.append(GeoCell(_feature_index(row.where), row.x, row.y, row.label, row.color,
+                             row.cell_id, row.label_source, row.review_status,
+                             dict(row.probs or {}), metadata))
+    return cells
 
 
 def _color_hex(rgb: tuple[int, int, int] | None) -> str | None:

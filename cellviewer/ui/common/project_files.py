@@ -51,12 +51,16 @@ def ask_images(parent: QWidget, project: str | None = None) -> list[str]:
     return list(paths)
 
 
-def ask_points_csv(parent: QWidget, project: str | None = None) -> str | None:
-    path, _ = QFileDialog.getOpenFileName(parent, "Import points CSV",
-                                          str(folders.start_folder("points", project)),
-                                          "CSV (*.csv);;All files (*)")
-    folders.remember("points", path)
-    return path or None
+def ask_cell_files(parent: QWidget, project: str | None = None) -> list[str]:
+    """Files of cells to import: tables, GeoJSON (also compressed), HoVer-Net JSON."""
+    from cellviewer.ui.common.import_dialog import import_file_filter
+
+    paths, _ = QFileDialog.getOpenFileNames(parent, "Import cells",
+                                            str(folders.start_folder("points", project)),
+                                            import_file_filter())
+    if paths:
+        folders.remember("points", paths[0])
+    return list(paths)
 
 
 def confirm_open_in_use(parent: QWidget, error) -> bool:

@@ -98,7 +98,7 @@ def test_integer_classes_with_names_and_tab_separated_files(data, store):
                                class_names=["normal", "macrocyte"])
     names = [store.class_record(store.cell(i).class_id).name for i in result.ids]
     assert names == ["macrocyte", "normal"]
-    with pytest.raises(ProjectError, match="line 2: class '1' is not an index"):
+    with pytest.raises(ProjectError, match="line 2: class_id '1' is neither a class id 0..0"):
         read_points_csv(data / "points.tsv", class_names=["only"])
 
 

@@ -15,7 +15,7 @@ from cellviewer.core.store import ProjectError
 def test_a_class_id_outside_the_names_is_refused_naming_its_line(tmp_path: Path, class_id):
     path = tmp_path / "points.csv"
     path.write_text(f"image,x,y,class_id\na.png,1,2,0\na.png,3,4,{class_id}\n")
-    with pytest.raises(ProjectError, match=rf"line 3: class '{class_id}' is not an index"):
+    with pytest.raises(ProjectError, match=rf"line 3: class_id '{class_id}' is neither a class id"):
         read_points_csv(path, class_names=["normal", "macrocyte"])
 
 

@@ -132,7 +132,8 @@ def test_import_reads_points_multipoints_polygons_and_qupath_classifications(tmp
                    for c in multi)
         polygon = store.cell(result.ids[4])
         assert (polygon.x, polygon.y) == (5.0, 10.0)  # centroid
-        assert polygon.metadata == {"geojson_id": "not-a-uuid"}
+        assert polygon.metadata == {"geojson_id": "not-a-uuid",  # and its outline, kept
+                                    "outline": [[0, 0], [10, 0], [10, 20], [0, 20], [0, 0]]}
         # p_ measurements became a model's predictions; NaN ones did not.
         model = store.model(result.model_id)
         assert model.classes == ["Lymphocyte", "Tumor"] and model.n_predictions == 1
@@ -142,8 +143,8 @@ def test_import_reads_points_multipoints_polygons_and_qupath_classifications(tmp
 
 
 @pytest.mark.parametrize(("edit", "where", "message"), [
-    (lambda d: d["features"][2]["geometry"].update(type="LineString"), "feature 2",
-     "geometry 'LineString'"),
+    (lambda d: d["features"][2]["geometry"].update(type="Curve"), "feature 2",
+     "geometry 'Curve'"),
     (lambda d: d["features"][1]["geometry"].update(coordinates=[[1, 2], ["a", 3]]),
      "feature 1", "not numbers"),
     (lambda d: d["features"][0]["properties"]["classification"].update(color=[300, 0, 0]),

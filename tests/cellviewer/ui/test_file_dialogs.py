@@ -48,8 +48,8 @@ def test_the_windows_dialogs_open_where_the_user_was(qtbot, tmp_path, monkeypatc
     assert asked[-1] == str(project.parent)  # first time: beside the project
     w._ask_add_images()
     assert asked[-1] == str(tmp_path / "slides")  # then: where the last image came from
-    monkeypatch.setattr(w, "import_points", lambda path: True)
-    w._ask_import_points()
+    monkeypatch.setattr(w, "open_import_dialog", lambda paths: None)
+    w._ask_import_cells()
     assert asked[-1] == str(project.parent)
 
 

@@ -100,10 +100,10 @@ def test_vectorised_crops_equal_crop_window_everywhere():
     ("image,x,y,class\na.png,30,30,red\nmissing.png,5,5,red\n",
      r"line 3: image 'missing.png' not found"),
     ("image,x,class\na.png,30,red\n", r"line 1: missing column\(s\) y"),
-    ("image,x,y,class\na.png,30,30,red\na.png,3O,30,red\n", r"line 3: x = '3O' is not a number"),
-    ("image,x,y,class\na.png,30,nan,red\n", r"line 2: y = 'nan' is not a finite number"),
+    ("image,x,y,class\na.png,30,30,red\na.png,3O,30,red\n", r"line 3: x '3O' is not a number"),
+    ("image,x,y,class\na.png,30,nan,red\n", r"line 2: y 'nan' is not a finite number"),
     ("image,x,y,class\na.png,30,30,red\na.png,30,30, \n", r"line 3: empty class"),
-    ("image,x,y,class\na.png,30,30,red,extra\n", r"line 2: 5 fields, the header has 4"),
+    ("image,x,y,class\na.png,30,30,red,extra\n", r"line 2: expected 4 fields, found 5"),
     ("image,x,y,class\na.png,30,30,red\nb.png,46,10,red\n", r"line 3: point .* outside b.png"),
     ("", r"line 1: empty file"),
 ])

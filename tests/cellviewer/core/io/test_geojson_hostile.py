@@ -62,7 +62,8 @@ HOSTILE = {
     # overflow inside the centroid (RuntimeWarning, then a NaN point)
     "polygon-overflowing-area": (collection({"type": "Feature", "geometry": {
         "type": "Polygon", "coordinates": [[[1e308, 1e308], [-1e308, 1e308],
-                                            [1e308, -1e308]]]}}), 0, "centroid"),
+                                            [1e308, -1e308]]]},
+        "properties": {"objectType": "detection"}}), 0, "centroid"),
     # UnicodeEncodeError in SQLite: an unpaired surrogate
     "surrogate-class": ('[{"type": "Feature", "geometry": {"type": "Point", "coordinates": '
                         '[1, 2]}, "properties": {"classification": "\\ud800"}}]', 0,

@@ -16,7 +16,7 @@ HOSTILE = {
     # RuntimeError from Path.expanduser
     "unknown-home": ("image,x,y\n~no-such-user-cellviewer/a.png,1,2\n", 2, "image"),
     # a negative class index picked a class from the end of the list
-    "negative-class-index": ("image,x,y,class_id\na.png,1,2,-1\n", 2, "not an index"),
+    "negative-class-index": ("image,x,y,class_id\na.png,1,2,-1\n", 2, "neither a class id"),
     # outside the image the project knows (its size is named)
     "outside-known-image": ("image,x,y\na.png,40.5,2\n", 2, "outside image 'a.png' (40x30"),
     "negative-coordinate": ("image,x,y\nb.png,3,-0.5\n", 2, "outside image 'b.png' (32x24"),
