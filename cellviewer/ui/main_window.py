@@ -931,12 +931,55 @@ class MainWindow(QMainWindow):
         self._edit("Cannot move the cell", editing.move, cell_id, x, y)
 
     def undo(self) -> bool:
-        result = self._edit("Cannot undo", editing.undo)
-        return bool(result and result.count)
+        return self._flip("undo")
 
     def redo(self) -> bool:
-        result = self._edit("Cannot redo", editing.redo)
+        return self._flip("redo")
+
+    def _flip(self, which: str) -> bool:
+        """Undo or redo: on the GUI thread when small, on a worker's connection when it would
+        block the window (an import of 200,000 cells), with the edits held meanwhile."""
+        title = f"Cannot {which}"
+        store = self.store
+        if store is not None and not self._writing and not store.readonly and \
+                editing.flip_in_background(self.session, which):
+            return self._flip_in_background(store, which)
+        result = self._edit(title, editing.undo if which == "undo" else editing.redo)
         return bool(result and result.count)
+
+    def _flip_in_background(self, store, which: str) -> bool:
+        title = f"Cannot {which}"
+        try:
+            self.session.require_user()  # asked here, on the GUI thread, like any edit
+        except Exception as exc:  # declined: nothing is changed
+            self.report_error(title, str(exc))
+            return False
+        description = (store.undo_description() if which == "undo"
+                       else store.redo_description())
+
+        def work():
+            worker = store.connection_for_worker()
+            try:
+                return editing.flip_store(worker, which)
+            finally:
+                worker.close()
+
+        def finish(message: str | None, error: str | None = None) -> None:
+            self._writing = None
+            if store is not self.store:
+                return
+            store.external_change()  # the cells, counts and queues are read again
+            self._update_undo_actions()
+            if error is not None:
+                self.report_error(title, error)
+            elif message:
+                self.statusBar().showMessage(message, 4000)
+
+        self._writing = f"the {which} of {description!r}"
+        self.statusBar().showMessage(f"{which.capitalize()}: {description}…")
+        self.runner.submit(work, lambda result: finish(result.message),
+                           lambda error: finish(None, error))
+        return True
 
     def _update_undo_actions(self) -> None:
         """ "Undo Label 3 cells as normal" / "Redo …": what the store would revert or repeat."""

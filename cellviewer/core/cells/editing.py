@@ -151,8 +151,23 @@ def redo(session: ProjectSession) -> EditResult:
     return _flip(session, "redo")
 
 
+#: An undo or redo that touches more cells than this runs on a worker's connection (see
+#: :func:`flip_store` and ``ProjectStore.connection_for_worker``): reverting a 200,000-cell
+#: import takes seconds of SQLite work, which must not freeze the window.
+BACKGROUND_FLIP_CELLS = 20_000
+
+
+def flip_in_background(session: ProjectSession, which: str) -> bool:
+    """Whether the next undo (``which="undo"``) or redo is big enough for the background."""
+    return _store(session).flip_size(which) > BACKGROUND_FLIP_CELLS
+
+
 def _flip(session: ProjectSession, which: str) -> EditResult:
-    store = _store(session)
+    return flip_store(_store(session), which)
+
+
+def flip_store(store: ProjectStore, which: str) -> EditResult:
+    """Undo or redo on ``store`` (the session's, or a worker's connection lent its session)."""
     with _guard(f"Cannot {which}"):
         description = (store.undo_description() if which == "undo"
                        else store.redo_description())

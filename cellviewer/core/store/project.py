@@ -81,6 +81,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         self._data_version = -1
         # This connection as the author of actions: who may undo them (undo.py).
         self._session = _undo.Session.start(utc_now())
+        self._session_borrowed = False  # a worker's connection writing as another store
         weakref.finalize(self, _undo.session_ended, self._session.id)
         self._read_only_reason = "opened read-only" if readonly else ""
         self._side_files_before: frozenset[str] = frozenset({"-wal", "-shm"})  # (open() sets)
@@ -205,8 +206,9 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
             with contextlib.suppress(sqlite3.Error):
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-            with contextlib.suppress(sqlite3.Error):
-                self._session.end(None if self._readonly else self._conn, utc_now())
+            if not self._session_borrowed:  # the lender's session goes on
+                with contextlib.suppress(sqlite3.Error):
+                    self._session.end(None if self._readonly else self._conn, utc_now())
             with contextlib.suppress(sqlite3.Error):
                 if not self._readonly:
                     self._conn.execute("PRAGMA optimize")
@@ -214,6 +216,29 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
             self._conn = None  # type: ignore[assignment]
             if self._readonly:  # a read-only connection cannot remove the side files it made
                 integrity.tidy_after_read_only(self.path, self._side_files_before)
+
+    def connection_for_worker(self) -> ProjectStore:
+        """A second connection to this project, for a worker thread that writes on this
+        store's behalf (a large undo or redo, which would block the window for seconds): the
+        same user and the same session, so what it does is this store's own action and the
+        undo turns stay with this session. Open and close it in the worker thread; then call
+        :meth:`external_change` on this store, on its thread, for the listeners."""
+        self._check_writable(needs_user=False)
+        worker = ProjectStore.open(self.path, check=False)
+        _undo.session_ended(worker._session.id)  # its own session never writes
+        worker._session, worker._session_borrowed = self._session, True
+        worker._user = self._user
+        return worker
+
+    def flip_size(self, direction: str) -> int:
+        """How many cells the next undo (``"undo"``) or redo would touch (0: nothing to
+        do), so the caller can decide to run it in the background."""
+        row = self._next(direction)
+        if row is None:
+            return 0
+        (n,) = self._conn.execute("SELECT n_cells FROM operations WHERE id = ?",
+                                  (row[0],)).fetchone()
+        return int(n or 0)
 
     def __enter__(self) -> ProjectStore:
         return self
