@@ -122,7 +122,8 @@ class MarkerLayer:
             np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
             np.asarray(xy, dtype=np.float64).reshape(-1, 2).copy(), cid.copy(),
             np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.int8),
-            np.full(n, -1, dtype=np.int64), np.full(n, np.nan, dtype=np.float32))
+            np.full(n, -1, dtype=np.int64), np.full(n, np.nan, dtype=np.float32),
+            np.zeros(n, dtype=bool))
         self.set_extent(width, height)
         self.cells.replace(cols)
         self.set_index(index)
