@@ -113,7 +113,8 @@ def add_region_from_feature(store: ProjectStore, image_id: int, feature: dict) -
     cls = props.get("classification")
     kind = (cls.get("name") if isinstance(cls, dict) else cls if isinstance(cls, str)
             else None) or "annotation area"
-    meta = props.get("metadata") if isinstance(props.get("metadata"), dict) else {}
+    given = props.get("metadata")
+    meta: dict = given if isinstance(given, dict) else {}
     status = meta.get("regionStatus")
     status = status if status in REVIEW_STATUSES else "unreviewed"
     poly = check_polygon(from_geojson(feature.get("geometry") or {}))
