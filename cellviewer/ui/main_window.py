@@ -217,9 +217,14 @@ class MainWindow(QMainWindow):
         self.add_mode_action = QAction("Add cells", self, checkable=True)
         self.add_mode_action.setToolTip("Click to add a cell with the current class (A). "
                                         "Ctrl-click adds in any mode.")
-        self.add_mode_action.toggled.connect(
-            lambda on: self.view.set_tool("add" if on else "select"))
+        self.add_mode_action.toggled.connect(lambda on: self._tool_toggled("add", on))
         bar.addAction(self.add_mode_action)
+        self.region_mode_action = QAction("Draw region", self, checkable=True)
+        self.region_mode_action.setToolTip(
+            "Draw a region (R): drag a rectangle, or click a polygon's corners and "
+            "double-click or press Enter to close it; Esc cancels")
+        self.region_mode_action.toggled.connect(lambda on: self._tool_toggled("region", on))
+        bar.addAction(self.region_mode_action)
         fit = QAction("Fit", self)
         fit.setToolTip("Fit the image to the window (F, Ctrl+0)")
         fit.triggered.connect(self.view.fit)
@@ -271,7 +276,7 @@ class MainWindow(QMainWindow):
         v.moveRequested.connect(self.move_cell)
         v.cursorMoved.connect(self._on_cursor)
         v.viewChanged.connect(self._update_zoom_label)
-        v.toolChanged.connect(lambda t: self.add_mode_action.setChecked(t == "add"))
+        v.toolChanged.connect(self._on_tool_changed)
         self.image_list.imageActivated.connect(self.show_image)
         self.class_panel.hiddenChanged.connect(self.view.layer.set_hidden)
         self.class_panel.applyRequested.connect(self.label_selection)
@@ -288,6 +293,18 @@ class MainWindow(QMainWindow):
         ev.store_changed.connect(self._on_store_changed)
         ev.user.connect(self._show_user)
         self.session.cells.events.reset.connect(self._apply_pending_selection)
+
+    def _on_tool_changed(self, tool: str) -> None:
+        self.add_mode_action.setChecked(tool == "add")
+        self.region_mode_action.setChecked(tool == "region")
+
+    def _tool_toggled(self, tool: str, on: bool) -> None:
+        """A tool's toolbar button: on chooses it; off goes back to selecting, unless another
+        tool has been chosen meanwhile (its button is turned off by that choice)."""
+        if on:
+            self.view.set_tool(tool)
+        elif self.view.tool == tool:
+            self.view.set_tool("select")
 
     # --- the host surface (cellviewer.ui.host.Host) ----------------------------------------
     def add_panel(self, dock: QDockWidget,
@@ -336,6 +353,10 @@ class MainWindow(QMainWindow):
             self.prediction_tools = install_prediction(self)
         if not hasattr(self, "training"):
             self.training = install_training(self)
+        if not hasattr(self, "regions_tool"):
+            from cellviewer.ui.regions.install import install as install_regions
+
+            self.regions_tool = install_regions(self)
         self._install_daily_use()
         freeze_long_lived()
 

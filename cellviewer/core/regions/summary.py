@@ -67,31 +67,39 @@ def summarise(store: ProjectStore, region: RegionRecord | str,
               cells: Cells | None = None) -> RegionSummary:
     """The summary of one region (``cells``: the image's cells, when already read)."""
     record = store.region(region) if isinstance(region, str) else region
-    cells, mask = cells_in_region(store, record, cells)
-    proposed = cells.proposed[mask]
+    if cells is None:
+        cells = store.cell_arrays(record.image_id)
+    names = {c.id: c.name for c in store.classes()}
+    return summarise_cells(record, cells, store.image(record.image_id).mpp, names)
+
+
+def summarise_cells(record: RegionRecord, cells: Cells, mpp: float | None,
+                    class_names: dict[int, str]) -> RegionSummary:
+    """The summary of one region from its image's cells (no store: a worker thread may run
+    it on a copy of the open image's cells)."""
+    poly = from_geojson(record.geometry)
+    mask = inside(poly, cells.xy)
+    proposed = np.asarray(cells.proposed, dtype=bool)[mask]
     accepted = ~proposed
-    class_id = cells.class_id[mask][accepted]
+    class_id = np.asarray(cells.class_id)[mask][accepted]
     labelled = class_id[class_id >= 0]
     values, n = np.unique(labelled, return_counts=True)
     counts = {int(v): int(k) for v, k in zip(values, n, strict=True)}
     total = int(len(labelled))
     proportions = {c: k / total for c, k in counts.items()} if total else {}
-    poly = from_geojson(record.geometry)
     area = float(poly.area)
-    mpp = store.image(record.image_id).mpp
     n_cells = int(accepted.sum())
     if mpp:
-        area_mm2 = area * (mpp / 1000.0) ** 2
-        density = n_cells / area_mm2 if area_mm2 > 0 else None
+        area_mm2: float | None = area * (mpp / 1000.0) ** 2
+        density = n_cells / area_mm2 if area_mm2 else None
         note = ""
     else:
         area_mm2, density, note = None, None, NO_PIXEL_SIZE
     level = REVIEW_STATUSES.index(record.status)
-    below = int((cells.review[mask][accepted] < level).sum())
-    names = {c.id: c.name for c in store.classes()}
+    below = int((np.asarray(cells.review)[mask][accepted] < level).sum())
     return RegionSummary(record, n_cells, int(proposed.sum()), int((class_id < 0).sum()),
                          counts, proportions, area, area_mm2, density, note, below,
-                         {c: names.get(c, str(c)) for c in counts})
+                         {c: class_names.get(c, str(c)) for c in counts})
 
 
 def summarise_image(store: ProjectStore, image_id: int,
