@@ -37,6 +37,9 @@ from PySide6.QtWidgets import (
 VIEW_KEYS: list[tuple[str, str]] = [
     ("Slide view", "F", "Fit the image to the window"),
     ("Slide view", "A", "Add-cells tool on/off (Ctrl+click adds in any tool)"),
+    ("Slide view", "R", "Region tool on/off: drag a rectangle, or click a polygon's corners"),
+    ("Region tool", "Double-click / Enter", "Close the polygon being drawn"),
+    ("Region tool", "Backspace / Esc", "Take back the last corner / drop the region"),
     ("Slide view", "+ / −", "Zoom in / out (or the mouse wheel)"),
     ("Slide view", "Arrow keys", "Pan"),
     ("Slide view", "Esc", "Select tool, clear the selection"),

@@ -29,7 +29,9 @@ from cellviewer.core.regions.summary import RegionSummary
 from cellviewer.core.store import REGION_KINDS
 
 NO_DENSITY = "—"
-REGION_COLUMNS = ("Name", "Kind", "Status", "Cells", "Proposed", "Cells/mm²")
+REGION_COLUMNS = ("Name", "Kind", "Status", "Cells", "Prop.", "/mm²")
+REGION_TIPS = ("", "", "", "accepted cells inside", "proposals inside, waiting to be accepted "
+               "or deleted", "accepted cells per mm² (— where the image has no pixel size)")
 CLASS_COLUMNS = ("Class", "Cells", "Share")
 
 
@@ -86,6 +88,9 @@ class RegionsPanel(QWidget):
         layout.addWidget(self.hint)
         self.table = _table(REGION_COLUMNS, 96)
         self.table.setObjectName("regions_table")
+        for col, tip in enumerate(REGION_TIPS):
+            if tip:
+                self.table.horizontalHeaderItem(col).setToolTip(tip)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.cellDoubleClicked.connect(lambda _r, _c: self.zoomRequested.emit())
         layout.addWidget(self.table, 3)
