@@ -5,7 +5,9 @@ version N, kept so that every later schema change is tested by migrating it (see
 It is made from the demo: 3 of its images (paths relative to the fixture's folder would not
 resolve, so they are stored as plain names; migration never opens images), its classes, a few
 hundred labelled cells, label corrections and review steps (history), one undone action,
-a model with predictions for some cells. Run once per schema version, before changing it.
+a model with predictions for some cells; from version 3 on also a region (marked annotated) and
+three proposed cells of one detection run, one of them accepted. Run once per schema version,
+before changing it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ def main() -> int:
         store.set_labels(some[:5], ids[classes[0]["name"]], source="corrected")
         store.set_review_status(some[5:], "checked")
         store.move_cell(some[0], float(cells.xy[0, 0]) + 2, float(cells.xy[0, 1]))
+        if SCHEMA_VERSION >= 3:  # regions and proposals (issue 15)
+            square = {"type": "Polygon",
+                      "coordinates": [[[0, 0], [320, 0], [320, 240], [0, 240], [0, 0]]]}
+            region = store.add_region(1, square, "top left", "tumour")
+            store.update_region(region, status="annotated")
+            run = store.add_detection_run(2, "fixture", {"sigma_px": 3})
+            store.add_cells(2, [[10.5, 20.5], [30.5, 40.5], [50.5, 60.5]], source="detector",
+                            proposed=True, scores=[0.9, 0.8, 0.7], run_id=run)
+            proposals = store.cell_table([2])
+            store.accept_proposals([proposals["ids"][-1]])
         store.delete_cells(some[9:])
         store.undo()  # the delete: an undone action stays on the redo stack
         names = [c["name"] for c in classes]

@@ -226,6 +226,12 @@ class MainWindow(QMainWindow):
                                        "the pixel size is known (M; Esc clears)")
         self.measure_action.toggled.connect(lambda on: self._tool_toggled("measure", on))
         bar.addAction(self.measure_action)
+        self.region_mode_action = QAction("Draw region", self, checkable=True)
+        self.region_mode_action.setToolTip(
+            "Draw a region (R): drag a rectangle, or click a polygon's corners and "
+            "double-click or press Enter to close it; Esc cancels")
+        self.region_mode_action.toggled.connect(lambda on: self._tool_toggled("region", on))
+        bar.addAction(self.region_mode_action)
         fit = QAction("Fit", self)
         fit.setToolTip("Fit the image to the window (F, Ctrl+0)")
         fit.triggered.connect(self.view.fit)
@@ -296,6 +302,19 @@ class MainWindow(QMainWindow):
         ev.user.connect(self._show_user)
         self.session.cells.events.reset.connect(self._apply_pending_selection)
 
+    def _on_tool_changed(self, tool: str) -> None:
+        self.add_mode_action.setChecked(tool == "add")
+        self.measure_action.setChecked(tool == "measure")
+        self.region_mode_action.setChecked(tool == "region")
+
+    def _tool_toggled(self, tool: str, on: bool) -> None:
+        """A tool's toolbar button: on chooses it; off goes back to selecting, unless another
+        tool has been chosen meanwhile (its button is turned off by that choice)."""
+        if on:
+            self.view.set_tool(tool)
+        elif self.view.tool == tool:
+            self.view.set_tool("select")
+
     # --- the host surface (cellviewer.ui.host.Host) ----------------------------------------
     def add_panel(self, dock: QDockWidget,
                   area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea) -> QDockWidget:
@@ -343,6 +362,10 @@ class MainWindow(QMainWindow):
             self.prediction_tools = install_prediction(self)
         if not hasattr(self, "training"):
             self.training = install_training(self)
+        if not hasattr(self, "regions_tool"):
+            from cellviewer.ui.regions.install import install as install_regions
+
+            self.regions_tool = install_regions(self)
         self._install_daily_use()
         freeze_long_lived()
 
@@ -432,16 +455,6 @@ class MainWindow(QMainWindow):
         return True
 
     # --- the viewer's tools (select, add, measure) -------------------------------------------
-    def _tool_toggled(self, tool: str, on: bool) -> None:
-        if on:
-            self.view.set_tool(tool)
-        elif self.view.tool == tool:  # unchecked by the user, not by another tool taking over
-            self.view.set_tool("select")
-
-    def _on_tool_changed(self, tool: str) -> None:
-        self.add_mode_action.setChecked(tool == "add")
-        self.measure_action.setChecked(tool == "measure")
-
     def _on_measured(self, text: str) -> None:
         if text:
             self.statusBar().showMessage(f"Measured: {text}")

@@ -1,9 +1,9 @@
 """The cells of the open image as an observable model: one source of truth for what is on screen.
 
 :class:`ImageCells` holds one image's cells as columnar NumPy arrays (id, internal key, position,
-label, review status, label source, and the active model's predicted class and confidence) kept
-sorted by the store's internal key, so that the cells a change event names are found with one
-``searchsorted``. It changes only through:
+label, review status, label source, proposed or not, and the active model's predicted class and
+confidence) kept sorted by the store's internal key, so that the cells a change event names are
+found with one ``searchsorted``. It changes only through:
 
 - :meth:`ImageCells.replace` (a load: the image's cells read in one query, usually in the
   background, see :func:`load_image_cells`),
@@ -33,7 +33,7 @@ from psygnal import Signal, SignalGroup
 from cellviewer.core.store import CellColumns, ChangeEvent
 from cellviewer.core.store.schema import LABEL_SOURCES, REVIEW_STATUSES
 
-FIELDS = frozenset({"xy", "class_id", "review", "source"})
+FIELDS = frozenset({"xy", "class_id", "review", "source", "proposed"})
 
 
 class CellEvents(SignalGroup):
@@ -121,6 +121,11 @@ class ImageCells:
     @property
     def pred_class(self) -> np.ndarray:
         return self._cols.pred_class
+
+    @property
+    def proposed(self) -> np.ndarray:
+        """True where a cell is a detector's proposal not yet accepted (drawn hollow)."""
+        return self._cols.proposed
 
     @property
     def confidence(self) -> np.ndarray:
@@ -249,13 +254,14 @@ class ImageCells:
             c = self._cols
             if (c.xy[at] != new.xy).any():
                 fields.add("xy")
-            for name in ("class_id", "review", "source"):
+            for name in ("class_id", "review", "source", "proposed"):
                 if (getattr(c, name)[at] != getattr(new, name)).any():
                     fields.add(name)
             c.xy[at] = new.xy
             c.class_id[at] = new.class_id
             c.review[at] = new.review
             c.source[at] = new.source
+            c.proposed[at] = new.proposed
             if fields:
                 self.events.changed.emit(at, frozenset(fields))
         if (~old).any():
@@ -284,7 +290,8 @@ class ImageCells:
 
 def _take(c: CellColumns, idx: np.ndarray) -> CellColumns:
     return CellColumns(c.ids[idx], c.rows[idx], c.image_id[idx], c.xy[idx], c.class_id[idx],
-                       c.source[idx], c.review[idx], c.pred_class[idx], c.confidence[idx])
+                       c.source[idx], c.review[idx], c.pred_class[idx], c.confidence[idx],
+                       c.proposed[idx])
 
 
 def _insert_sorted(c: CellColumns, add: CellColumns) -> tuple[CellColumns, np.ndarray]:
@@ -293,5 +300,5 @@ def _insert_sorted(c: CellColumns, add: CellColumns) -> tuple[CellColumns, np.nd
     at = np.searchsorted(c.rows, add.rows)
     merged = CellColumns(*(np.insert(getattr(c, f), at, getattr(add, f), axis=0)
                            for f in ("ids", "rows", "image_id", "xy", "class_id", "source",
-                                     "review", "pred_class", "confidence")))
+                                     "review", "pred_class", "confidence", "proposed")))
     return merged, at + np.arange(len(add))

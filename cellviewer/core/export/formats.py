@@ -1,4 +1,5 @@
-"""Today's export formats, registered on import: the cells CSV, the summary CSV, QuPath GeoJSON.
+"""Today's export formats, registered on import: the cells CSV, the summary CSV, the regions
+CSV, QuPath GeoJSON.
 
 Each is a thin adapter from the exporter's ``write`` signature to the writer that already
 existed (:mod:`.tables`, :mod:`cellviewer.core.io.geojson`); those are imported when a file is
@@ -57,6 +58,14 @@ def write_summary_csv(store: ProjectStore, path: Path, *, selection: Selection,
                               image_base=options["image_base"])
 
 
+def write_region_summary(store: ProjectStore, path: Path, *, selection: Selection,
+                         options: Mapping[str, Any], progress: Progress | None = None) -> Path:
+    from cellviewer.core.regions.export import export_region_summary_csv
+
+    return export_region_summary_csv(store, path, image_ids=_image_ids(selection),
+                                     image_base=options["image_base"])
+
+
 def write_geojson(store: ProjectStore, path: Path, *, selection: Selection,
                   options: Mapping[str, Any], progress: Progress | None = None) -> Path:
     from cellviewer.core.io.geojson import export_geojson
@@ -82,5 +91,11 @@ SUMMARY_CSV = register(Exporter(
 GEOJSON = register(Exporter(
     name="geojson", title="QuPath GeoJSON (one file per image)", suffixes=(".geojson",),
     description="the cells of each image as QuPath detections, with their class and the "
-                "model's probabilities as measurements",
+                "model's probabilities as measurements, and its regions as annotations",
     write=write_geojson, options=(MODEL_OPTION,), per_image=True))
+REGIONS_CSV = register(Exporter(
+    name="regions", title="Regions CSV (one row per region: counts, proportions, density)",
+    suffixes=(".csv",), name_tail="_regions",
+    description="per region: image, id, name, kind, status, area, cells, proposals, "
+                "unlabelled, density per mm², and per class its count and proportion",
+    write=write_region_summary, options=(IMAGE_BASE_OPTION,)))

@@ -243,8 +243,14 @@ def export_geojson(store: ProjectStore, path: str | os.PathLike, image_id: int, 
     classes = {c.id: c for c in store.classes()}
     model = resolve_model(store, model_id)
     pred = store.predictions(model, table["rows"]) if model is not None else None
+    from cellviewer.core.regions.export import region_features  # (shapely: only when writing)
+
+    regions = region_features(store, image_id)  # QuPath annotations, before the detections
     with atomic_write(path, project=store.path) as fh:
         fh.write('{"type":"FeatureCollection","features":[')
+        for k, feature in enumerate(regions):
+            fh.write(("," if k else "") + "\n"
+                     + json.dumps(feature, allow_nan=False, separators=(",", ":")))
         for i, cell_id in enumerate(table["ids"]):
             props: dict = {"objectType": "detection"}
             cid = int(table["class_id"][i])
@@ -275,7 +281,7 @@ def export_geojson(store: ProjectStore, path: str | os.PathLike, image_id: int, 
                              "coordinates": [float(table["x"][i]), float(table["y"][i])]},
                 "properties": props,
             }
-            fh.write(("," if i else "") + "\n"
+            fh.write(("," if i or regions else "") + "\n"
                      + json.dumps(feature, allow_nan=False, separators=(",", ":")))
         fh.write("\n]}\n")
     return path

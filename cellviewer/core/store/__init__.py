@@ -11,19 +11,23 @@ from cellviewer.core.store.records import (
     CellRecord,
     ChangeEvent,
     ClassRecord,
+    DetectionRun,
     HistoryRecord,
     ImageRecord,
     ModelRecord,
     OperationRecord,
     PredictionArrays,
     ProjectError,
+    RegionHistoryRecord,
+    RegionRecord,
     UndoConflictError,
 )
-from cellviewer.core.store.schema import SCHEMA_VERSION
+from cellviewer.core.store.schema import REGION_KINDS, SCHEMA_VERSION
 
 __all__ = [
     "LABEL_SOURCES",
     "PALETTE",
+    "REGION_KINDS",
     "REVIEW_STATUSES",
     "SCHEMA_VERSION",
     "SUFFIX",
@@ -33,6 +37,7 @@ __all__ = [
     "CellRecord",
     "ChangeEvent",
     "ClassRecord",
+    "DetectionRun",
     "HistoryRecord",
     "ImageRecord",
     "ModelRecord",
@@ -40,6 +45,8 @@ __all__ = [
     "PredictionArrays",
     "ProjectError",
     "ProjectStore",
+    "RegionHistoryRecord",
+    "RegionRecord",
     "UndoConflictError",
     "current_user",
 ]

@@ -101,6 +101,9 @@ class StoreBase:
         # models.py
         def model(self, model_id: int) -> ModelRecord: ...
 
+        # regions.py
+        def _delete_region_rows(self, op: _undo.PendingOp, ids: list[int]) -> None: ...
+
 
 # ---------------------------------------------------------------------- translating failures
 

@@ -2,8 +2,9 @@
 touched rows after an edit.
 
 What the open image's observable model (:mod:`cellviewer.core.cells`) loads: ids, positions,
-labels, review status, label source and one model's prediction (project class and confidence),
-read by one SELECT joining cells with that model's predictions, converted in C by numpy.
+labels, review status, label source, the proposed flag and one model's prediction (project class
+and confidence), read by one SELECT joining cells with that model's predictions, converted in C
+by numpy.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ _SOURCE = "CASE c.label_source " + " ".join(
     f"WHEN '{s}' THEN {i}" for i, s in enumerate(LABEL_SOURCES)) + " ELSE 0 END"
 assert len(REVIEW_STATUSES) <= 8 and len(LABEL_SOURCES) <= 16
 
-# class id (-1 none), review and source travel as one integer: fewer columns to hand to Python.
-_PACKED = f"((coalesce(c.class_id, -1) << 7) | ({_SOURCE} << 3) | {_REVIEW})"
+# class id (-1 none), the proposed flag, source and review travel as one integer: fewer
+# columns to hand to Python.
+_PACKED = (f"((coalesce(c.class_id, -1) << 8) | (c.proposed << 7) | ({_SOURCE} << 3)"
+           f" | {_REVIEW})")
 _DTYPE = np.dtype([("row", np.int64), ("uuid", object), ("image", np.int64), ("x", np.float64),
                    ("y", np.float64), ("packed", np.int64), ("pred", np.int64),
                    ("conf", np.float64)])
@@ -56,11 +59,12 @@ class CellColumnsMixin(StoreBase):
             rows=table["row"].copy(),
             image_id=table["image"].copy(),
             xy=xy,
-            class_id=packed >> 7,  # arithmetic shift: -1 stays -1
+            class_id=packed >> 8,  # arithmetic shift: -1 stays -1
             source=((packed >> 3) & 15).astype(np.int8),
             review=(packed & 7).astype(np.int8),
             pred_class=table["pred"].copy(),
             confidence=table["conf"].astype(np.float32),
+            proposed=((packed >> 7) & 1).astype(bool),
         )
 
     def image_columns(self, image_id: int, model_id: int | None = None) -> CellColumns:

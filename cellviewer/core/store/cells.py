@@ -34,13 +34,14 @@ _REVIEW_SQL = "CASE review_status " + " ".join(
 # One record per row of ``_arrays``' SELECT, in its column order. The class id (-1: none) and
 # the review index travel as one integer, ``class_id << 3 | review``: one column less for
 # SQLite to hand to Python per row (~8% of the fetch).
+# Since version 3 the proposed flag rides along too: ``class_id << 4 | proposed << 3 | review``.
 _ARRAYS_DTYPE = np.dtype([("row", np.int64), ("uuid", object), ("x", np.float64),
                           ("y", np.float64), ("class_review", np.int64)])
 assert len(REVIEW_STATUSES) <= 8
 
 _CELL_SELECT = (
     "SELECT uuid, image_id, x, y, class_id, label_source, review_status, updated_by, "
-    "updated_at, metadata FROM cells"
+    "updated_at, metadata, proposed, score, run_id, outline FROM cells"
 )
 
 
@@ -92,10 +93,8 @@ class CellsMixin(StoreBase):
         none: they were absent before)."""
         lo, hi = (op.new_lo, op.new_hi) if op.new_lo is not None else (1, 0)
         self._conn.execute(
-            "INSERT OR IGNORE INTO op_cells (op_id, cell_id, present, uuid, image_id, x, y,"
-            " class_id, label_source, review_status, updated_by, updated_at, metadata)"
-            " SELECT ?, c.id, 1, c.uuid, c.image_id, c.x, c.y, c.class_id, c.label_source,"
-            " c.review_status, c.updated_by, c.updated_at, c.metadata"
+            f"INSERT OR IGNORE INTO op_cells (op_id, cell_id, present, {_undo.cell_cols()})"
+            f" SELECT ?, c.id, 1, {_undo.cell_cols('c.')}"
             " FROM temp._sel s CROSS JOIN cells c ON c.id = s.id WHERE s.id NOT BETWEEN ? AND ?",
             (op.id, lo, hi),
         )
@@ -138,13 +137,18 @@ class CellsMixin(StoreBase):
     def add_cells(self, image_id: int, xy, class_ids=None, source: str | Sequence[str] = "manual",
                   *, ids: Sequence[str] | None = None,
                   review_status: str | Sequence[str] = "unreviewed",
-                  metadata: Sequence[dict | None] | None = None) -> list[str]:
+                  metadata: Sequence[dict | None] | None = None,
+                  proposed: bool = False, scores: Sequence[float] | np.ndarray | None = None,
+                  run_id: str | None = None,
+                  outlines: Sequence[str | None] | None = None) -> list[str]:
         """Add cells at ``xy`` ((N, 2) level-0 pixels) of one image (undoable, one action).
 
         ``class_ids``: None (unlabelled), one class id for all, or one per cell (None or -1:
         unlabelled). ``source`` and ``review_status``: one value or one per cell. ``ids`` keeps
         given UUIDs (imports); otherwise new ones are made. ``metadata``: one dict (or None)
-        per cell, stored as JSON. Returns the cells' ids.
+        per cell, stored as JSON. ``proposed``: the cells are a detector's proposals until
+        accepted (:meth:`accept_proposals`), with their detection ``scores`` and ``run_id``.
+        ``outlines``: one GeoJSON Polygon text (or None) per cell. Returns the cells' ids.
         """
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         n = len(xy)
@@ -163,8 +167,13 @@ class CellsMixin(StoreBase):
             if len(metadata) != n:
                 raise ValueError(f"{len(metadata)} metadata entries for {n} cells")
             meta = [_json_meta(m) for m in metadata]
+        score_col = [None] * n if scores is None else _finite_or_none(scores, n)
+        if outlines is not None and len(outlines) != n:
+            raise ValueError(f"{len(outlines)} outlines for {n} cells")
+        outline_col = [None] * n if outlines is None else list(outlines)
         plural = "s" if n != 1 else ""
-        with self._operation("add", f"Add {n:,} cell{plural}") as op:
+        action, verb = ("propose", "Propose") if proposed else ("add", "Add")
+        with self._operation(action, f"{verb} {n:,} cell{plural}") as op:
             now = utc_now()
             lo = self._conn.execute(
                 "UPDATE counters SET value = value + ? WHERE name = 'cells' RETURNING value - ?",
@@ -177,21 +186,23 @@ class CellsMixin(StoreBase):
             meta = list(meta)
             self._conn.executemany(
                 "INSERT INTO cells (id, uuid, image_id, x, y, class_id, label_source,"
-                " review_status, updated_by, updated_at, metadata)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " review_status, updated_by, updated_at, metadata, proposed, score, run_id,"
+                " outline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 zip(range(lo, lo + n), [ids[i] for i in take], [int(image_id)] * n, xs, ys,
                     [classes[i] for i in take], [sources[i] for i in take],
                     [statuses[i] for i in take], [self._user] * n, [now] * n,
-                    [meta[i] for i in take], strict=True),
+                    [meta[i] for i in take], [int(bool(proposed))] * n,
+                    [score_col[i] for i in take], [run_id] * n, [outline_col[i] for i in take],
+                    strict=True),
             )
             hi = lo + n - 1
             self._conn.execute(
                 "INSERT INTO history (cell_uuid, image_id, op_id, action, old_class, new_class,"
                 " old_status, new_status, source, user, at)"
-                " SELECT c.uuid, c.image_id, ?, 'add', NULL, k.name, NULL, c.review_status,"
+                " SELECT c.uuid, c.image_id, ?, ?, NULL, k.name, NULL, c.review_status,"
                 " c.label_source, ?, ? FROM cells c LEFT JOIN classes k ON k.id = c.class_id"
                 " WHERE c.id BETWEEN ? AND ?",
-                (op.id, self._user, now, lo, hi),
+                (op.id, action, self._user, now, lo, hi),
             )
             op.add_new_range(lo, hi)
             op.note("cells", [image_id], n, rows=np.arange(lo, hi + 1, dtype=np.int64))
@@ -366,15 +377,45 @@ class CellsMixin(StoreBase):
             op.note("cells", images, changed, rows=self._selected_rows())
             return changed
 
+    def accept_proposals(self, ids: Sequence[str] | np.ndarray) -> int:
+        """Accept proposed cells (undoable): they become ordinary cells and keep their label
+        source, score and run (their origin). Cells that are not proposals are left alone.
+        Returns the number accepted."""
+        if len(ids) == 0:
+            return 0
+        with self._operation("accept", "Accept proposals") as op:
+            self._select(ids)
+            self._conn.execute(
+                "DELETE FROM temp._sel WHERE id IN (SELECT id FROM cells WHERE proposed = 0"
+                " AND id IN (SELECT id FROM temp._sel))")
+            n = self._conn.execute("SELECT count(*) FROM temp._sel").fetchone()[0]
+            if not n:
+                return 0
+            op.description = f"Accept {n:,} proposal{'s' if n != 1 else ''}"
+            self._conn.execute("UPDATE operations SET description = ? WHERE id = ?",
+                               (op.description, op.id))
+            images = self._selected_images()
+            self._snapshot_selected(op)
+            self._history_selected(op, "accept", "oc.name", "c.review_status",
+                                   "c.review_status", "c.label_source",
+                                   detail="json_object('run', c.run_id, 'score', c.score)")
+            self._conn.execute(
+                "UPDATE cells SET proposed = 0, updated_by = ?, updated_at = ?"
+                " WHERE id IN (SELECT id FROM temp._sel)", (self._user, utc_now()))
+            op.note("cells", images, n, rows=self._selected_rows())
+            return n
+
     # ------------------------------------------------------------------ cells: reads
 
     def cell(self, cell_id: str) -> CellRecord:
         row = self._conn.execute(f"{_CELL_SELECT} WHERE uuid = ?", (str(cell_id),)).fetchone()
         if row is None:
             raise KeyError(f"no cell {cell_id} in {self.path}")
-        uuid, image_id, x, y, class_id, source, status, by, at, meta = row
+        (uuid, image_id, x, y, class_id, source, status, by, at, meta, proposed, score, run,
+         outline) = row
         return CellRecord(uuid, image_id, x, y, class_id, source, status, by, at,
-                          metadata=json.loads(meta) if meta else {})
+                          metadata=json.loads(meta) if meta else {}, proposed=bool(proposed),
+                          score=score, run_id=run, outline=outline)
 
     def cell_count(self, image_id: int | None = None) -> int:
         counts = self._cell_counts()
@@ -385,7 +426,8 @@ class CellsMixin(StoreBase):
         # in C (no per-row Python work); the columns are then plain typed copies. Most of the
         # time left is SQLite building the row tuples (about 1 us a cell).
         rows = self._conn.execute(
-            f"SELECT id, uuid, x, y, (coalesce(class_id, -1) << 3) | {_REVIEW_SQL}"
+            f"SELECT id, uuid, x, y, (coalesce(class_id, -1) << 4) | (proposed << 3)"
+            f" | {_REVIEW_SQL}"
             f" FROM cells{hint} WHERE {where}", args
         ).fetchall()
         if not rows:
@@ -399,9 +441,10 @@ class CellsMixin(StoreBase):
         return CellArrays(
             ids=table["uuid"].copy(),
             xy=xy,
-            class_id=packed >> 3,  # arithmetic shift: -8 | review gives back -1
+            class_id=packed >> 4,  # arithmetic shift: -16 | ... gives back -1
             review=(packed & 7).astype(np.int8),
             rows=table["row"].copy(),
+            proposed=((packed >> 3) & 1).astype(bool),
         )
 
     def _scan_instead(self, image_id: int) -> str:
@@ -460,10 +503,11 @@ class CellsMixin(StoreBase):
         """Every field of the cells (of some images; only ``cell_ids`` when given), as columns:
         ``rows``, ``ids``, ``image_id``, ``x``, ``y``, ``class_id`` (-1 none),
         ``label_source``, ``review_status``, ``updated_by``, ``updated_at``, ``metadata``
-        (dicts), in image then insertion order. For exports. KeyError naming a ``cell_ids``
-        entry that is no cell of the project."""
+        (dicts), ``proposed`` (bool array), ``score`` (float, NaN none), ``run_id`` and
+        ``outline`` (None where absent), in image then insertion order. For exports. KeyError
+        naming a ``cell_ids`` entry that is no cell of the project."""
         sql = ("SELECT id, uuid, image_id, x, y, class_id, label_source, review_status,"
-               " updated_by, updated_at, metadata FROM cells")
+               " updated_by, updated_at, metadata, proposed, score, run_id, outline FROM cells")
         where: list[str] = []
         args: list = []
         if image_ids is not None:
@@ -484,7 +528,8 @@ class CellsMixin(StoreBase):
             sql += " WHERE " + " AND ".join(where)
         rows = self._conn.execute(sql + " ORDER BY image_id, id", args).fetchall()
         names = ("rows", "ids", "image_id", "x", "y", "class_id", "label_source",
-                 "review_status", "updated_by", "updated_at", "metadata")
+                 "review_status", "updated_by", "updated_at", "metadata", "proposed", "score",
+                 "run_id", "outline")
         cols = list(zip(*rows, strict=True)) if rows else [()] * len(names)
         out: dict[str, Any] = dict(zip(names, cols, strict=True))
         out["rows"] = np.array(out["rows"], dtype=np.int64)
@@ -494,7 +539,11 @@ class CellsMixin(StoreBase):
         out["class_id"] = np.array([-1 if c is None else c for c in out["class_id"]],
                                    dtype=np.int64)
         out["metadata"] = [json.loads(m) if m else {} for m in out["metadata"]]
-        for k in ("ids", "label_source", "review_status", "updated_by", "updated_at"):
+        out["proposed"] = np.array(out["proposed"], dtype=bool)
+        out["score"] = np.array([np.nan if v is None else v for v in out["score"]],
+                                dtype=np.float64)
+        for k in ("ids", "label_source", "review_status", "updated_by", "updated_at", "run_id",
+                  "outline"):
             out[k] = list(out[k])
         return out
 
@@ -582,6 +631,14 @@ def spatial_order(xy: np.ndarray, tile: float = GRID) -> np.ndarray:
     tx = np.floor(xy[:, 0] / tile)
     ty = np.floor(xy[:, 1] / tile)
     return np.lexsort((xy[:, 0], xy[:, 1], tx, ty))
+
+
+def _finite_or_none(values, n: int) -> list[float | None]:
+    """One detection score per cell as floats (NaN, None: no score)."""
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(arr) != n:
+        raise ValueError(f"{len(arr)} scores for {n} cells")
+    return [None if not math.isfinite(v) else v for v in arr.tolist()]
 
 
 def _json_meta(meta: dict | None) -> str | None:

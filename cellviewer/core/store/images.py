@@ -147,6 +147,11 @@ class ImagesMixin(StoreBase):
                 "INSERT INTO temp._sel (id) SELECT id FROM cells WHERE image_id = ?", (image_id,)
             )
             n = self._delete_selected(op, "delete")
+            regions = [r[0] for r in self._conn.execute(
+                "SELECT id FROM regions WHERE image_id = ?", (image_id,))]
+            if regions:
+                self._delete_region_rows(op, regions)
+                op.note("regions", [image_id])
             _undo.snapshot_rows(self._conn, op, "images", [(image_id,)])
             self._conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
             op.note("images", [image_id])

@@ -50,17 +50,20 @@ from cellviewer.core.store.records import (
     ProjectError,
     ProjectReadOnlyError,
 )
+from cellviewer.core.store.regions import RegionsMixin
 from cellviewer.core.store.schema import APPLICATION_ID, SCHEMA_VERSION, migrate
 
 log = logging.getLogger(__name__)
 
 #: actions that change no image's number of cells (the cached counts stay valid)
-COUNT_NEUTRAL = frozenset({"label", "review", "move"})
+COUNT_NEUTRAL = frozenset({"label", "review", "move", "accept", "region-status"})
 
 
 @guard_errors
-class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, ModelsMixin):
-    """A CellViewer project: images, classes, cells, models, predictions, history and undo.
+class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, ModelsMixin,
+                   RegionsMixin):
+    """A CellViewer project: images, classes, cells, regions, models, predictions, history
+    and undo.
 
     Use ``ProjectStore.create(path)`` or ``ProjectStore.open(path)``, ideally as a context
     manager. Cell ids are UUID strings; coordinates are level-0 pixels of their image.

@@ -17,6 +17,7 @@ __all__ = [
     "CellRecord",
     "ChangeEvent",
     "ClassRecord",
+    "DetectionRun",
     "HistoryRecord",
     "ImageRecord",
     "ModelRecord",
@@ -27,6 +28,8 @@ __all__ = [
     "ProjectDiskFullError",
     "ProjectError",
     "ProjectReadOnlyError",
+    "RegionHistoryRecord",
+    "RegionRecord",
     "UndoConflictError",
 ]
 
@@ -128,18 +131,24 @@ class CellRecord:
     updated_by: str  # who last changed the label
     updated_at: str  # and when, ISO 8601 UTC
     metadata: dict = field(default_factory=dict)
+    proposed: bool = False  # a detector's proposal, not yet accepted
+    score: float | None = None  # the detection score (detections)
+    run_id: str | None = None  # the detection run that found it
+    outline: str | None = None  # its own polygon (GeoJSON Polygon text), when imported
 
 
 @dataclass(frozen=True)
 class CellArrays:
     """Cells in bulk, aligned by index. ``class_id`` is -1 where a cell is unlabelled;
-    ``review`` indexes ``REVIEW_STATUSES``; ``rows`` are internal keys (fast to pass back)."""
+    ``review`` indexes ``REVIEW_STATUSES``; ``rows`` are internal keys (fast to pass back);
+    ``proposed`` is True for a detector's proposals not yet accepted."""
 
     ids: np.ndarray  # (N,) object, UUID strings
     xy: np.ndarray  # (N, 2) float64
     class_id: np.ndarray  # (N,) int64
     review: np.ndarray  # (N,) int8
     rows: np.ndarray  # (N,) int64
+    proposed: np.ndarray  # (N,) bool
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -148,7 +157,7 @@ class CellArrays:
     def empty() -> CellArrays:
         return CellArrays(
             np.empty(0, dtype=object), np.empty((0, 2)), np.empty(0, dtype=np.int64),
-            np.empty(0, dtype=np.int8), np.empty(0, dtype=np.int64),
+            np.empty(0, dtype=np.int8), np.empty(0, dtype=np.int64), np.empty(0, dtype=bool),
         )
 
 
@@ -157,7 +166,8 @@ class CellColumns:
     """Cells with what a view shows of them, aligned by index (see ``cell_columns.py``):
     ``class_id`` and ``pred_class`` are project class ids (-1: none), ``source`` indexes
     ``LABEL_SOURCES``, ``review`` indexes ``REVIEW_STATUSES``, ``confidence`` is NaN without a
-    prediction; ``rows`` are the internal keys the store's change events name."""
+    prediction; ``rows`` are the internal keys the store's change events name; ``proposed``:
+    a detector's proposal not yet accepted (drawn hollow)."""
 
     ids: np.ndarray  # (N,) object, UUID strings
     rows: np.ndarray  # (N,) int64
@@ -168,6 +178,7 @@ class CellColumns:
     review: np.ndarray  # (N,) int8
     pred_class: np.ndarray  # (N,) int64
     confidence: np.ndarray  # (N,) float32
+    proposed: np.ndarray  # (N,) bool
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -178,7 +189,53 @@ class CellColumns:
         i8 = np.empty(0, dtype=np.int8)
         return CellColumns(np.empty(0, dtype=object), i64, i64.copy(), np.empty((0, 2)),
                            i64.copy(), i8, i8.copy(), i64.copy(),
-                           np.empty(0, dtype=np.float32))
+                           np.empty(0, dtype=np.float32), np.empty(0, dtype=bool))
+
+
+@dataclass(frozen=True)
+class RegionRecord:
+    """A region of an image (schema version 3): a polygon with a stable ``uuid``."""
+
+    id: int  # internal key
+    uuid: str
+    image_id: int
+    geometry: dict  # GeoJSON Polygon, level-0 pixels
+    name: str
+    kind: str
+    status: str  # one of REVIEW_STATUSES
+    created_by: str
+    created_at: str
+    updated_by: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class RegionHistoryRecord:
+    id: int
+    region_uuid: str
+    image_id: int | None
+    op_id: int | None
+    action: str  # add, edit, status, delete, undo, redo
+    old: dict | None  # the region's fields before (None: it did not exist)
+    new: dict | None  # after (None: deleted)
+    user: str
+    at: str
+
+
+@dataclass(frozen=True)
+class DetectionRun:
+    """One detection run: what found a set of proposals, with which parameters, and how many
+    it found and added (the rest lay too near an existing marker)."""
+
+    id: str  # uuid
+    image_id: int | None
+    method: str
+    params: dict
+    n_found: int
+    n_added: int
+    op_id: int | None
+    run_by: str
+    run_at: str
 
 
 @dataclass(frozen=True)
@@ -248,7 +305,7 @@ class ChangeEvent:
     """Told to listeners after each committed change, so views can refresh what they show.
 
     ``kinds`` is a subset of {"cells", "classes", "images", "models", "predictions",
-    "settings"};
+    "regions", "settings"};
     ``image_ids`` the images whose cells changed (empty when unknown or none);
     ``cell_rows`` the internal keys (``CellArrays.rows``) of the cells an action touched
     (added, changed, deleted, or brought back by undo), or None when not known: a view then

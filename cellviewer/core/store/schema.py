@@ -36,8 +36,15 @@ from collections.abc import Callable
 APPLICATION_ID = 0x4356504A
 GRID = 256  # height in level-0 pixels of one band of the spatial index (see module docstring)
 
-LABEL_SOURCES = ("manual", "imported", "model-accepted", "corrected")
+# Version 1's label sources: its CREATE TABLE (a shipped step) keeps them. Version 3 added
+# "detector" (a detection, proposed or accepted) by widening the CHECK (see _v2_to_v3). Only ever
+# append: CellColumns.source is an index into this tuple.
+_V1_LABEL_SOURCES = ("manual", "imported", "model-accepted", "corrected")
+LABEL_SOURCES = (*_V1_LABEL_SOURCES, "detector")
 REVIEW_STATUSES = ("unreviewed", "annotated", "checked", "reviewed")
+#: the kinds of region offered; a region's kind is free text (an imported QuPath
+#: classification such as "Stroma" is kept as it is)
+REGION_KINDS = ("tissue", "tumour", "annotation area", "other")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -86,7 +93,7 @@ CREATE TABLE cells (
     y             REAL NOT NULL,
     gy            INTEGER GENERATED ALWAYS AS (CAST(y / {GRID} AS INTEGER)) VIRTUAL,
     class_id      INTEGER REFERENCES classes(id),   -- NULL: unlabelled
-    label_source  TEXT NOT NULL CHECK ({_one_of("label_source", LABEL_SOURCES)}),
+    label_source  TEXT NOT NULL CHECK ({_one_of("label_source", _V1_LABEL_SOURCES)}),
     review_status TEXT NOT NULL CHECK ({_one_of("review_status", REVIEW_STATUSES)}),
     updated_by    TEXT NOT NULL,        -- who last changed the label
     updated_at    TEXT NOT NULL,        -- and when (ISO 8601 UTC)
@@ -223,6 +230,105 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# Version 3: regions and proposals (issue 15).
+#
+# - ``regions``: polygons drawn on an image (GeoJSON Polygon text, level-0 pixels) with a stable
+#   ``uuid`` (QuPath annotation id on export), a name, a kind and a review status in the cells'
+#   vocabulary. ``id`` is the internal key the undo snapshots use (undo.py: regions are a small
+#   table, flipped like images and classes); ``region_history`` is their append-only trail.
+# - cells get a *proposed* state of their own (``proposed`` = 1 until a person accepts it),
+#   beside the label source, so an accepted detection keeps its origin: label source
+#   ``detector``, its ``score`` and the ``run_id`` of the detection run (``detection_runs``,
+#   which, like models, is a record and not part of undo). ``outline``: the cell's own polygon
+#   (GeoJSON Polygon text) when an import brings one (QuPath detections), else NULL.
+# - ``label_source`` may now be ``detector``: SQLite cannot alter a CHECK, so its text in the
+#   schema is widened in place (``_widen_check``), which SQLite documents as safe for a change
+#   that no stored row can violate; no table is rebuilt, so a million-cell file migrates in
+#   milliseconds.
+_V3 = f"""
+CREATE TABLE regions (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid       TEXT NOT NULL UNIQUE,
+    image_id   INTEGER NOT NULL REFERENCES images(id),
+    geometry   TEXT NOT NULL,           -- GeoJSON Polygon, level-0 pixels
+    name       TEXT NOT NULL DEFAULT '',
+    kind       TEXT NOT NULL,
+    status     TEXT NOT NULL CHECK ({_one_of("status", REVIEW_STATUSES)}),
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,           -- who last changed it (geometry, name, kind, status)
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX regions_image ON regions(image_id);
+
+CREATE TABLE region_history (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    region_uuid TEXT NOT NULL,
+    image_id    INTEGER,
+    op_id       INTEGER,
+    action      TEXT NOT NULL,  -- add, edit, delete, status, undo, redo
+    old         TEXT,           -- JSON: the region's fields before (NULL: it did not exist)
+    new         TEXT,           -- and after (NULL: deleted)
+    user        TEXT NOT NULL,
+    at          TEXT NOT NULL
+);
+CREATE INDEX region_history_region ON region_history(region_uuid, id);
+CREATE TRIGGER region_history_no_update BEFORE UPDATE ON region_history
+BEGIN SELECT RAISE(ABORT, 'region history is append-only: rows cannot be changed'); END;
+CREATE TRIGGER region_history_no_delete BEFORE DELETE ON region_history
+BEGIN SELECT RAISE(ABORT, 'region history is append-only: rows cannot be deleted'); END;
+
+CREATE TABLE detection_runs (
+    id         TEXT PRIMARY KEY,        -- uuid
+    image_id   INTEGER,
+    method     TEXT NOT NULL,           -- e.g. "classical nucleus", a model file's name
+    params     TEXT NOT NULL DEFAULT '{{}}',  -- JSON
+    n_found    INTEGER NOT NULL DEFAULT 0,
+    n_added    INTEGER NOT NULL DEFAULT 0,
+    op_id      INTEGER,                 -- the action that added its proposals
+    run_by     TEXT NOT NULL,
+    run_at     TEXT NOT NULL
+) WITHOUT ROWID;
+
+ALTER TABLE cells ADD COLUMN proposed INTEGER NOT NULL DEFAULT 0
+    CHECK (proposed = 0 OR proposed = 1);
+ALTER TABLE cells ADD COLUMN score REAL;
+ALTER TABLE cells ADD COLUMN run_id TEXT;
+ALTER TABLE cells ADD COLUMN outline TEXT;
+ALTER TABLE op_cells ADD COLUMN proposed INTEGER;
+ALTER TABLE op_cells ADD COLUMN score REAL;
+ALTER TABLE op_cells ADD COLUMN run_id TEXT;
+ALTER TABLE op_cells ADD COLUMN outline TEXT;
+"""
+
+
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    for statement in _split_sql(_V3):
+        conn.execute(statement)
+    _widen_check(conn, "cells", _one_of("label_source", _V1_LABEL_SOURCES),
+                 _one_of("label_source", LABEL_SOURCES))
+
+
+def _widen_check(conn: sqlite3.Connection, table: str, old: str, new: str) -> None:
+    """Replace the text ``old`` of a CHECK in ``table``'s CREATE statement by ``new``, a
+    condition every stored row already meets (a wider one). SQLite's documented way ("Making
+    other kinds of table schema changes", sqlite.org/lang_altertable.html): edit
+    ``sqlite_schema`` with ``writable_schema`` and bump ``schema_version``, inside the caller's
+    transaction, so a crash leaves the old schema."""
+    sql = conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?",
+                       (table,)).fetchone()[0]
+    if sql.count(old) != 1:
+        raise RuntimeError(f"the CHECK to widen is not in table {table}'s schema once")
+    version = conn.execute("PRAGMA schema_version").fetchone()[0]
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute("UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = ?",
+                     (sql.replace(old, new), table))
+        conn.execute(f"PRAGMA schema_version = {version + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+
+
 def _split_sql(script: str) -> list[str]:
     """Statements of a script, keeping trigger bodies (which contain ';') whole."""
     out: list[str] = []
@@ -240,7 +346,7 @@ def _split_sql(script: str) -> list[str]:
 
 
 # MIGRATIONS[i] upgrades a file at user_version i to i + 1; append, never edit a shipped step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v0_to_v1, _v1_to_v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v0_to_v1, _v1_to_v2, _v2_to_v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

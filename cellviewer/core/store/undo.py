@@ -67,16 +67,29 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "images": ("id", "path", "width", "height", "mpp", "fingerprint", "added_by", "added_at"),
     "classes": ("id", "name", "color", "key", "ord"),
     "model_classes": ("model_id", "idx", "name", "class_id"),
+    "regions": ("id", "uuid", "image_id", "geometry", "name", "kind", "status", "created_by",
+                "created_at", "updated_by", "updated_at"),
 }
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "images": ("id",),
     "classes": ("id",),
     "model_classes": ("model_id", "idx"),
+    "regions": ("id",),
 }
+#: the change-event kind of each small table
+TABLE_KINDS = {"images": "images", "classes": "classes", "model_classes": "classes",
+               "regions": "regions"}
 CELL_COLUMNS = (
     "uuid", "image_id", "x", "y", "class_id", "label_source", "review_status",
-    "updated_by", "updated_at", "metadata",
+    "updated_by", "updated_at", "metadata", "proposed", "score", "run_id", "outline",
 )
+#: CELL_COLUMNS as a SQL list (``c.uuid, c.image_id, ...`` with a prefix)
+
+
+def cell_cols(prefix: str = "") -> str:
+    return ", ".join(prefix + c for c in CELL_COLUMNS)
+
+
 MAX_UNDO = 200  # actions kept undoable; older ones keep their history but lose undo data
 
 TEMP_SCHEMA = """
@@ -84,7 +97,7 @@ CREATE TEMP TABLE IF NOT EXISTS _sel (id INTEGER PRIMARY KEY, v INTEGER, x REAL,
 CREATE TEMP TABLE IF NOT EXISTS _cur (
     cell_id INTEGER PRIMARY KEY, present INTEGER, uuid TEXT, image_id INTEGER, x REAL, y REAL,
     class_id INTEGER, label_source TEXT, review_status TEXT, updated_by TEXT, updated_at TEXT,
-    metadata TEXT);
+    metadata TEXT, proposed INTEGER, score REAL, run_id TEXT, outline TEXT);
 CREATE TEMP TABLE IF NOT EXISTS _pred (
     model_id INTEGER, cell_id INTEGER, probs BLOB, predicted INTEGER, confidence REAL);
 CREATE TEMP TABLE IF NOT EXISTS _cls (id INTEGER PRIMARY KEY, name TEXT);
@@ -337,8 +350,7 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
     # The current state of every touched cell, and predictions the flip would delete.
     conn.execute("DELETE FROM temp._cur")
     conn.execute(
-        "INSERT INTO temp._cur SELECT o.cell_id, c.id IS NOT NULL, c.uuid, c.image_id, c.x, c.y,"
-        " c.class_id, c.label_source, c.review_status, c.updated_by, c.updated_at, c.metadata"
+        f"INSERT INTO temp._cur SELECT o.cell_id, c.id IS NOT NULL, {cell_cols('c.')}"
         " FROM op_cells o LEFT JOIN cells c ON c.id = o.cell_id WHERE o.op_id = ?",
         (op_id,),
     )
@@ -366,7 +378,7 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
         t: read_rows(conn, t, [_parse_key(t, k) for k in snap])
         for t, snap in stored_tables.items()
     }
-    for table in ("images", "classes"):
+    for table in ("images", "classes", "regions"):
         if table in stored_tables:
             _upsert_rows(conn, table, stored_tables[table])
 
@@ -377,10 +389,7 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
     )
     # Cells coming back from deletion: inserted whole, with their own who/when.
     conn.execute(
-        "INSERT INTO cells (id, uuid, image_id, x, y, class_id, label_source, review_status,"
-        " updated_by, updated_at, metadata)"
-        " SELECT o.cell_id, o.uuid, o.image_id, o.x, o.y, o.class_id, o.label_source,"
-        " o.review_status, o.updated_by, o.updated_at, o.metadata"
+        f"INSERT INTO cells (id, {cell_cols()}) SELECT o.cell_id, {cell_cols('o.')}"
         " FROM op_cells o JOIN temp._cur cur ON cur.cell_id = o.cell_id"
         " WHERE o.op_id = ? AND o.present = 1 AND cur.present = 0",
         (op_id,),
@@ -402,6 +411,13 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
         " AND (o.review_status IS NOT cur.review_status OR o.metadata IS NOT cur.metadata)",
         params,
     )
+    conn.execute(  # the proposed state and a detection's origin (schema version 3)
+        "UPDATE cells SET proposed = coalesce(o.proposed, 0), score = o.score,"
+        " run_id = o.run_id, outline = o.outline" + both +
+        " AND (coalesce(o.proposed, 0) IS NOT cur.proposed OR o.score IS NOT cur.score"
+        " OR o.run_id IS NOT cur.run_id OR o.outline IS NOT cur.outline)",
+        params,
+    )
     conn.execute(
         "UPDATE cells SET image_id = o.image_id, x = o.x, y = o.y" + both +
         " AND (o.image_id IS NOT cur.image_id OR o.x IS NOT cur.x OR o.y IS NOT cur.y)",
@@ -417,9 +433,12 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
     if "model_classes" in stored_tables:
         _upsert_rows(conn, "model_classes", stored_tables["model_classes"])
         _delete_rows(conn, "model_classes", stored_tables["model_classes"])
-    for table in ("classes", "images"):
+    for table in ("regions", "classes", "images"):
         if table in stored_tables:
             _delete_rows(conn, table, stored_tables[table])
+    if "regions" in stored_tables:
+        _region_history(conn, stored_tables["regions"], current_tables["regions"], op_id,
+                        direction, user, now)
 
     # The audit trail: one row per cell the flip changed.
     conn.execute(
@@ -447,10 +466,8 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
     # Store the state just replaced: it is what the next flip brings back.
     conn.execute("DELETE FROM op_cells WHERE op_id = ?", (op_id,))
     conn.execute(
-        "INSERT INTO op_cells (op_id, cell_id, present, uuid, image_id, x, y, class_id,"
-        " label_source, review_status, updated_by, updated_at, metadata)"
-        " SELECT ?, cell_id, present, uuid, image_id, x, y, class_id, label_source,"
-        " review_status, updated_by, updated_at, metadata FROM temp._cur",
+        f"INSERT INTO op_cells (op_id, cell_id, present, {cell_cols()})"
+        f" SELECT ?, cell_id, present, {cell_cols()} FROM temp._cur",
         (op_id,),
     )
     conn.execute("DELETE FROM op_predictions WHERE op_id = ?", (op_id,))
@@ -470,12 +487,38 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
         ),
     )
     for table in current_tables:
-        result.kinds.add("images" if table == "images" else "classes")
+        result.kinds.add(TABLE_KINDS[table])
     if n_cells:
         result.note("cells", (), 0, rows=touched)
     result.n_cells = n_cells
     result.changed = True
     return result
+
+
+def region_fields(row: list | tuple | None) -> dict[str, Any] | None:
+    """A ``regions`` row (TABLE_COLUMNS order) as the JSON object region_history keeps."""
+    if row is None:
+        return None
+    return dict(zip(TABLE_COLUMNS["regions"][1:], row[1:], strict=True))
+
+
+def _region_history(conn: sqlite3.Connection, stored: dict[str, Any], current: dict[str, Any],
+                    op_id: int, direction: str, user: str, now: str) -> None:
+    """One region_history row per region a flip changed (``current``: before the flip)."""
+    rows = []
+    for key, after in stored.items():
+        before = current.get(key)
+        if before == after:
+            continue
+        either = after if after is not None else before
+        assert either is not None  # (equal Nones were skipped above)
+        rows.append((either[1], either[2], op_id, direction,
+                     json.dumps(region_fields(before)) if before is not None else None,
+                     json.dumps(region_fields(after)) if after is not None else None,
+                     user, now))
+    conn.executemany(
+        "INSERT INTO region_history (region_uuid, image_id, op_id, action, old, new, user, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def drop_undo_data(conn: sqlite3.Connection, op_ids: list[int], state: str) -> None:

@@ -10,6 +10,8 @@ Choices:
   order); ``None`` takes every class of the project in the project's order. Cells of other
   classes are left out; unlabelled cells only with ``include_unlabelled`` (label -1, for a
   prediction set).
+- A detector's proposals (cells not yet accepted, ``CellArrays.proposed``) never enter a patch
+  set, whatever their class: a person has not verified them yet.
 - ``image_ids`` picks images (``None``: all); images with no chosen cell are not opened.
 - Cells are in image order, then in the order they were added to the project (a CSV's row
   order). Each cell's ``source`` in ``cells.csv`` is its image's absolute path; ``meta.json``
@@ -90,6 +92,9 @@ def _select(store, images: list, class_index: dict[int, int], include_unlabelled
             labels[class_id == cid] = k
         if include_unlabelled:
             labels[class_id < 0] = -1
+        proposed = getattr(cells, "proposed", None)
+        if proposed is not None:  # a detector's proposals train nothing until accepted
+            labels[np.asarray(proposed, dtype=bool)[order]] = -2
         if only_ids is not None:  # e.g. one side of a split column (training/split.py)
             wanted = only_ids if isinstance(only_ids, set | frozenset) else set(only_ids)
             ids = np.asarray(cells.ids, dtype=object)[order]

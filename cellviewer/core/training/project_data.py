@@ -36,8 +36,9 @@ class ProjectCounts:
         col = {c.id: j for j, c in enumerate(classes)}
         counts = np.zeros((len(images), len(classes)), dtype=np.int64)
         for i, img in enumerate(images):
-            ids = np.asarray(store.cell_arrays(img.id).class_id, dtype=np.int64)
-            ids = ids[ids >= 0]
+            cells = store.cell_arrays(img.id)
+            ids = np.asarray(cells.class_id, dtype=np.int64)
+            ids = ids[(ids >= 0) & ~cells.proposed]  # proposals train nothing until accepted
             if ids.size:
                 vals, n = np.unique(ids, return_counts=True)
                 for v, k in zip(vals, n, strict=True):

@@ -58,7 +58,9 @@ def read_splits(store: Any, image_ids: list[int], class_ids: list[int]) -> dict[
     table = store.cell_table(image_ids)
     row_of = {int(i): r for r, i in enumerate(image_ids)}
     col_of = {int(c): k for k, c in enumerate(class_ids)}
-    labelled = [i for i, c in enumerate(table["class_id"]) if int(c) in col_of]
+    proposed = table["proposed"]  # a detector's proposals train nothing until accepted
+    labelled = [i for i, c in enumerate(table["class_id"])
+                if int(c) in col_of and not proposed[i]]
     values: dict[str, Counter] = {}
     for i in labelled:
         for key, value in (table["metadata"][i] or {}).items():

@@ -70,7 +70,7 @@ class CellDetails(QWidget):
             pos += f"  ({cell.x * mpp:.1f}, {cell.y * mpp:.1f} µm)"
         values = {
             "Cell": str(cell.id), "Position": pos, "Class": class_name,
-            "Source": cell.label_source, "Review": cell.review_status,
+            "Source": _source_text(cell), "Review": cell.review_status,
             "Changed by": cell.updated_by, "When": cell.updated_at,
         }
         for key, value in values.items():
@@ -110,3 +110,15 @@ class CellDetails(QWidget):
         self.patch.setPixmap(pm)
         self.padding = inside
         self.fields["Crop"].setText(describe(inside))
+
+
+def _source_text(cell) -> str:
+    """The label source, and for a detection whether it still waits and its score."""
+    text = str(cell.label_source)
+    notes = []
+    if getattr(cell, "proposed", False):
+        notes.append("proposal, not yet accepted")
+    score = getattr(cell, "score", None)
+    if score is not None:
+        notes.append(f"score {score:.2f}")
+    return f"{text} ({', '.join(notes)})" if notes else text

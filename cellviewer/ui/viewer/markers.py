@@ -12,6 +12,10 @@ of its cells) or, less crowded, keeps one sprite per colour and screen bucket; s
 the screen size, not the cell count. The view caches the result as an overlay image and renders
 it again only when the zoom, the cells or the style change, or a pan leaves its margin.
 
+A detector's proposals (``ImageCells.proposed``) are drawn *hollow* until a person accepts
+them: a thin dashed ring in their colour, whatever the marker style, so they stand apart from
+verified cells at every zoom (:data:`PROPOSED_STYLE`).
+
 Colour modes: ``"label"`` (the cell's class colour), ``"prediction"`` (the predicted class's
 colour, from the active model's predictions) and ``"agreement"`` (green where label and
 prediction agree, red where they differ, grey where either is missing).
@@ -40,6 +44,7 @@ DISAGREE_COLOUR = "#ff2d2d"
 DEDUPE_ABOVE = 20_000  # visible markers beyond which one per screen bucket is drawn
 CROWDED = 2.0  # markers covering their area this many times over become a class map
 DENSITY_ALPHA = 235
+PROPOSED_STYLE = "hollow"  # how proposals are drawn (a dashed ring)
 
 
 @dataclass
@@ -102,6 +107,11 @@ class MarkerLayer:
         return np.where(self._override >= 0, self._override, self.cells.pred_class)
 
     @property
+    def proposed(self) -> np.ndarray:
+        """True where a cell is a detector's proposal not yet accepted (drawn hollow)."""
+        return self.cells.proposed
+
+    @property
     def pred_conf(self) -> np.ndarray:
         """The active model's confidence per cell (NaN: no prediction)."""
         return self.cells.confidence
@@ -122,7 +132,8 @@ class MarkerLayer:
             np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
             np.asarray(xy, dtype=np.float64).reshape(-1, 2).copy(), cid.copy(),
             np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.int8),
-            np.full(n, -1, dtype=np.int64), np.full(n, np.nan, dtype=np.float32))
+            np.full(n, -1, dtype=np.int64), np.full(n, np.nan, dtype=np.float32),
+            np.zeros(n, dtype=bool))
         self.set_extent(width, height)
         self.cells.replace(cols)
         self.set_index(index)
@@ -266,7 +277,19 @@ def marker_sprite(style: str, size: int, colour: QColor, dpr: float = 1.0,
     c = side / 2.0
     r = size / 2.0
     path = QPainterPath()
-    if style == "dot":
+    if style == PROPOSED_STYLE:  # a proposal: a dashed ring, no fill
+        path.addEllipse(QPointF(c, c), r, r)
+        width = max(1.0, size / 10.0) * outline
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        rim = QPen(QColor(0, 0, 0, 170), width + 1.4, Qt.PenStyle.DashLine)
+        rim.setDashPattern([2.5, 1.5])
+        p.setPen(rim)
+        p.drawPath(path)
+        line = QPen(colour, width, Qt.PenStyle.DashLine)
+        line.setDashPattern([2.5 * (width + 1.4) / width, 1.5 * (width + 1.4) / width])
+        p.setPen(line)
+        p.drawPath(path)
+    elif style == "dot":
         path.addEllipse(QPointF(c, c), r * 0.6, r * 0.6)
         p.setPen(QPen(QColor(0, 0, 0, 200), 1.0))
         p.setBrush(colour)
@@ -331,6 +354,14 @@ def paint_markers(
     """
     if len(rows) == 0:
         return 0
+    proposed = getattr(layer, "proposed", None)
+    if style != PROPOSED_STYLE and proposed is not None and len(proposed) == len(layer):
+        hollow = proposed[rows]
+        if hollow.any():  # proposals apart, as hollow rings (at least 8 px to read as one)
+            return (paint_markers(painter, layer, rows[~hollow], zoom, ox, oy, style, size,
+                                  dpr, outline)
+                    + paint_markers(painter, layer, rows[hollow], zoom, ox, oy,
+                                    PROPOSED_STYLE, max(size, 8), dpr, outline))
     if len(rows) == len(layer) and rows[0] == 0 and rows[-1] == len(rows) - 1:
         sx, sy = layer.xy[:, 0] * zoom - ox, layer.xy[:, 1] * zoom - oy  # no gather
         keys = layer.colour_keys()

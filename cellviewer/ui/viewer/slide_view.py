@@ -23,7 +23,13 @@ Mouse and keys (the view emits requests; the main window applies them to the pro
   (``measured``); it stays on the image until the next one or Esc;
 - wheel: zoom around the cursor; ``F``: fit; arrows: pan; ``+``/``-``: zoom; Esc: clear
   the selection and the ruler and go back to the select tool; click or drag in the overview
-  (top right) to jump there.
+  (top right) to jump there;
+- region tool (``R``): drag a rectangle, or click a polygon's corners and close it with a
+  double-click or Enter; Esc cancels, Backspace takes back the last corner
+  (``regionDrawn``; see :mod:`cellviewer.ui.viewer.regions_layer`).
+
+Regions are drawn as outlines with their names (:meth:`SlideView.set_regions`); a detector's
+proposals as hollow markers until accepted (``markers.py``).
 """
 
 from __future__ import annotations
@@ -49,6 +55,12 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from cellviewer.core.cells.image_cells import ImageCells
 from cellviewer.ui.viewer.markers import MarkerLayer, draw_sprites, marker_sprite, paint_markers
+from cellviewer.ui.viewer.regions_layer import (
+    RegionDrawing,
+    RegionShape,
+    paint_drawing,
+    paint_regions,
+)
 from cellviewer.ui.viewer.ruler import Ruler, paint_ruler
 from cellviewer.ui.viewer.tiles import (
     TILE_SIZE,
@@ -87,8 +99,9 @@ class SlideView(QWidget):
     moveRequested = Signal(str, float, float)  # cell id, new level-0 position
     cursorMoved = Signal(float, float)  # level-0 position under the cursor (nan when outside)
     viewChanged = Signal()  # zoom or pan changed
-    toolChanged = Signal(str)  # "select", "add" or "measure"
+    toolChanged = Signal(str)  # "select", "add", "measure" or "region"
     measured = Signal(str)  # the ruler's length, in words ("" once it is cleared)
+    regionDrawn = Signal(str, object)  # "rectangle" or "polygon", level-0 corners (N, 2)
     tilesShown = Signal(float)  # every tile of the view loaded; seconds since set_source
 
     def __init__(self, loader: TileLoader | None = None, parent: QWidget | None = None,
@@ -124,6 +137,9 @@ class SlideView(QWidget):
         self._display_tiles: dict[tuple, QImage] = {}
         self.fov_px = FOV_PX
         self.tool = "select"
+        self.regions: list[RegionShape] = []
+        self.selected_region: str | None = None
+        self.drawing = RegionDrawing()
         self._selected: list[str] = []
         self._selected_rows: np.ndarray | None = None
         self._sel_version = -1
@@ -355,13 +371,45 @@ class SlideView(QWidget):
 
     # --- tools and style ---------------------------------------------------------------------
     def set_tool(self, tool: str) -> None:
-        if tool not in ("select", "add", "measure"):
+        if tool not in ("select", "add", "measure", "region"):
             raise ValueError(f"unknown tool {tool!r}")
         if tool != self.tool:
             self.tool = tool
+            self.drawing.clear()
             self.setCursor(Qt.CursorShape.ArrowCursor if tool == "select" else
                            Qt.CursorShape.CrossCursor)
             self.toolChanged.emit(tool)
+            self.update()
+
+    # --- regions -----------------------------------------------------------------------------
+    def set_regions(self, shapes: list[RegionShape], selected: str | None = None) -> None:
+        """The regions to outline (the Regions tool's, from the store)."""
+        self.regions = list(shapes)
+        self.selected_region = selected
+        self.update()
+
+    def finish_polygon(self) -> bool:
+        """Close the polygon being drawn (double-click, Enter): False with under 3 corners."""
+        corners = self.drawing.corners
+        if len(corners) < 3:
+            return False
+        points = np.array(corners, dtype=np.float64)
+        self.drawing.clear()
+        self.update()
+        self.regionDrawn.emit("polygon", points)
+        return True
+
+    def cancel_drawing(self) -> bool:
+        if not self.drawing.active:
+            return False
+        self.drawing.clear()
+        self.update()
+        return True
+
+    def _clamped(self, pos: QPointF) -> tuple[float, float]:
+        x, y = self.view_to_image(pos)
+        return (min(max(x, 0.0), float(self.handle.width)),
+                min(max(y, 0.0), float(self.handle.height)))
 
     def clear_ruler(self) -> None:
         if self.ruler is not None:
@@ -443,6 +491,9 @@ class SlideView(QWidget):
         self._paint_tiles(p)
         if self.markers_visible and len(self.layer):
             self._paint_overlay(p)
+        if self.regions:
+            paint_regions(p, self.regions, self.selected_region, self.image_to_view)
+        paint_drawing(p, self.drawing, self.image_to_view)
         self._paint_selection(p)
         if self._band is not None:
             p.setPen(QPen(QColor("#ffffff"), 1, Qt.PenStyle.DashLine))
@@ -703,6 +754,9 @@ class SlideView(QWidget):
             self._drag = "measure"
             self.update()
             return
+        if self.tool == "region":
+            self._drag = None  # a drag becomes a rectangle, a click a corner (on release)
+            return
         if self.tool == "add" or mods & Qt.KeyboardModifier.ControlModifier:
             x, y = self.view_to_image(pos)
             if 0 <= x < self.handle.width and 0 <= y < self.handle.height:
@@ -717,13 +771,22 @@ class SlideView(QWidget):
             x, y = self.view_to_image(pos)
             inside = 0 <= x < self.handle.width and 0 <= y < self.handle.height
             self.cursorMoved.emit(x if inside else math.nan, y if inside else math.nan)
+        if self.tool == "region" and self.handle is not None:
+            self.drawing.hover = self._clamped(pos) if self.drawing.corners else None
+            if self.drawing.corners:
+                self.update()
         if self._press is None:
             return
         if self._drag is None:
             moved = (pos - self._press).manhattanLength() >= DRAG_THRESHOLD
             if not moved:
                 return
-            if self._press_mods & Qt.KeyboardModifier.ShiftModifier:
+            if self.tool == "region" and self._press_button == Qt.MouseButton.LeftButton:
+                if self.drawing.corners:
+                    return  # drawing a polygon: clicks only
+                self._drag = "region"
+                self.drawing.rect_from = self._clamped(self._press)
+            elif self._press_mods & Qt.KeyboardModifier.ShiftModifier:
                 self._drag = "band"
             elif self._press_row >= 0:
                 self._drag = "move"
@@ -740,6 +803,9 @@ class SlideView(QWidget):
         elif self._drag == "measure" and self.ruler is not None:
             self.ruler.x1, self.ruler.y1 = self.view_to_image(pos)
             self.measured.emit(self.ruler.label(self.handle.mpp))
+            self.update()
+        elif self._drag == "region":
+            self.drawing.rect_to = self._clamped(pos)
             self.update()
         elif self._drag == "band":
             self._band = QRectF(self._press, pos)
@@ -758,11 +824,25 @@ class SlideView(QWidget):
             return
         drag, row = self._drag, self._press_row
         shift = bool(self._press_mods & Qt.KeyboardModifier.ShiftModifier)
-        self._press, self._drag = None, None
+        press, self._press, self._drag = self._press, None, None
         if drag == "measure":
             if self.ruler is not None and self.ruler.length_px == 0:
                 self.clear_ruler()  # a click without a drag clears the last measurement
-        elif drag == "move" and self._move_to is not None and row >= 0:
+            self.update()
+            return
+        if drag == "region":
+            a, b = self.drawing.rect_from, self._clamped(e.position())
+            self.drawing.clear()
+            self.update()
+            if a is not None and abs(a[0] - b[0]) > 0 and abs(a[1] - b[1]) > 0:
+                self.regionDrawn.emit("rectangle", np.array([a, b], dtype=np.float64))
+            return
+        if self.tool == "region":
+            if drag is None and self._press_button == Qt.MouseButton.LeftButton:
+                self.drawing.corners.append(self._clamped(press))
+                self.update()
+            return
+        if drag == "move" and self._move_to is not None and row >= 0:
             x, y = self._move_to
             self._move_to = None
             self.moveRequested.emit(str(self.layer.ids[row]), x, y)
@@ -789,6 +869,16 @@ class SlideView(QWidget):
         self.update()
 
     def mouseDoubleClickEvent(self, e: QMouseEvent) -> None:
+        if self.tool == "region":
+            self._press = None  # (its release adds no corner)
+            if self.handle is not None:  # the double-click's place is the last corner
+                x, y = self._clamped(e.position())
+                last = self.drawing.corners[-1] if self.drawing.corners else None
+                if last is None or math.hypot((x - last[0]) * self._zoom,
+                                              (y - last[1]) * self._zoom) > DRAG_THRESHOLD:
+                    self.drawing.corners.append((x, y))
+            self.finish_polygon()
+            return
         if self.handle is not None and e.button() == Qt.MouseButton.LeftButton and \
                 self.tool == "select" and self.marker_at(e.position()) < 0:
             self.set_zoom(self._zoom * 2, e.position())
@@ -814,10 +904,19 @@ class SlideView(QWidget):
         if mods not in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.ShiftModifier):
             e.ignore()  # Ctrl+Z and friends belong to the window
             return
-        if key == Qt.Key.Key_Escape:
+        if self.tool == "region" and key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.finish_polygon()
+        elif self.tool == "region" and key == Qt.Key.Key_Backspace and self.drawing.corners:
+            self.drawing.corners.pop()
+            self.update()
+        elif key == Qt.Key.Key_Escape and self.cancel_drawing():
+            pass  # the region being drawn is dropped; the tool stays
+        elif key == Qt.Key.Key_Escape:
             self.set_tool("select")
             self.select_ids([])
             self.clear_ruler()
+        elif key == Qt.Key.Key_R:
+            self.set_tool("select" if self.tool == "region" else "region")
         elif key == Qt.Key.Key_F:
             self.fit()
         elif key == Qt.Key.Key_A:

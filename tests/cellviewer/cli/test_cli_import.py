@@ -25,6 +25,8 @@ def _project(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_import_points_records_the_user_and_reports_json(tmp_path, capsys):
     path, image = _project(tmp_path)
+    with ProjectStore.open(path, readonly=True) as store:
+        before = store.cell_count()
     csv = tmp_path / "more.csv"
     csv.write_text(f"image,x,y,class\n{image},10,12,normal\n{image},30,40,\n")
     assert main(["import", str(path), str(csv), "--user", "dr-a", "--json"]) == 0
@@ -32,7 +34,7 @@ def test_import_points_records_the_user_and_reports_json(tmp_path, capsys):
     assert [e["event"] for e in events] == ["started", "finished"]
     assert events[-1]["n_cells"] == 2
     with ProjectStore.open(path, readonly=True) as store:
-        assert store.cell_count() == 351
+        assert store.cell_count() == before + 2
         newest = store.history()[-1]
         assert newest.user == "dr-a" and newest.action == "add"
         assert store.can_undo()  # one undoable action
@@ -52,7 +54,7 @@ def test_no_user_or_a_bad_file_changes_nothing(tmp_path, capsys, monkeypatch):
     assert json.loads(out.splitlines()[-1])["event"] == "error"
     assert "nowhere.jpg" in err and "Traceback" not in err
     with ProjectStore.open(path, readonly=True) as store:
-        assert store.cell_count() == 349
+        assert store.cell_count() == 352
 
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "import"

@@ -22,6 +22,10 @@ EXPECTED = {
         "undone": 1, "checked": 5, "corrected": 5},
     2: {"images": 3, "classes": 13, "cells": 349, "history": 362, "predictions": 132,
         "undone": 1, "checked": 5, "corrected": 5},
+    # version 3 adds a region (annotated) and 3 proposals of one run, one of them accepted
+    3: {"images": 3, "classes": 13, "cells": 352, "history": 366, "predictions": 132,
+        "undone": 1, "checked": 5, "corrected": 5, "detector": 3, "proposed": 2, "regions": 1,
+        "region_history": 2},
 }
 
 
@@ -54,6 +58,10 @@ def test_an_older_project_migrates_and_keeps_everything(tmp_path, version):
         table = store.cell_table()
         assert table["review_status"].count("checked") == want["checked"]
         assert table["label_source"].count("corrected") == want["corrected"]
+        assert table["label_source"].count("detector") == want.get("detector", 0)
+        assert int(table["proposed"].sum()) == want.get("proposed", 0)
+        assert len(store.regions()) == want.get("regions", 0)
+        assert len(store.region_history()) == want.get("region_history", 0)
         assert store.can_redo()  # the undone action is still on the redo stack
         # and the migrated file takes new edits
         store.user = "tester"
@@ -104,3 +112,34 @@ def test_v1_keeps_every_row_of_every_table_and_its_actions_become_legacy(tmp_pat
         store.user = "fixture-maker"
         assert store.redo() and store.undo()  # their own, as before
         assert store.undo()
+
+
+def test_v2_keeps_every_row_and_gains_regions_and_proposals(tmp_path):
+    """Version 3 adds regions, detection runs and the cells' proposed state, and lets
+    label_source be "detector": every v2 row stays as it was, old cells are not proposals,
+    and the widened CHECK still refuses a label source nobody knows."""
+    original = tmp_path / "pristine-v2.cvproj"
+    shutil.copy(FIXTURES / "project-v2.cvproj", original)
+    path = tmp_path / "old-v2.cvproj"
+    shutil.copy(original, path)
+    before = _dump(original)
+    with ProjectStore.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+    assert _dump(path, like=original) == before
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*), sum(proposed), count(score), count(run_id),"
+                        " count(outline) FROM cells").fetchone() == (349, 0, 0, 0, 0)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        conn.execute("UPDATE cells SET label_source = 'guessed' WHERE id = 1")
+    conn.close()
+    with ProjectStore.open(path) as store:
+        store.user = "tester"
+        image = store.images()[0].id
+        square = {"type": "Polygon", "coordinates": [[[0, 0], [9, 0], [9, 9], [0, 9], [0, 0]]]}
+        region = store.add_region(image, square, "r", "tissue")
+        new = store.add_cells(image, [[1, 1]], source="detector", proposed=True, scores=[0.5])
+        assert store.cell(new[0]).proposed and store.cell(new[0]).score == 0.5
+        assert store.undo() and store.undo()  # the proposal, then the region
+        assert store.regions() == [] and store.cell_count() == 349
+        assert store.integrity_check() == "ok"
+        assert region not in [r.uuid for r in store.regions()]
