@@ -22,12 +22,15 @@ says what will be made (``summary``) and what still needs an answer (``problems`
 the file, the line or feature, and the flag or choice that answers it). :func:`apply_import`
 writes a plan without problems as one undoable action in one transaction.
 
-Regions (annotation polygons) are counted in the plan and handed back in the result; the store
-keeps no regions yet. A cell's outline is kept in its metadata under ``"outline"``.
+Regions (annotation polygons: QuPath's tissue and area annotations) become the image's regions
+in the same action, their ids kept (a region already in the project under that id is left as it
+is), a self-crossing outline repaired or skipped with its reason. A cell's own outline (a QuPath
+detection's polygon) goes to the cell's ``outline`` column, exported back as its geometry.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -115,7 +118,9 @@ class ImportResult:
     model_id: int | None = None
     skipped: int = 0
     updated: int = 0
-    regions: list[RegionRow] = field(default_factory=list)
+    regions: list[RegionRow] = field(default_factory=list)  # the file's annotation polygons
+    regions_added: list[str] = field(default_factory=list)  # the uuids of those stored
+    regions_skipped: list[str] = field(default_factory=list)  # "where: why", for the others
 
 
 @dataclass
@@ -164,8 +169,7 @@ class ImportPlan:
                          f"{', '.join(str(m.name) for m in adding[:5])}"
                          f"{', ...' if len(adding) > 5 else ''}")
         lines.append(f"regions ({len(self.regions)})" + (
-            ": annotation polygons, kept for the regions of the project (not stored yet)"
-            if self.regions else ""))
+            ": annotation polygons, added as the images' regions" if self.regions else ""))
         reasons = self.skip_reasons()
         if reasons:
             lines.append(f"skipped ({len(self.skipped):,}): " + "; ".join(
@@ -568,8 +572,41 @@ def apply_import(store: ProjectStore, plan: ImportPlan, *,
             result.model_id = _predictions(store, cells, ids) or result.model_id
             if progress is not None:
                 progress(done, total)
+        _add_regions(store, plan, result)
     result.n_cells = len(result.ids)
     return result
+
+
+def _add_regions(store: ProjectStore, plan: ImportPlan, result: ImportResult) -> None:
+    """The plan's annotation polygons as regions of their images (inside the import's batch)."""
+    from cellviewer.core.regions.geometry import (
+        RegionGeometryError,
+        check_polygon,
+        from_geojson,
+        to_geojson,
+    )
+    from cellviewer.core.store import REVIEW_STATUSES
+    from cellviewer.core.store.ids import normalise_id
+
+    for region, match in plan.regions:
+        if match.image_id is None:
+            continue
+        uuid = normalise_id(region.region_id) if region.region_id else None
+        if uuid is not None:
+            try:
+                store.region(uuid)
+                continue  # already there (an earlier import of the same file, a merge)
+            except KeyError:
+                pass
+        try:
+            poly = check_polygon(from_geojson(region.geometry))
+        except (RegionGeometryError, ValueError, TypeError) as exc:
+            result.regions_skipped.append(f"{region.where}: {exc}")
+            continue
+        status = region.metadata.get("regionStatus")
+        result.regions_added.append(store.add_region(
+            match.image_id, to_geojson(poly), region.name or "", region.kind or "annotation area",
+            status if status in REVIEW_STATUSES else "unreviewed", uuid=uuid))
 
 
 def _classes(store: ProjectStore, plan: ImportPlan, result: ImportResult) -> dict[str, int]:
@@ -592,12 +629,11 @@ def _add_cells(store: ProjectStore, image_id: int, cells: list[PlannedCell],
     from cellviewer.core.store.ids import new_ids
 
     fresh = iter(new_ids(sum(c.row.cell_id is None for c in cells)))
-    metadata = []
-    for c in cells:
-        meta = dict(c.row.metadata)
-        if c.row.outline is not None:
-            meta["outline"] = [[round(x, 3), round(y, 3)] for x, y in c.row.outline]
-        metadata.append(meta or None)
+    metadata = [dict(c.row.metadata) or None for c in cells]
+    outlines = [None if c.row.outline is None else json.dumps(
+        {"type": "Polygon", "coordinates": [[[round(x, 3), round(y, 3)]
+                                             for x, y in c.row.outline]]})
+        for c in cells]
     return store.add_cells(
         image_id,
         np.array([[c.row.x, c.row.y] for c in cells], dtype=np.float64),
@@ -606,6 +642,7 @@ def _add_cells(store: ProjectStore, image_id: int, cells: list[PlannedCell],
         ids=[c.row.cell_id or next(fresh) for c in cells],
         review_status=[c.row.review_status or "unreviewed" for c in cells],
         metadata=metadata,
+        outlines=outlines if any(o is not None for o in outlines) else None,
     )
 
 

@@ -4,6 +4,7 @@ anything is written, µm converted, one undoable action; refusals write nothing.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -174,6 +175,12 @@ def test_geojson_from_each_tool_imports_the_expected_cells_classes_and_regions(
         assert (result.n_cells, len(result.regions)) == (cells, regions)
         assert {c.name for c in store.classes()} == classes
         assert all(c.key for c in store.classes())
+        # the annotation polygons are the image's regions now, in the same undoable action
+        stored = store.regions(store.images()[0].id)
+        assert len(stored) == len(result.regions_added) == regions, result.regions_skipped
+        assert store.cell_count() == cells
+        store.undo()
+        assert store.cell_count() == 0 and store.regions(store.images()[0].id) == []
 
 
 def test_outlines_and_probabilities_come_with_the_cells(tmp_path):
@@ -182,7 +189,9 @@ def test_outlines_and_probabilities_come_with_the_cells(tmp_path):
         result = import_cells(store, [FIXTURES / "qupath-0.5.geojson"],
                               ImportChoices(on_unknown_class="create"))  # image by file name
         tumour = store.cell("3d4e5f60-7182-4394-a5a6-b7c8d9eafb0c")
-        assert tumour.metadata["outline"] == [[40, 40], [46, 40], [46, 46], [40, 46], [40, 40]]
+        assert json.loads(tumour.outline) == {
+            "type": "Polygon", "coordinates": [[[40, 40], [46, 40], [46, 46], [40, 46], [40, 40]]]}
+        assert "outline" not in (tumour.metadata or {})
         model = store.model(result.model_id)
         assert model.classes == ["Tumor", "Immune cells"] and model.n_predictions == 1
         assert store.class_record(tumour.class_id).color == "#c80000"
