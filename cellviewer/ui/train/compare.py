@@ -168,6 +168,8 @@ class CompareRunsWindow(QDialog):
         for i, row in enumerate(self.rows):
             for j, (key, _, digits) in enumerate(COLUMNS):
                 self.table.setItem(i, j, _NumberItem(row.get(key), digits))
+        # the rows come in the order model, FlagLimit, seed: kept until a header is clicked
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
 
