@@ -145,16 +145,19 @@ def evaluate_model(
     batch_size: int = 1024,
     out_dir: str | os.PathLike | None = None,
     prefix: str = "evaluation",
+    tta: bool = False,
 ) -> tuple[ClassificationMetrics, list[str], dict[str, Path]]:
     """Evaluate a model file and write the report (into ``out_dir``, default the model's
-    folder). Returns the metrics, the class names and the written paths."""
+    folder). Returns the metrics, the class names and the written paths. ``tta``: predict
+    with test-time augmentation (the mean over the 8 dihedral orientations)."""
     from trainer.predict import Predictor
 
     predictor = Predictor.load(model_path, device=device)
     data = select_eval_data(model_path, predictor.classes, patchset)
-    result = predictor.predict(data.patches, batch_size=batch_size)
+    result = predictor.predict(data.patches, batch_size=batch_size, tta=tta)
     metrics = classification_metrics(data.y, result.probs.argmax(axis=1), len(predictor.classes))
-    info = {"model": str(model_path), "data": data.description, "left_out": data.left_out}
+    info = {"model": str(model_path), "data": data.description, "left_out": data.left_out,
+            "tta": tta}
     paths = write_report(out_dir or Path(model_path).parent, metrics, predictor.classes, info,
                          prefix)
     return metrics, predictor.classes, paths

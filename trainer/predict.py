@@ -65,6 +65,19 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 BACKEND_ENV = "CELLVIEWER_CPU_BACKEND"
 
 
+#: the orientations of the dihedral group of the square: 4 rotations, each also mirrored
+DIHEDRAL = 8
+
+
+def dihedral(patches: np.ndarray, index: int) -> np.ndarray:
+    """Orientation ``index`` (0..7) of (N, H, W, C) patches: ``index % 4`` quarter turns
+    (counter-clockwise), mirrored left-right first when ``index >= 4``; 0 is the identity."""
+    if not 0 <= index < DIHEDRAL:
+        raise ValueError(f"a dihedral orientation is 0..7, not {index}")
+    out = patches[:, :, ::-1] if index >= 4 else patches
+    return np.ascontiguousarray(np.rot90(out, index % 4, axes=(1, 2)))
+
+
 @dataclass
 class PredictionResult:
     probs: np.ndarray  # (N, K) float32
@@ -206,8 +219,9 @@ class Predictor:
             return
         try:
             from trainer.models import model_spec
+            from trainer.models.ensemble import ENSEMBLE_ARCH
 
-            if model_spec(self.arch).kind != "scratch":
+            if self.arch != ENSEMBLE_ARCH and model_spec(self.arch).kind != "scratch":
                 raise RuntimeError(f"{self.arch!r} is a foundation model: it runs on torch")
             if self.amp is not None:
                 raise RuntimeError("autocast was asked for: it runs on torch")
@@ -256,12 +270,17 @@ class Predictor:
         blur_mode: str = "post",
         source_crops: np.ndarray | None = None,
         return_embeddings: bool = False,
+        tta: bool = False,
     ) -> PredictionResult:
         """Class probabilities of ``patches_u8`` ((N, 40, 40, 3) or one (40, 40, 3) uint8).
 
         ``blur_sigma`` > 0 blurs first (``blur_mode`` "post": the 40x40 patch; "pre": the
         ``source_crops`` (N, S0, S0, 3) with sigma x S0 / 40, then resized), as
-        :mod:`trainer.robustness` defines it; whitening follows the blur."""
+        :mod:`trainer.robustness` defines it; whitening follows the blur.
+
+        ``tta``: test-time augmentation: the mean of the probabilities (and embeddings) of the
+        8 orientations of the dihedral group (:func:`dihedral`) of each (blurred) patch, each
+        orientation predicted as a batch of its own by the same path (ONNX Runtime or torch)."""
         patches = np.asarray(patches_u8)
         if patches.ndim == 3:
             patches = patches[None]
@@ -279,6 +298,19 @@ class Predictor:
             patches = blur_for_mode(patches, float(blur_sigma), blur_mode, source_crops)
         elif blur_mode not in ("post", "pre"):
             raise ValueError(f"blur mode must be 'post' or 'pre', not {blur_mode!r}")
+        if tta and len(patches):
+            results = [self._predict(dihedral(patches, i), batch_size, return_embeddings)
+                       for i in range(DIHEDRAL)]
+            probs = np.stack([r.probs for r in results]).astype(np.float64).mean(axis=0)
+            emb = None
+            if return_embeddings:
+                emb = np.stack([np.asarray(r.embeddings) for r in results]).astype(
+                    np.float64).mean(axis=0).astype(np.float32)
+            return PredictionResult(probs.astype(np.float32), self.classes, emb)
+        return self._predict(patches, batch_size, return_embeddings)
+
+    def _predict(self, patches: np.ndarray, batch_size: int,
+                 return_embeddings: bool) -> PredictionResult:
         k = len(self.classes)
         if len(patches) == 0:
             return PredictionResult(np.zeros((0, k), np.float32), self.classes,

@@ -100,6 +100,7 @@ def blur_robustness(
     source_crops: np.ndarray | None = None,
     sigmas=SIGMAS,
     batch_size: int = 1024,
+    tta: bool = False,
 ) -> RobustnessReport:
     """Predict clean and blurred versions of ``patches_u8`` (labels in the predictor's class
     indices) and tabulate the metrics (see the module docstring)."""
@@ -109,7 +110,7 @@ def blur_robustness(
     labels = np.asarray(labels, dtype=np.int64)
 
     def score(**kw) -> tuple[float, float]:
-        probs = predictor.predict(patches_u8, batch_size=batch_size, **kw).probs
+        probs = predictor.predict(patches_u8, batch_size=batch_size, tta=tta, **kw).probs
         m = classification_metrics(labels, probs.argmax(axis=1), k)
         return m.accuracy, m.macro_f1
 

@@ -172,6 +172,8 @@ def _add_model_data_args(p: argparse.ArgumentParser, out_help: str) -> None:
     p.add_argument("--out", type=Path, help=out_help)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: the mean "
+                   "probabilities over the 8 orientations (rotations and mirrors) of each patch")
 
 
 def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -196,7 +198,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         metrics, classes, paths = evaluate_model(
             args.model, args.patchset, device=args.device, batch_size=args.batch_size,
-            out_dir=args.out, prefix=args.prefix)
+            out_dir=args.out, prefix=args.prefix, tta=args.tta)
     except Exception as exc:
         return _fail(exc)
     print(format_metrics(metrics, classes))
@@ -234,7 +236,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         data = select_eval_data(args.model, predictor.classes, args.patchset)
         report = blur_robustness(predictor, data.patches, data.y,
                                  source_crops=data.source_crops,
-                                 sigmas=args.sigmas or SIGMAS, batch_size=args.batch_size)
+                                 sigmas=args.sigmas or SIGMAS, batch_size=args.batch_size,
+                                 tta=args.tta)
         paths = report.write(args.out or Path(args.model).parent)
     except Exception as exc:
         return _fail(exc)
@@ -320,6 +323,8 @@ def _add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blur-sigma", type=float, default=0.0)
     p.add_argument("--blur-mode", choices=["post", "pre"], default="post")
     p.add_argument("--embeddings", type=Path, help="also write the embeddings (.npy)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: the mean "
+                   "probabilities over the 8 orientations (rotations and mirrors) of each patch")
 
 
 @command("predict", "class probabilities of a patch set or points CSV, as CSV",
@@ -350,7 +355,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         result = predictor.predict(np.asarray(patches), batch_size=args.batch_size,
                                    blur_sigma=args.blur_sigma, blur_mode=args.blur_mode,
                                    source_crops=crops,
-                                   return_embeddings=args.embeddings is not None)
+                                   return_embeddings=args.embeddings is not None,
+                                   tta=args.tta)
         write_predictions(args.out, rows, result)
         if args.embeddings is not None:
             assert result.embeddings is not None  # asked for with return_embeddings
@@ -374,3 +380,22 @@ def write_predictions(path: Path, rows: list[dict], result) -> None:
             w.writerow([row["cell_id"], row["source"], repr(row["x"]), repr(row["y"]),
                         row["label"], classes[k], f"{p[k]:.6f}", *(f"{v:.6f}" for v in p)])
     tmp.replace(path)
+
+
+# ---- ensemble -------------------------------------------------------------------------------
+def _add_ensemble_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("members", nargs="+", help="run folders (their best model) or model files")
+    p.add_argument("--out", type=Path, required=True, help="the ensemble's model file to write")
+
+
+@command("ensemble", "one model file averaging the class probabilities of several models",
+         _add_ensemble_args)
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from trainer.engine.ensemble import make_ensemble
+
+    try:
+        path = make_ensemble(args.members, args.out)
+    except Exception as exc:
+        return _fail(exc)
+    print(f"{len(args.members)} members -> {path}")
+    return 0

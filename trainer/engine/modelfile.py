@@ -231,8 +231,15 @@ def expected_tensors(path: object, meta: dict[str, Any]) -> dict[str, tuple[tupl
     torch's meta device (shapes, no memory) and its size checked against the schema's cap.
     Raises :class:`BadModelError` (or a ``TrainerError`` of kind ``unknown-model``)."""
     from trainer.models import list_models
+    from trainer.models.ensemble import ENSEMBLE_ARCH
 
     arch = meta["arch"]
+    if arch == ENSEMBLE_ARCH:
+        ens = _ensemble_model(path, len(meta["classes"]), meta.get("arch_kwargs"), meta=True)
+        out = {f"model.{k}": (tuple(v.shape), _DTYPE_NAMES.get(v.dtype, str(v.dtype)))
+               for k, v in ens.state_dict().items()}
+        out["mean_image"] = ((3, 40, 40), "F32")
+        return out
     if arch not in list_models():
         raise TrainerError(
             f"{path}: model architecture {arch!r} is not known to this trainer "
@@ -244,6 +251,29 @@ def expected_tensors(path: object, meta: dict[str, Any]) -> dict[str, tuple[tupl
            for k, v in state.items()}
     out["mean_image"] = ((3, 40, 40), "F32")
     return out
+
+
+def _ensemble_model(where: object, num_classes: int, kwargs: object, meta: bool):
+    """An ensemble file's model: each member's architecture known and trained from scratch,
+    its options within its schema (checked on the meta device); built on the meta device
+    (shapes only) or for real."""
+    from trainer.models import create_model, list_models, model_spec
+    from trainer.models.ensemble import build_ensemble, member_specs
+
+    specs = member_specs(where, kwargs)
+    members = []
+    for i, m in enumerate(specs):
+        if m["arch"] not in list_models():
+            raise TrainerError(f"{where}: ensemble member {i + 1}: model architecture "
+                               f"{m['arch']!r} is not known to this trainer",
+                               ErrorKind.UNKNOWN_MODEL)
+        if model_spec(m["arch"]).kind != "scratch":
+            raise BadModelError(f"{where}: ensemble member {i + 1} ({m['arch']}) is a "
+                                "foundation model; ensembles hold models trained from scratch")
+        options = m.get("arch_kwargs") or {}
+        members.append(check_model_options(where, m["arch"], num_classes, options) if meta
+                       else create_model(m["arch"], num_classes, **options))
+    return build_ensemble(members, specs)
 
 
 def check_model_options(where: object, arch: str, num_classes: int,
@@ -339,11 +369,16 @@ def build_model(mf: ModelFile, device: torch.device | str = "cpu") -> CellClassi
     and tensors against its architecture, its values finite), so no unchecked options reach
     a builder."""
     from trainer.models import create_model
+    from trainer.models.ensemble import ENSEMBLE_ARCH
 
     if not mf.extra.get("checked"):
         check_model_file(mf)
     kwargs = dict(mf.meta.get("arch_kwargs") or {})
-    model = create_model(mf.arch, int(mf.meta.get("num_classes", len(mf.classes))), **kwargs)
+    k = int(mf.meta.get("num_classes", len(mf.classes)))
+    if mf.arch == ENSEMBLE_ARCH:
+        model = _ensemble_model(mf.path or "model file", k, kwargs, meta=False)
+    else:
+        model = create_model(mf.arch, k, **kwargs)
     strict = not mf.meta.get("partial_state", False)
     try:
         missing, unexpected = model.load_state_dict(mf.state_dict, strict=strict)

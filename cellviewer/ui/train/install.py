@@ -1,5 +1,6 @@
 """Training in the main window: a "Training" dock (the run list above the live monitor), a
-"Training" menu (New training run…, Runs), the results window, and "make active model".
+"Training" menu (New training run…, Runs, Compare runs…), the results window, and "make active
+model".
 
 The main window calls :func:`install` once::
 
@@ -94,8 +95,12 @@ class TrainingController(QObject):
         self.new_action.triggered.connect(self.new_run)
         self.runs_action = QAction("&Runs", self)
         self.runs_action.triggered.connect(self.show_runs)
+        self.compare_action = QAction("&Compare runs…", self)
+        self.compare_action.triggered.connect(self.show_compare)
+        self.compare_window = None
         self.menu.addAction(self.new_action)
         self.menu.addAction(self.runs_action)
+        self.menu.addAction(self.compare_action)
         self.menu.aboutToShow.connect(self.sync_project)
 
         self.runs_panel.run_selected.connect(self.show_run)
@@ -160,6 +165,22 @@ class TrainingController(QObject):
         self.runs_panel.refresh()
         self.dock.show()
         self.dock.raise_()
+
+    def show_compare(self):
+        """The Compare runs window over the project's runs (or, without a project, empty with
+        its "Open sweep folder…" button); returns it."""
+        from cellviewer.ui.train.compare import CompareRunsWindow
+
+        self.sync_project()
+        if self.compare_window is None:
+            self.compare_window = CompareRunsWindow(self.window)
+        store = self.store()
+        if store is not None and store.path:
+            root = runs_mod.runs_root(store.path)
+            self.compare_window.load([root], label=f"the project's runs ({root.name})")
+        self.compare_window.show()
+        self.compare_window.raise_()
+        return self.compare_window
 
     def show_run(self, run: Run) -> None:
         self.monitor.show_run(run, self.manager.process_for(run))
