@@ -960,6 +960,23 @@ class MainWindow(QMainWindow):
         result = self._edit(title, editing.undo if which == "undo" else editing.redo)
         return bool(result and result.count)
 
+    # --- writes on a worker's connection -----------------------------------------------------
+    def hold_edits(self, why: str) -> None:
+        """A worker writes to the project (a big undo, an import, a detection's proposals):
+        every edit is refused meanwhile with "Wait until ``why`` has finished"."""
+        self._writing = why
+
+    def edits_held(self) -> bool:
+        return self._writing is not None
+
+    def release_edits(self, changed: bool = True) -> None:
+        """The worker is done; ``changed``: what it wrote is read again (cells, counts,
+        queues, the Undo menu)."""
+        self._writing = None
+        if changed and self.store is not None:
+            self.store.external_change()
+            self._update_undo_actions()
+
     def _flip_in_background(self, store, which: str) -> bool:
         title = f"Cannot {which}"
         try:
@@ -978,17 +995,16 @@ class MainWindow(QMainWindow):
                 worker.close()
 
         def finish(message: str | None, error: str | None = None) -> None:
-            self._writing = None
             if store is not self.store:
+                self._writing = None
                 return
-            store.external_change()  # the cells, counts and queues are read again
-            self._update_undo_actions()
+            self.release_edits(changed=True)
             if error is not None:
                 self.report_error(title, error)
             elif message:
                 self.statusBar().showMessage(message, 4000)
 
-        self._writing = f"the {which} of {description!r}"
+        self.hold_edits(f"the {which} of {description!r}")
         self.statusBar().showMessage(f"{which.capitalize()}: {description}…")
         self.runner.submit(work, lambda result: finish(result.message),
                            lambda error: finish(None, error))

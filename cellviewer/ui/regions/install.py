@@ -49,6 +49,13 @@ class RegionsTool(QObject):
                                         "(they keep their detector origin)")
         self.accept_action.triggered.connect(lambda _c=False: self.accept_selected())
         window.menu("&Edit").addAction(self.accept_action)
+        self.detect_action = QAction("&Detect cells…", window)
+        self.detect_action.setShortcut(QKeySequence("Ctrl+D"))
+        self.detect_action.setStatusTip("Find the cells of the chosen region, the visible area "
+                                        "or the image; they come in as proposals to review")
+        self.detect_action.triggered.connect(lambda _c=False: self.open_detection())
+        window.menu("&Analyze").addAction(self.detect_action)
+        self.detect_dialog = None
 
         self.view.regionDrawn.connect(self.add_drawn)
         p = self.panel
@@ -225,6 +232,21 @@ class RegionsTool(QObject):
         w, h = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
         zoom = 0.9 * min(self.view.width() / w, self.view.height() / h)
         self.view.centre_on((x0 + x1) / 2, (y0 + y1) / 2, zoom)
+
+
+    def open_detection(self):
+        """Analyze → Detect cells… (non-modal); returns the dialog, or None without an image."""
+        from cellviewer.ui.regions.detect_dialog import DetectDialog
+
+        if self.window.store is None or self.window.current_image_id() is None:
+            self.window.show_status("Open an image to detect its cells.")
+            return None
+        if self.detect_dialog is not None and self.detect_dialog.isVisible():
+            self.detect_dialog.raise_()
+            return self.detect_dialog
+        self.detect_dialog = DetectDialog(self.window, self.panel.current_uuid())
+        self.detect_dialog.show()
+        return self.detect_dialog
 
 
 def _shape(region) -> RegionShape:
