@@ -8,9 +8,13 @@ is the project's own file (or its log, lock or backups) or a folder is refused b
 (:func:`.atomic.check_target`).
 
 The cells file's columns: ``cell_id, image, x, y, x_um, y_um, label, label_source,
-review_status, predicted_class, confidence, p_<class>... , model_id, updated_by, updated_at``,
+review_status, predicted_class, confidence, p_<class>... , model_id, model, model_file,
+model_sha256, updated_by, updated_at``,
 then the cells' metadata (e.g. extra columns of the imported CSV) under their own names. µm are
-empty when the image's pixel size is unknown. ``io_csv`` reads such a file back.
+empty when the image's pixel size is unknown. The model of the predictions is named by its
+project id, its name, its file's name and that file's SHA-256 (what ``export-onnx`` writes into
+the ONNX file), so the table says which model outside the project too; the four are empty on
+rows without a prediction. :mod:`cellviewer.core.io.cell_import` reads such a file back.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ CELL_COLUMNS = (
     "cell_id", "image", "x", "y", "x_um", "y_um", "label", "label_source", "review_status",
     "predicted_class", "confidence",
 )
-TAIL_COLUMNS = ("model_id", "updated_by", "updated_at")
+TAIL_COLUMNS = ("model_id", "model", "model_file", "model_sha256", "updated_by", "updated_at")
 UNLABELLED_ROW = "(unlabelled)"
 ALL_IMAGES_ROW = "(all images)"
 
@@ -100,11 +104,19 @@ def _cells_frame(store: ProjectStore, model_id, image_ids, image_base, include_m
             df[f"p_{name}"] = pred.probs[:, k]
         df["model_id"] = pd.array([model if ok else None for ok in pred.has_prediction],
                                   dtype="Int64")
+        from cellviewer.core.predict.identity import model_identity
+
+        who = model_identity(store.model(model))
+        for column, value in (("model", who.name), ("model_file", who.file),
+                              ("model_sha256", who.sha256)):
+            df[column] = [value if ok else None for ok in pred.has_prediction]
         pred_class_id = pred.predicted_class_id
     else:
         df["predicted_class"] = [None] * n
         df["confidence"] = np.full(n, np.nan)
         df["model_id"] = pd.array([None] * n, dtype="Int64")
+        for column in ("model", "model_file", "model_sha256"):
+            df[column] = [None] * n
         pred_class_id = np.full(n, -1, dtype=np.int64)
     df["updated_by"] = table["updated_by"]
     df["updated_at"] = table["updated_at"]
