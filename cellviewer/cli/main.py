@@ -18,10 +18,10 @@ import sys
 from collections.abc import Sequence
 
 from cellviewer import __version__
-from cellviewer.cli import import_cmd, info
+from cellviewer.cli import export_cmd, import_cmd, info
 
 #: the command modules, in the order ``--help`` lists them
-COMMANDS = {"import": import_cmd, "info": info}
+COMMANDS = {"import": import_cmd, "export": export_cmd, "info": info}
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
