@@ -19,6 +19,7 @@ rows without a prediction. :mod:`cellviewer.core.io.cell_import` reads such a fi
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,7 +125,11 @@ def _cells_frame(store: ProjectStore, model_id, image_ids, image_base, include_m
         keys = list(dict.fromkeys(k for m in table["metadata"] for k in m))
         for key in keys:
             column = key if key not in df.columns else f"meta_{key}"
-            df[column] = [m.get(key) for m in table["metadata"]]
+            if key == "outline":  # JSON, which the importer reads back as the outline
+                df[column] = [json.dumps(m[key]) if key in m else None
+                              for m in table["metadata"]]
+            else:
+                df[column] = [m.get(key) for m in table["metadata"]]
     return df, class_id, pred_class_id
 
 

@@ -26,6 +26,7 @@ def test_the_cells_csv_comes_back_with_every_cell_into_a_project_holding_the_ima
         result = import_cells(store, [csv], ImportChoices(on_unknown_class="create"))
         assert result.n_cells == len(before) == 8
         assert cells_of(store) == before
+        assert store.cell(study.ids["outline"]).metadata["outline"] == OUTLINE  # not text
     # a new, empty project: the images come with the cells, from the image folder
     with new_store(tmp_path / "three.cvproj") as store:
         import_cells(store, [csv], ImportChoices(on_unknown_class="create",
