@@ -17,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cellviewer",
         description="CellViewer: classify single cells in histopathology images.",
     )
+    from cellviewer import __version__
+
+    p.add_argument("--version", action="version", version=f"cellviewer {__version__}")
     p.add_argument("project", nargs="?", help="a project file (.cvproj) or an image to open")
     p.add_argument("--demo", action="store_true", help="open the bundled demo project")
     p.add_argument(

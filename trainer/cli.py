@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m trainer",
         description="CellViewer's trainer: sample, train, evaluate and predict 40x40 cell patches.",
     )
+    from trainer import __version__
+
+    # --version on both entry points (../shared/design/cli.md); the `version` command also
+    # names torch and the device, which needs torch imported
+    parser.add_argument("--version", action="version", version=f"trainer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_args, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -1,5 +1,6 @@
-"""``cellviewer info PROJECT``: what a project holds (images, classes and their counts, models,
-training runs), read-only, as text or ``--json``."""
+"""``cellviewer info PROJECT``: what a project holds, read-only, as text or ``--json``: its
+schema version, its images (size, pixel size, cells), the cells per class, its models (id, name,
+file and the file's SHA-256, predictions) and its training runs."""
 
 from __future__ import annotations
 
@@ -30,8 +31,13 @@ def project_info(path: Path) -> dict[str, Any]:
         classes = [{"name": c.name, "cells": counts.get(c.id, 0)} for c in store.classes()]
         images = [{"name": r.name, "width": r.width, "height": r.height, "mpp": r.mpp,
                    "cells": r.cell_count} for r in store.images()]
-        models = [{"name": m.name, "arch": m.arch, "predictions": m.n_predictions}
-                  for m in store.models()]
+        from cellviewer.core.predict.identity import model_identity
+
+        models = []
+        for m in store.models():
+            who = model_identity(m)
+            models.append({"id": who.id, "name": who.name, "arch": m.arch, "file": who.file,
+                           "sha256": who.sha256, "predictions": m.n_predictions})
         return {
             "project": str(store.path), "name": store.name,
             "schema_version": store.schema_version, "cells": store.cell_count(),
@@ -54,10 +60,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"{info['name']} ({info['project']}, schema {info['schema_version']})")
     print(f"{info['cells']:,} cells, {info['unlabelled']:,} unlabelled, "
           f"in {len(info['images'])} images")
+    for im in info["images"]:
+        size = f"{im['mpp']:g} µm/px" if im["mpp"] else "no pixel size"
+        print(f"  image {im['name']} ({im['width']}x{im['height']} px, {size}): "
+              f"{im['cells']:,} cells")
     for c in info["classes"]:
         print(f"  {c['cells']:>9,}  {c['name']}")
     for m in info["models"]:
-        print(f"  model {m['name']} ({m['arch']}): {m['predictions']:,} predictions")
+        if not m["file"]:
+            where = "no file"
+        else:
+            where = f"{m['file']}, sha256 {m['sha256'] or '? (the file is not there)'}"
+        print(f"  model {m['id']} {m['name']} ({m['arch']}; {where}): "
+              f"{m['predictions']:,} predictions")
     for r in info["runs"]:
         print(f"  run {r}")
     return 0

@@ -25,6 +25,9 @@ def ensure_app() -> QApplication:
 
 
 def run_app(project: str | None = None, demo: bool = False) -> int:
+    from cellviewer.core.applog import install_log_file
+
+    install_log_file()  # where the README says (cellviewer/core/applog.py)
     app = ensure_app()
     from cellviewer.ui.main_window import MainWindow
 

@@ -49,6 +49,7 @@ def test_wheel_installs_desktop_integration(wheel):
     assert any(n.endswith("metainfo/org.cellviewer.CellViewer.metainfo.xml") for n in data)
     icon = "icons/hicolor/scalable/apps/org.cellviewer.CellViewer.svg"
     assert any(n.endswith(icon) for n in data)
+    assert any(n.endswith("mime/packages/org.cellviewer.CellViewer.xml") for n in data)
 
 
 def test_desktop_entry_is_valid():
@@ -65,3 +66,32 @@ def test_metainfo_names_the_desktop_file():
     root = ET.parse(REPO / "packaging" / "org.cellviewer.CellViewer.metainfo.xml").getroot()
     assert root.findtext("id") == "org.cellviewer.CellViewer"
     assert root.findtext("launchable") == "org.cellviewer.CellViewer.desktop"
+
+
+MIME = "application/x-cellviewer-project"
+
+
+def test_the_project_file_has_a_mime_type_the_desktop_file_opens(tmp_path):
+    """The shared-mime-info package names *.cvproj (a kind of SQLite file) and the desktop
+    entry lists the type; update-mime-database compiles it as written."""
+    import shutil
+
+    xml = REPO / "packaging" / "org.cellviewer.CellViewer.mime.xml"
+    ns = {"m": "http://www.freedesktop.org/standards/shared-mime-info"}
+    (mime,) = ET.parse(xml).getroot().findall("m:mime-type", ns)
+    assert mime.get("type") == MIME
+    assert [g.get("pattern") for g in mime.findall("m:glob", ns)] == ["*.cvproj"]
+    assert mime.find("m:sub-class-of", ns).get("type") == "application/vnd.sqlite3"
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.optionxform = str
+    cp.read(REPO / "packaging" / "cellviewer.desktop")
+    assert MIME in cp["Desktop Entry"]["MimeType"].split(";")
+    if shutil.which("update-mime-database") is None:
+        pytest.skip("update-mime-database is not installed")
+    (tmp_path / "mime" / "packages").mkdir(parents=True)
+    shutil.copy(xml, tmp_path / "mime" / "packages" / "org.cellviewer.CellViewer.xml")
+    done = subprocess.run(["update-mime-database", str(tmp_path / "mime")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"60:{MIME}:*.cvproj" in (tmp_path / "mime" / "globs2").read_text()
+    assert f"{MIME} application/vnd.sqlite3" in (tmp_path / "mime" / "subclasses").read_text()

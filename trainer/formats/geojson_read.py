@@ -31,6 +31,10 @@ or a ``[{name, value}]`` list (before 0.4), non-finite values in every spelling 
 feature: the last wins, as it holds the same); ``plane`` (kept in the cell's metadata when it
 is not the default); ``childObjects`` (or ``children``): read and imported with their parent.
 ``p_<class>`` measurements are a model's probabilities; other measurements are metadata.
+CellViewer's own export is read back as it was written: the image named in its header
+(``"cellviewer": {"image": …}``), each cell at its own point beside its outline
+(``CellViewer x/y``), and the prediction and confidence it derives from the probabilities
+dropped (they come back from the probabilities).
 
 Nothing in the file is trusted blindly: JSON nested deeper than Python can parse is refused,
 and so are integers of more than ``MAX_INT_DIGITS`` digits (which would overflow a float);
@@ -68,6 +72,13 @@ from trainer.formats.cell_rows import (
 from trainer.formats.tables import LABEL_SOURCES, REVIEW_STATUSES
 
 PROB_PREFIX = "p_"
+# CellViewer's export (cellviewer/core/export/geojson_write.py): the prediction and its
+# confidence (derived from the p_ probabilities), the cell's own point beside its outline,
+# and the image the file is of (a foreign member of the FeatureCollection)
+PREDICTION_PREFIX = "Prediction: "
+CONFIDENCE = "Prediction confidence"
+POINT_X, POINT_Y = "CellViewer x", "CellViewer y"
+HEADER_KEY = "cellviewer"
 OUR_METADATA = ("labelSource", "reviewStatus")
 MAX_INT_DIGITS = 18
 _INT_BOUND = 10**MAX_INT_DIGITS
@@ -199,7 +210,24 @@ def read_geojson_data(path: Path, data, *, polygons_as_cells: bool = False) -> P
         reader.feature(f"feature {index}", feature, 0)
     if any(r.probs for r in parsed.rows):
         parsed.prediction_model = path.name
+    header = data.get(HEADER_KEY) if isinstance(data, dict) else None
+    image = header.get("image") if isinstance(header, dict) else None
+    if isinstance(image, str) and image.strip():  # CellViewer names the file's image
+        image = _text(path, "the header", "the image name", image)
+        for row in parsed.rows:
+            row.image = row.image or image
+        for region in parsed.regions:
+            region.image = region.image or image
     return parsed
+
+
+def _inside_box(point: tuple, ring: np.ndarray) -> bool:
+    """Whether ``point`` (two numbers or Nones) lies in the ring's bounding box: the cell's own
+    point beside its outline is kept, unless the outline was moved elsewhere since."""
+    if not all(isinstance(v, float) and math.isfinite(v) for v in point):
+        return False
+    low, high = ring.min(axis=0), ring.max(axis=0)
+    return bool(low[0] <= point[0] <= high[0] and low[1] <= point[1] <= high[1])
 
 
 def _stem(path: Path) -> str:
@@ -323,6 +351,9 @@ class _Reader:
             raise self.err(where, f"geometry {brief(kind)} is not a point, line, polygon or "
                                   f"collection")
         base = self.properties(where, feature, props, geometry)
+        kept = (base.metadata.pop(POINT_X, None), base.metadata.pop(POINT_Y, None))
+        if len(points) == 1 and points[0][2] is not None and _inside_box(kept, points[0][2]):
+            points = [(points[0][0], (float(kept[0]), float(kept[1])), points[0][2])]
         many = len(points) > 1
         for part_where, (x, y), ring in points:
             cell = CellRow(x, y, part_where, None, base.label,
@@ -365,6 +396,15 @@ class _Reader:
                                   f"{', '.join(REVIEW_STATUSES)}")
         metadata = {_text(path, where, "a metadata key", k): _meta_value(path, where, k, v)
                     for k, v in meta_in.items() if k not in OUR_METADATA}
+        if probs:  # what CellViewer derives from the probabilities is not the cell's own
+            other = {k: v for k, v in other.items()
+                     if k != CONFIDENCE and not k.startswith(PREDICTION_PREFIX)}
+            metadata.pop("predictedClass", None)
+        if meta_in.get("classifiedBy") == "prediction":  # CellViewer's: the label is apart
+            given = metadata.pop("label", None)
+            label = _text(path, where, "the label", given) if isinstance(given, str) else None
+            color = None
+        metadata.pop("classifiedBy", None)
         metadata.update(other)
         name = props.get("name")
         if name:

@@ -319,7 +319,30 @@ def _read_rows(path: Path, reader, header: list[str], layout: _Layout,
                     probs[name] = number(path, where, header[j], row[j])
             cell.probs = probs if len(probs) == len(layout.probs) else None
         cell.metadata.update({name: row[j] for j, name in extra if row[j] != ""})
+        if isinstance(cell.metadata.get("outline"), str):  # CellViewer's cells CSV: JSON
+            cell.outline = _outline(cell.metadata["outline"])
+            if cell.outline is not None:
+                del cell.metadata["outline"]
         parsed.rows.append(cell)
+
+
+def _outline(text: str) -> list[list[float]] | None:
+    """A cell outline written as JSON ``[[x, y], …]`` (finite, at least 3 points), else None
+    (the text stays metadata)."""
+    import json
+    import math
+
+    if not text.lstrip().startswith("[") or len(text) > MAX_FIELD:
+        return None
+    try:
+        points = json.loads(text)
+        ring = [[float(p[0]), float(p[1])] for p in points if len(p) == 2]
+    except (ValueError, TypeError, IndexError, KeyError, RecursionError):
+        return None
+    if len(ring) < 3 or len(ring) != len(points) or not all(math.isfinite(v) for p in ring
+                                                            for v in p):
+        return None
+    return ring
 
 
 def _one_of(path: Path, where: str, what: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -7,8 +7,9 @@
   project), and a folder. Paths are compared with ``os.path.samefile`` where both exist and as
   resolved paths otherwise, so a symlink, a hard link or a relative path is caught too. The
   refusal is an :class:`ExportError` naming the target and why.
-- :func:`atomic_write` writes through a hidden temporary file beside the target, fsynced and
-  renamed over it when the block succeeds; on any failure (KeyboardInterrupt included) the
+- :func:`atomic_write` writes through a hidden temporary file beside the target (created with
+  the user's umask, as any file the user makes), fsynced and renamed over it when the block
+  succeeds; on any failure (KeyboardInterrupt included) the
   temporary file is removed and an OSError becomes an :class:`ExportError` naming the target.
 - A process killed mid-write cannot remove its temporary file, so each one is recorded before it
   is created: one small JSON file per temporary file in ``<user data>/pending-exports/`` (the
@@ -229,8 +230,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", *, encoding: str | No
     record = _record(tmp, path)
     try:
         try:
+            # 0o666 less the umask, as open() makes any file: a shared folder's group can read
+            # (and write) the export where the user's umask says so
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                         0o644)
+                         0o666)
         except BaseException:
             _forget(record)
             raise

@@ -2,7 +2,7 @@
 CSV, QuPath GeoJSON.
 
 Each is a thin adapter from the exporter's ``write`` signature to the writer that already
-existed (:mod:`.tables`, :mod:`cellviewer.core.io.geojson`); those are imported when a file is
+existed (:mod:`.tables`, :mod:`.geojson_write`); those are imported when a file is
 written, so listing the formats costs nothing (no pandas) and :mod:`cellviewer.core.io.geojson`,
 which imports :mod:`.tables`, can never meet a half-imported package.
 """
@@ -27,6 +27,16 @@ IMAGE_BASE_OPTION = ExportOption(
     "the folder image names are relative to (default: the folder all images share)")
 METADATA_OPTION = ExportOption(
     "include_metadata", True, "add the cells' own metadata (e.g. the imported CSV's columns)")
+CLASSIFICATION_OPTION = ExportOption(
+    "classification", "label-else-prediction",
+    'what QuPath shows as the class: "label", "prediction", or "label-else-prediction" (the '
+    "label where the cell has one, else the prediction)")
+QUPATH_04_OPTION = ExportOption(
+    "qupath_04", False,
+    "only what QuPath 0.4 reads: no metadata, no NaN or text measurements (opens in 0.4, 0.5 "
+    "and 0.6 without a warning; a re-import loses label sources and review statuses)")
+OBJECTS_OPTION = ExportOption(
+    "objects", "detection", 'QuPath object type of the cells: "detection" or "annotation"')
 SEP_OPTION = ExportOption(
     "sep", None, "the column separator (default: a tab for .tsv/.txt, else a comma)")
 
@@ -68,12 +78,15 @@ def write_region_summary(store: ProjectStore, path: Path, *, selection: Selectio
 
 def write_geojson(store: ProjectStore, path: Path, *, selection: Selection,
                   options: Mapping[str, Any], progress: Progress | None = None) -> Path:
-    from cellviewer.core.io.geojson import export_geojson
+    from .geojson_write import export_geojson
 
     if selection.image_ids is None or len(selection.image_ids) != 1:
         raise ValueError("a GeoJSON file holds the cells of one image")
     return export_geojson(store, path, selection.image_ids[0], model_id=options["model_id"],
-                          cell_ids=_cell_ids(selection))
+                          cell_ids=_cell_ids(selection),
+                          classification=options["classification"],
+                          qupath_04=bool(options["qupath_04"]), objects=options["objects"],
+                          image_base=options["image_base"])
 
 
 CELLS_CSV = register(Exporter(
@@ -90,9 +103,13 @@ SUMMARY_CSV = register(Exporter(
     write=write_summary_csv, options=(MODEL_OPTION, IMAGE_BASE_OPTION), default_on=True))
 GEOJSON = register(Exporter(
     name="geojson", title="QuPath GeoJSON (one file per image)", suffixes=(".geojson",),
-    description="the cells of each image as QuPath detections, with their class and the "
+    description="the cells of each image as QuPath detections or annotations, classified by "
+                "their label or prediction, with the prediction, its confidence and the "
                 "model's probabilities as measurements, and its regions as annotations",
-    write=write_geojson, options=(MODEL_OPTION,), per_image=True))
+    write=write_geojson,
+    options=(MODEL_OPTION, CLASSIFICATION_OPTION, QUPATH_04_OPTION, OBJECTS_OPTION,
+             IMAGE_BASE_OPTION),
+    per_image=True))
 REGIONS_CSV = register(Exporter(
     name="regions", title="Regions CSV (one row per region: counts, proportions, density)",
     suffixes=(".csv",), name_tail="_regions",

@@ -80,11 +80,38 @@ class PlannedFile:
     image_id: int | None = None
 
 
+def unique_stems(image_names: Mapping[int, str]) -> dict[int, str]:
+    """A file stem per image (id -> stem), distinct ignoring case (Windows and macOS folders
+    are): the image's own stem, else ``<stem>_<id>``, else ``<stem>_<id>_<n>`` for the first
+    n that is free. Images that have their stem alone keep it whatever their order."""
+    stems = {i: Path(name).stem or f"image_{i}" for i, name in image_names.items()}
+    counts: dict[str, int] = {}
+    for stem in stems.values():
+        counts[stem.lower()] = counts.get(stem.lower(), 0) + 1
+    used = {stem.lower() for stem in stems.values() if counts[stem.lower()] == 1}
+    out: dict[int, str] = {}
+    first: set[str] = set()
+    for image_id, stem in stems.items():
+        key = stem.lower()
+        if counts[key] == 1 or key not in first and key not in used:
+            first.add(key)  # the first of several keeps the plain name
+            used.add(key)
+            out[image_id] = stem
+            continue
+        candidate, n = f"{stem}_{image_id}", 1
+        while candidate.lower() in used or candidate.lower() in counts:
+            candidate, n = f"{stem}_{image_id}_{n}", n + 1
+        used.add(candidate.lower())
+        out[image_id] = candidate
+    return out
+
+
 def plan_files(base: str | os.PathLike, formats: Sequence[str | Exporter],
                image_names: Mapping[int, str]) -> list[PlannedFile]:
     """The files ``formats`` write for the path ``base`` when the export covers the images
     ``image_names`` (id -> file name). Per-image formats name each file after its image; two
-    images of the same file name get their id appended, so neither overwrites the other."""
+    images of the same file name get distinct names (:func:`unique_stems`), so neither
+    overwrites the other."""
     base = Path(base)
     planned: list[PlannedFile] = []
     for fmt in formats:
@@ -95,13 +122,11 @@ def plan_files(base: str | os.PathLike, formats: Sequence[str | Exporter],
             (image_id,) = image_names
             planned.append(PlannedFile(exporter.name, exporter.single_path(base), image_id))
         else:
-            folder, suffix, used = exporter.folder(base), exporter.file_suffix(base), set()
-            for image_id, name in image_names.items():
-                stem = Path(name).stem
-                if stem.lower() in used:
-                    stem = f"{stem}_{image_id}"
-                used.add(stem.lower())
-                planned.append(PlannedFile(exporter.name, folder / f"{stem}{suffix}", image_id))
+            folder, suffix = exporter.folder(base), exporter.file_suffix(base)
+            stems = unique_stems(image_names)
+            for image_id in image_names:
+                planned.append(PlannedFile(exporter.name, folder / f"{stems[image_id]}{suffix}",
+                                           image_id))
     return planned
 
 

@@ -8,13 +8,18 @@ is the project's own file (or its log, lock or backups) or a folder is refused b
 (:func:`.atomic.check_target`).
 
 The cells file's columns: ``cell_id, image, x, y, x_um, y_um, label, label_source,
-review_status, predicted_class, confidence, p_<class>... , model_id, updated_by, updated_at``,
+review_status, predicted_class, confidence, p_<class>... , model_id, model, model_file,
+model_sha256, updated_by, updated_at``,
 then the cells' metadata (e.g. extra columns of the imported CSV) under their own names. µm are
-empty when the image's pixel size is unknown. ``io_csv`` reads such a file back.
+empty when the image's pixel size is unknown. The model of the predictions is named by its
+project id, its name, its file's name and that file's SHA-256 (what ``export-onnx`` writes into
+the ONNX file), so the table says which model outside the project too; the four are empty on
+rows without a prediction. :mod:`cellviewer.core.io.cell_import` reads such a file back.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +35,7 @@ CELL_COLUMNS = (
     "cell_id", "image", "x", "y", "x_um", "y_um", "label", "label_source", "review_status",
     "predicted_class", "confidence",
 )
-TAIL_COLUMNS = ("model_id", "updated_by", "updated_at")
+TAIL_COLUMNS = ("model_id", "model", "model_file", "model_sha256", "updated_by", "updated_at")
 UNLABELLED_ROW = "(unlabelled)"
 ALL_IMAGES_ROW = "(all images)"
 
@@ -100,20 +105,51 @@ def _cells_frame(store: ProjectStore, model_id, image_ids, image_base, include_m
             df[f"p_{name}"] = pred.probs[:, k]
         df["model_id"] = pd.array([model if ok else None for ok in pred.has_prediction],
                                   dtype="Int64")
+        from cellviewer.core.predict.identity import model_identity
+
+        who = model_identity(store.model(model))
+        for column, value in (("model", who.name), ("model_file", who.file),
+                              ("model_sha256", who.sha256)):
+            df[column] = [value if ok else None for ok in pred.has_prediction]
         pred_class_id = pred.predicted_class_id
     else:
         df["predicted_class"] = [None] * n
         df["confidence"] = np.full(n, np.nan)
         df["model_id"] = pd.array([None] * n, dtype="Int64")
+        for column in ("model", "model_file", "model_sha256"):
+            df[column] = [None] * n
         pred_class_id = np.full(n, -1, dtype=np.int64)
     df["updated_by"] = table["updated_by"]
     df["updated_at"] = table["updated_at"]
+    if any(table["proposed"]):  # a detector's proposals, not yet accepted
+        df["proposed"] = np.asarray(table["proposed"], dtype=bool)
+    if np.isfinite(table["score"]).any():
+        df["detection_score"] = table["score"]
+    rings = [_ring(o) for o in table["outline"]]
+    if include_metadata and any(r is not None for r in rings):
+        df["outline"] = [None if r is None else json.dumps(r) for r in rings]
     if include_metadata:
         keys = list(dict.fromkeys(k for m in table["metadata"] for k in m))
         for key in keys:
             column = key if key not in df.columns else f"meta_{key}"
-            df[column] = [m.get(key) for m in table["metadata"]]
+            if key == "outline":  # (an older import's ring) JSON, read back as the outline
+                if "outline" in df.columns:
+                    continue
+                df[column] = [json.dumps(m[key]) if key in m else None
+                              for m in table["metadata"]]
+            else:
+                df[column] = [m.get(key) for m in table["metadata"]]
     return df, class_id, pred_class_id
+
+
+def _ring(outline: str | None) -> list | None:
+    """The outer ring of a stored outline (a GeoJSON Polygon), as the CSV writes it."""
+    if not outline:
+        return None
+    try:
+        return json.loads(outline)["coordinates"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def export_cells_csv(store: ProjectStore, path: str | os.PathLike, *,

@@ -1,20 +1,6 @@
-"""QuPath GeoJSON: cells to and from QuPath, one file per image.
-
-Written as QuPath's ``exportObjectsToGeoJson(..., "FEATURE_COLLECTION")`` writes detections::
-
-    {"type": "FeatureCollection", "features": [
-      {"type": "Feature", "id": "<cell UUID>",
-       "geometry": {"type": "Point", "coordinates": [x, y]},
-       "properties": {"objectType": "detection",
-                      "classification": {"name": "Lymphocyte", "color": [255, 0, 0]},
-                      "measurements": {"p_Lymphocyte": 0.93, "p_Tumor": 0.05},
-                      "metadata": {"labelSource": "manual", "reviewStatus": "checked"}}}]}
-
-Coordinates are full-resolution pixels, origin at the top-left corner (our level-0 convention).
-Unlabelled cells carry no ``classification``. ``measurements`` hold one model's class
-probabilities (``p_<class>``; a cell without a prediction gets ``"NaN"``, as QuPath writes NaN),
-which makes them visible in QuPath's measurement tables. ``metadata`` (string values, which
-QuPath keeps per object) carries our label source and review status for the way back.
+"""QuPath GeoJSON: cells from QuPath into one image (:func:`import_geojson`, kept for scripts
+and for its ``existing="update"``; the app imports through :mod:`cellviewer.core.io.cell_import`)
+and, re-exported from :mod:`cellviewer.core.export.geojson_write`, :func:`export_geojson`.
 
 Read: a FeatureCollection, a bare list of features or a single feature. ``Point`` is one cell;
 ``MultiPoint`` (QuPath's Points tool: one class per annotation) is one cell per point; a
@@ -37,16 +23,14 @@ image.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cellviewer.core.export.tables import atomic_write, resolve_model
+from cellviewer.core.export.geojson_write import export_geojson as export_geojson
 from cellviewer.core.io.points_csv import ImportResult
 from cellviewer.core.store import (
     CellRecord,
@@ -57,7 +41,6 @@ from cellviewer.core.store.ids import new_ids
 
 PROB_PREFIX = "p_"
 IMPORTED_ARCH = "imported"
-_OUR_METADATA = ("labelSource", "reviewStatus")
 
 
 @dataclass
@@ -229,74 +212,3 @@ def _update_existing(store, cells: list[GeoCell], records: dict[str, CellRecord]
         store.move_cells(moves, np.array(where, dtype=np.float64))
         changed += len(moves)
     return changed
-
-
-def export_geojson(store: ProjectStore, path: str | os.PathLike, image_id: int, *,
-                   model_id: int | str | None = "latest",
-                   cell_ids: Sequence[str] | None = None) -> Path:
-    """Write the cells of one image as a QuPath GeoJSON FeatureCollection, atomically.
-    ``model_id`` chooses whose probabilities become ``p_<class>`` measurements; ``cell_ids``
-    keeps only those cells of the image (a selection, as the cells CSV does)."""
-    path = Path(path)
-    store.image(image_id)
-    table = store.cell_table([image_id], cell_ids)
-    classes = {c.id: c for c in store.classes()}
-    model = resolve_model(store, model_id)
-    pred = store.predictions(model, table["rows"]) if model is not None else None
-    from cellviewer.core.regions.export import region_features  # (shapely: only when writing)
-
-    regions = region_features(store, image_id)  # QuPath annotations, before the detections
-    with atomic_write(path, project=store.path) as fh:
-        fh.write('{"type":"FeatureCollection","features":[')
-        for k, feature in enumerate(regions):
-            fh.write(("," if k else "") + "\n"
-                     + json.dumps(feature, allow_nan=False, separators=(",", ":")))
-        for i, cell_id in enumerate(table["ids"]):
-            props: dict = {"objectType": "detection"}
-            cid = int(table["class_id"][i])
-            if cid >= 0:
-                cls = classes[cid]
-                rgb = [int(cls.color[k:k + 2], 16) for k in (1, 3, 5)]
-                props["classification"] = {"name": cls.name, "color": rgb}
-            # The cell's own metadata goes back the way it came: numbers as measurements,
-            # everything else as (string) metadata.
-            extra = table["metadata"][i]
-            measurements = {k: _json_number(v) for k, v in extra.items() if _is_number(v)}
-            if pred is not None:
-                measurements.update({
-                    f"{PROB_PREFIX}{name}": _json_number(pred.probs[i, k], float32=True)
-                    for k, name in enumerate(pred.classes)
-                })
-            if measurements:
-                props["measurements"] = measurements
-            metadata = {k: str(v) for k, v in extra.items()
-                        if not _is_number(v) and v is not None and k not in _OUR_METADATA}
-            metadata.update(labelSource=table["label_source"][i],
-                            reviewStatus=table["review_status"][i])
-            props["metadata"] = metadata
-            feature = {
-                "type": "Feature",
-                "id": cell_id,
-                "geometry": {"type": "Point",
-                             "coordinates": [float(table["x"][i]), float(table["y"][i])]},
-                "properties": props,
-            }
-            fh.write(("," if i or regions else "") + "\n"
-                     + json.dumps(feature, allow_nan=False, separators=(",", ":")))
-        fh.write("\n]}\n")
-    return path
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float | np.floating) and not isinstance(value, bool)
-
-
-def _json_number(value, float32: bool = False) -> float | str:
-    """QuPath writes NaN (which JSON lacks) as the string "NaN"; so do we. ``float32``: write
-    the shortest decimal that reads back as the same float32 (probabilities)."""
-    value = float(str(np.float32(value))) if float32 else float(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value

@@ -1,7 +1,9 @@
 """File → Export…: choose the cells, the model and the formats; the core writes the files.
 
 The dialog lists the formats of :mod:`cellviewer.core.export` (one check box per registered
-exporter, so a new format appears without an edit here), collects the choices into an
+exporter, so a new format appears without an edit here), offers QuPath GeoJSON's own choices
+under its box (classified by the label, the prediction, or the label else the prediction;
+detections or annotations; QuPath 0.4 compatibility), collects the choices into an
 :class:`~cellviewer.core.export.ExportRequest` and shows progress. Everything else (which cells
 a scope covers, the file names, atomic writes) is :func:`cellviewer.core.export.run_export`.
 
@@ -121,6 +123,32 @@ class ExportDialog(QDialog):
             box.setChecked(exporter.default_on)
             self.format_boxes[exporter.name] = box
 
+        # QuPath GeoJSON's choices (the core's GeoJsonOptions), enabled while it is ticked
+        self.classification_combo = QComboBox()
+        for text, value in (("the label, else the prediction", "label-else-prediction"),
+                            ("the label", "label"), ("the prediction", "prediction")):
+            self.classification_combo.addItem(text, value)
+        self.classification_combo.setToolTip(
+            "What QuPath shows as each cell's class. The prediction and its confidence are "
+            "measurements either way.")
+        self.objects_combo = QComboBox()
+        self.objects_combo.addItem("detections", "detection")
+        self.objects_combo.addItem("annotations", "annotation")
+        self.objects_combo.setToolTip("The QuPath object type of the cells: detections (light, "
+                                      "many) or annotations (editable one by one)")
+        self.qupath_04_box = QCheckBox("Compatible with QuPath 0.4")
+        self.qupath_04_box.setToolTip(
+            "Write only what QuPath 0.4 reads: no metadata and no NaN or text measurements. "
+            "Opens in QuPath 0.4, 0.5 and 0.6 without warnings; a re-import into CellViewer "
+            "then loses label sources and review statuses.")
+        qupath = QFormLayout()
+        qupath.addRow("Classified by", self.classification_combo)
+        qupath.addRow("Cells as", self.objects_combo)
+        qupath.addRow("", self.qupath_04_box)
+        self.qupath_group = QWidget()
+        self.qupath_group.setLayout(qupath)
+        qupath.setContentsMargins(20, 0, 0, 0)
+
         # beside the project; for the demo (kept in the app's data folder): the last export
         # folder or the home folder, never a hidden one
         self.path_edit = QLineEdit(str(folders.export_target(
@@ -140,8 +168,12 @@ class ExportDialog(QDialog):
         for b in (self.image_radio, self.selection_radio, self.project_radio):
             scope.addWidget(b)
         what = QVBoxLayout()
-        for box in self.format_boxes.values():
+        for name, box in self.format_boxes.items():
             what.addWidget(box)
+            if name == "geojson":
+                what.addWidget(self.qupath_group)
+        if "geojson" not in self.format_boxes:
+            self.qupath_group.hide()
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(browse)
@@ -187,8 +219,15 @@ class ExportDialog(QDialog):
         return ExportRequest(
             project_path=Path(self.store.path), base_path=Path(self.path_edit.text()),
             formats=self.chosen_formats(), selection=self.selections[self.scope()],
-            options={"model_id": self.model_combo.currentData()},
+            options={"model_id": self.model_combo.currentData(),
+                     **self.geojson_options()},
         )
+
+    def geojson_options(self) -> dict[str, Any]:
+        """The GeoJSON exporter's options as chosen (see ``core/export/formats.py``)."""
+        return {"classification": self.classification_combo.currentData(),
+                "objects": self.objects_combo.currentData(),
+                "qupath_04": self.qupath_04_box.isChecked()}
 
     def _update_files(self, *_args: object) -> None:
         r = self.request()
@@ -198,6 +237,7 @@ class ExportDialog(QDialog):
         self.files_label.setText("Writes: " + ", ".join(files) if files else
                                  "Nothing to write: tick a file.")
         self.export_button.setEnabled(bool(files) and bool(self.path_edit.text().strip()))
+        self.qupath_group.setEnabled("geojson" in r.formats)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export cells", self.path_edit.text(),

@@ -29,14 +29,16 @@ def test_info_reports_images_classes_models_as_json(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["cells"] == 352 and len(info["images"]) == 3
     assert sum(c["cells"] for c in info["classes"]) + info["unlabelled"] == 352
-    assert info["models"] == [{"name": "fixture model", "arch": "cnn", "predictions": 132}]
+    assert [{k: m[k] for k in ("name", "arch", "predictions")} for m in info["models"]] == \
+        [{"name": "fixture model", "arch": "cnn", "predictions": 132}]
+    assert info["schema_version"] == SCHEMA_VERSION
 
 
 def test_info_as_text_and_through_the_app_entry_point(tmp_path, capsys):
     path = _copy(tmp_path)
     assert app_main(["info", str(path)]) == 0  # `cellviewer info …` is the command, no window
     out = capsys.readouterr().out
-    assert "352 cells" in out and "fixture model (cnn): 132 predictions" in out
+    assert "352 cells" in out and "fixture model (cnn;" in out and "132 predictions" in out
 
 
 def test_a_file_that_is_not_a_project_is_refused_by_name(tmp_path, capsys):

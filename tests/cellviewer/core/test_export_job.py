@@ -85,9 +85,12 @@ def test_the_builtin_formats_are_registered_in_order():
     assert cells.default_on and summary.default_on and not geojson.default_on
     assert geojson.per_image and not cells.per_image
     assert {o.name for o in cells.options} >= {"model_id", "sep", "include_metadata"}
-    assert [o.name for o in geojson.options] == ["model_id"]
+    assert [o.name for o in geojson.options] == ["model_id", "classification", "qupath_04",
+                                               "objects", "image_base"]
     # An exporter takes only its own options, the defaults filling the gaps.
-    assert geojson.option_values({"model_id": 3, "sep": ";"}) == {"model_id": 3}
+    assert geojson.option_values({"model_id": 3, "sep": ";"}) == {
+        "model_id": 3, "classification": "label-else-prediction", "qupath_04": False,
+        "objects": "detection", "image_base": None}
     assert cells.option_values({})["model_id"] == "latest"
 
 

@@ -116,7 +116,7 @@ def test_export_has_one_row_per_cell_with_every_column(data, store):
     assert list(df.columns) == [
         "cell_id", "image", "x", "y", "x_um", "y_um", "label", "label_source",
         "review_status", "predicted_class", "confidence", "p_stroma", "p_tumour", "model_id",
-        "updated_by", "updated_at", "split", "score"]
+        "model", "model_file", "model_sha256", "updated_by", "updated_at", "split", "score"]
     assert df["cell_id"].tolist() == result.ids
     assert df["image"].tolist() == ["a.png", "a.png", "b.png", "b.png"]
     row = df.iloc[1]

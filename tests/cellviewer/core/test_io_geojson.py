@@ -80,16 +80,17 @@ def test_export_writes_qupath_detections(tiles, tmp_path):
     assert feature["geometry"]["type"] == "Point"
     props = feature["properties"]
     assert props["objectType"] == "detection"
-    assert props["measurements"] == {"p_tumour": 0.93, "p_stroma": 0.07}
-    assert by_id[result.ids[1]]["properties"]["measurements"] == {"p_tumour": "NaN",
-                                                                  "p_stroma": "NaN"}
-    assert '"p_tumour":"NaN"' in text and ":NaN" not in text  # a string, so valid JSON
+    assert props["measurements"] == {"p_tumour": 0.93, "p_stroma": 0.07,
+                                     "Prediction: tumour": 0.93, "Prediction confidence": 0.93}
+    # no prediction: no measurements at all (a "NaN" string makes QuPath 0.4 refuse the file)
+    assert "measurements" not in by_id[result.ids[1]]["properties"]
+    assert "NaN" not in text
     labelled = next(f for f in data["features"] if "classification" in f["properties"]
                     and f["properties"]["classification"]["name"] == "tumour")
     rgb = labelled["properties"]["classification"]["color"]
     assert "#{:02x}{:02x}{:02x}".format(*rgb) == tumour.color
     unlabelled = [f for f in data["features"] if "classification" not in f["properties"]]
-    assert unlabelled  # unlabelled cells carry no classification
+    assert unlabelled  # unlabelled cells without a prediction carry no classification
 
 
 QUPATH_FILE = {

@@ -262,3 +262,35 @@ def _cells(store: ProjectStore) -> list[tuple]:
          float(table["y"][i]), names.get(int(table["class_id"][i])),
          table["label_source"][i], table["review_status"][i])
         for i in range(len(table["ids"])))
+
+
+def test_regions_and_outlines_make_the_geojson_round_trip(tmp_path):
+    """Export a region (with its status), an outlined cell and a plain one to QuPath GeoJSON;
+    import into a new project: the region comes back as a region with its uuid, name, kind
+    and status, the cells as cells with the outline in its column; a second import of the
+    same file is refused (its cells are there), nothing added."""
+    from cellviewer.core.regions import editing as regions
+
+    tiles = _tiles(tmp_path / "tiles", names=("slide.png",), size=(200, 150))
+    ring = [[10.0, 10.0], [30.0, 10.0], [30.0, 25.0], [10.0, 25.0], [10.0, 10.0]]
+    with _store(tmp_path / "one", tiles) as store:
+        image = store.images()[0].id
+        cls = store.add_class("Tumor", "#c80000")
+        store.add_cells(image, [[20.0, 18.0], [100.0, 100.0]], [cls, cls],
+                        outlines=[json.dumps({"type": "Polygon", "coordinates": [ring]}), None])
+        uuid = regions.add_rectangle(store, image, 5, 5, 150, 120, "Area A", "tumour").uuid
+        regions.set_status(store, uuid, "annotated")
+        out = export_geojson(store, tmp_path / "slide.geojson", image)
+    with _store(tmp_path / "two", tiles) as store:
+        choices = ImportChoices(on_unknown_class="create")
+        result = import_cells(store, [out], choices)
+        assert result.n_cells == 2 and result.regions_added == [uuid]
+        (region,) = store.regions(store.images()[0].id)
+        assert (region.uuid, region.name, region.kind, region.status) == \
+            (uuid, "Area A", "tumour", "annotated")
+        outlined = [store.cell(i) for i in result.ids if store.cell(i).outline]
+        assert len(outlined) == 1
+        assert json.loads(outlined[0].outline)["coordinates"][0] == ring
+        again = plan_import(store, [out], ImportChoices(on_unknown_class="create"))
+        assert not again.ready and "already" in " ".join(again.problems)  # refused, as cells
+        assert len(store.regions(store.images()[0].id)) == 1
