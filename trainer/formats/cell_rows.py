@@ -51,6 +51,8 @@ class CellRow:
     review_status: str | None = None
     color: tuple[int, int, int] | None = None  # the class colour the file gave
     probs: dict[str, float] | None = None  # a model's class probabilities
+    proposed: bool = False  # a detector's proposal, not yet accepted (a detections CSV)
+    score: float | None = None  # the detector's score
 
 
 @dataclass

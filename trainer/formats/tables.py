@@ -45,7 +45,7 @@ from trainer.formats.cell_rows import (
 )
 
 # The project's vocabularies (cellviewer/core/store/schema.py; a test keeps them equal).
-LABEL_SOURCES = ("manual", "imported", "model-accepted", "corrected")
+LABEL_SOURCES = ("manual", "imported", "model-accepted", "corrected", "detector")
 REVIEW_STATUSES = ("unreviewed", "annotated", "checked", "reviewed")
 
 IMAGE_NAMES = ("image", "image_name", "image name", "filename", "file", "file_name")
@@ -96,6 +96,9 @@ class _Layout:
     sources: int | None = None
     statuses: int | None = None
     object_type: int | None = None
+    scores: int | None = None  # a detector's score ("score", "detection_score")
+    proposed: int | None = None  # the cells CSV's "proposed" column
+    all_proposed: bool = False  # a detections CSV (``cellviewer detect``): every row is one
     probs: dict[int, str] = field(default_factory=dict)  # column -> class
     derived: set[int] = field(default_factory=set)
 
@@ -163,6 +166,11 @@ def recognise(header: list[str]) -> _Layout | None:
         layout.ids = _find(lower, "cell_id", "id", "object id", "object_id")
         layout.sources = _find(lower, "label_source")
         layout.statuses = _find(lower, "review_status")
+        layout.scores = _find(lower, "detection_score", "score")
+        layout.proposed = _find(lower, "proposed")
+        if layout.scores is not None and label is None and not cells_csv:
+            layout.format = "detections CSV"  # ``cellviewer detect``: image,x,y,score
+            layout.all_proposed = True
         if cells_csv:
             layout.derived = {j for j, h in enumerate(lower)
                               if h in CELLS_CSV_DERIVED or h.startswith("p_")}
@@ -318,7 +326,14 @@ def _read_rows(path: Path, reader, header: list[str], layout: _Layout,
                 if row[j].strip():
                     probs[name] = number(path, where, header[j], row[j])
             cell.probs = probs if len(probs) == len(layout.probs) else None
-        cell.metadata.update({name: row[j] for j, name in extra if row[j] != ""})
+        if layout.scores is not None and row[layout.scores].strip():
+            cell.score = number(path, where, header[layout.scores], row[layout.scores])
+        if layout.all_proposed:
+            cell.proposed, cell.label_source = True, "detector"
+        elif layout.proposed is not None:
+            cell.proposed = row[layout.proposed].strip().lower() in ("true", "1", "yes")
+        cell.metadata.update({name: row[j] for j, name in extra if row[j] != ""
+                              and j not in (layout.scores, layout.proposed)})
         if isinstance(cell.metadata.get("outline"), str):  # CellViewer's cells CSV: JSON
             cell.outline = _outline(cell.metadata["outline"])
             if cell.outline is not None:

@@ -629,20 +629,45 @@ def _add_cells(store: ProjectStore, image_id: int, cells: list[PlannedCell],
     from cellviewer.core.store.ids import new_ids
 
     fresh = iter(new_ids(sum(c.row.cell_id is None for c in cells)))
+    ids = [c.row.cell_id or next(fresh) for c in cells]
+    proposed = [c for c in cells if c.row.proposed]
+    if not proposed:
+        return _add_some(store, image_id, cells, ids, class_ids, source)
+    # A detector's proposals (a detections CSV, or proposals in a cells CSV) stay proposals,
+    # with their scores and one detection run per file and image, in the same action.
+    run = store.add_detection_run(image_id, "imported", {"file": str(proposed[0].file)},
+                                  n_found=len(proposed), n_added=len(proposed))
+    by_id = dict(zip((id(c) for c in cells), ids, strict=True))
+    out: dict[int, str] = {}
+    for group, is_proposal in (([c for c in cells if not c.row.proposed], False),
+                               (proposed, True)):
+        if group:
+            made = _add_some(store, image_id, group, [by_id[id(c)] for c in group], class_ids,
+                             source, proposed=is_proposal, run_id=run if is_proposal else None)
+            out.update(zip((id(c) for c in group), made, strict=True))
+    return [out[id(c)] for c in cells]
+
+
+def _add_some(store: ProjectStore, image_id: int, cells: list[PlannedCell], ids: list[str],
+              class_ids: dict[str, int], source: str, *, proposed: bool = False,
+              run_id: str | None = None) -> list[str]:
     metadata = [dict(c.row.metadata) or None for c in cells]
     outlines = [None if c.row.outline is None else json.dumps(
         {"type": "Polygon", "coordinates": [[[round(x, 3), round(y, 3)]
                                              for x, y in c.row.outline]]})
         for c in cells]
+    scores = [math.nan if c.row.score is None else c.row.score for c in cells]
     return store.add_cells(
         image_id,
         np.array([[c.row.x, c.row.y] for c in cells], dtype=np.float64),
         [class_ids[c.class_name] if c.class_name else None for c in cells],
         source=[c.row.label_source or source for c in cells],
-        ids=[c.row.cell_id or next(fresh) for c in cells],
+        ids=ids,
         review_status=[c.row.review_status or "unreviewed" for c in cells],
         metadata=metadata,
         outlines=outlines if any(o is not None for o in outlines) else None,
+        proposed=proposed, run_id=run_id,
+        scores=scores if any(c.row.score is not None for c in cells) else None,
     )
 
 

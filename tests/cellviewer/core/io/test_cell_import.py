@@ -294,3 +294,29 @@ def test_regions_and_outlines_make_the_geojson_round_trip(tmp_path):
         again = plan_import(store, [out], ImportChoices(on_unknown_class="create"))
         assert not again.ready and "already" in " ".join(again.problems)  # refused, as cells
         assert len(store.regions(store.images()[0].id)) == 1
+
+
+def test_a_detections_csv_comes_in_as_proposals_and_they_round_trip(tmp_path):
+    """``cellviewer detect``'s image,x,y,score: proposals with their scores (label source
+    detector, one recorded run), one undoable action; the cells CSV of such a project brings
+    them back as proposals, accepted cells as accepted."""
+    tiles = _tiles(tmp_path / "tiles", names=("a.png",), size=(120, 90))
+    csv = tmp_path / "detections.csv"
+    csv.write_text("image,x,y,score\na.png,10.5,20,0.91\na.png,50,40,0.62\na.png,80,70,0.55\n")
+    with _store(tmp_path / "one", tiles) as store:
+        result = import_cells(store, [csv])
+        assert result.n_cells == 3
+        cells = [store.cell(i) for i in result.ids]
+        assert all(c.proposed and c.label_source == "detector" and c.run_id for c in cells)
+        assert [round(c.score, 2) for c in cells] == [0.91, 0.62, 0.55]
+        store.accept_proposals([cells[0].id])
+        out = export_cells_csv(store, tmp_path / "cells.csv")
+        store.undo()
+        store.undo()
+        assert store.cell_count() == 0
+    with _store(tmp_path / "two", tiles) as store:
+        result = import_cells(store, [out])
+        back = {c.id: c for c in (store.cell(i) for i in result.ids)}
+        assert not back[cells[0].id].proposed and back[cells[1].id].proposed
+        assert back[cells[2].id].label_source == "detector"
+        assert round(back[cells[1].id].score, 2) == 0.62
