@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -192,6 +194,36 @@ def main() -> int:
         settle(w, 0.5)
         if wanted("ruler-1366x768.png"):
             save(w, args.out, "ruler-1366x768.png")
+
+        # Detection on the slide: a region, its proposals (hollow), then reviewed.
+        v.clear_ruler()
+        w.measure_action.trigger()  # off
+        x0, y0, x1, y1 = 900.0, 1250.0, 1400.0, 1650.0
+        tool = w.regions_tool
+        uuid = tool.add_drawn("rectangle", np.array([[x0, y0], [x1, y1]]))
+        assert tool.wait_idle(60_000)
+        tool.panel.choose(uuid)
+        tool.dock.show()
+        tool.dock.raise_()
+        v.centre_on((x0 + x1) / 2, (y0 + y1) / 2, 1.2)
+        dialog = tool.open_detection()
+        dialog.where.setCurrentIndex(dialog.where.findData("region"))
+        assert dialog.start()
+        wait_for(lambda: not dialog.running())
+        settle(w, 1.5)
+        if wanted("proposals-before-review.png"):
+            save(w, args.out, "proposals-before-review.png")
+        dialog.close()
+        cells = w.session.cells
+        proposed = [str(i) for i, p in zip(cells.ids, cells.proposed, strict=True) if p]
+        w.select_cells(proposed[:3])
+        w.delete_selection()  # three wrong ones
+        tool.accept_in_region(uuid)
+        tool.set_status("annotated", uuid)
+        assert tool.wait_idle(60_000)
+        settle(w, 1.5)
+        if wanted("proposals-after-review.png"):
+            save(w, args.out, "proposals-after-review.png")
     finally:
         w.close()
         app.processEvents()

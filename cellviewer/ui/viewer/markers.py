@@ -45,6 +45,7 @@ DEDUPE_ABOVE = 20_000  # visible markers beyond which one per screen bucket is d
 CROWDED = 2.0  # markers covering their area this many times over become a class map
 DENSITY_ALPHA = 235
 PROPOSED_STYLE = "hollow"  # how proposals are drawn (a dashed ring)
+PROPOSAL_COLOUR = "#ffb300"  # a proposal with no class (an accepted one turns white)
 
 
 @dataclass
@@ -343,6 +344,7 @@ def paint_markers(
     size: int = 10,
     dpr: float = 1.0,
     outline: float = 1.0,
+    none_colour: QColor | None = None,
 ) -> int:
     """Draw markers ``rows`` at screen (x*zoom - ox, y*zoom - oy); returns how many marks went
     on screen.
@@ -361,7 +363,8 @@ def paint_markers(
             return (paint_markers(painter, layer, rows[~hollow], zoom, ox, oy, style, size,
                                   dpr, outline)
                     + paint_markers(painter, layer, rows[hollow], zoom, ox, oy,
-                                    PROPOSED_STYLE, max(size, 8), dpr, outline))
+                                    PROPOSED_STYLE, max(size, 8), dpr, outline,
+                                    QColor(PROPOSAL_COLOUR)))
     if len(rows) == len(layer) and rows[0] == 0 and rows[-1] == len(rows) - 1:
         sx, sy = layer.xy[:, 0] * zoom - ox, layer.xy[:, 1] * zoom - oy  # no gather
         keys = layer.colour_keys()
@@ -370,6 +373,8 @@ def paint_markers(
         sy = layer.xy[rows, 1] * zoom - oy
         keys = layer.colour_keys()[rows]
     palette = layer.palette()
+    if none_colour is not None:  # proposals without a class: amber, not the white of a cell
+        palette = [none_colour, *palette[1:]]
     if len(rows) > DEDUPE_ABOVE:
         area = max(1.0, float(np.ptp(sx)) * float(np.ptp(sy)))
         if len(rows) * size * size > CROWDED * area:
