@@ -566,6 +566,9 @@ def apply_import(store: ProjectStore, plan: ImportPlan, *,
         for done, cells in enumerate(by_image.values(), start=1):
             image_id = cells[0].image.image_id
             assert image_id is not None
+            cells = _without_repeated_proposals(store, image_id, cells, result)
+            if not cells:
+                continue
             ids = _add_cells(store, image_id, cells, class_ids, plan.choices.source)
             result.ids.extend(ids)
             result.image_ids.append(image_id)
@@ -622,6 +625,25 @@ def _classes(store: ProjectStore, plan: ImportPlan, result: ImportResult) -> dic
         class_ids[name] = store.add_class(name, color, next(keys) or None)
         result.classes_added.append(name)
     return class_ids
+
+
+def _without_repeated_proposals(store: ProjectStore, image_id: int,
+                                cells: list[PlannedCell], result: ImportResult
+                                ) -> list[PlannedCell]:
+    """A detections file's proposals (no ids of their own) that fall on a marker the image
+    already has are left out and counted as skipped, as a detection run in the app does: a
+    file imported twice, or detections over cells already marked, add nothing twice."""
+    from cellviewer.core.regions.proposals import DEFAULT_MIN_DISTANCE_PX, near_existing
+
+    loose = [i for i, c in enumerate(cells) if c.row.proposed and c.row.cell_id is None]
+    if not loose:
+        return cells
+    existing = store.cell_arrays(image_id).xy
+    near = near_existing(existing, np.array([[cells[i].row.x, cells[i].row.y] for i in loose]),
+                         DEFAULT_MIN_DISTANCE_PX)
+    drop = {i for i, n in zip(loose, near.tolist(), strict=True) if n}
+    result.skipped += len(drop)
+    return [c for i, c in enumerate(cells) if i not in drop]
 
 
 def _add_cells(store: ProjectStore, image_id: int, cells: list[PlannedCell],

@@ -309,6 +309,9 @@ def test_a_detections_csv_comes_in_as_proposals_and_they_round_trip(tmp_path):
         cells = [store.cell(i) for i in result.ids]
         assert all(c.proposed and c.label_source == "detector" and c.run_id for c in cells)
         assert [round(c.score, 2) for c in cells] == [0.91, 0.62, 0.55]
+        again = import_cells(store, [csv])  # the same detections again: nothing twice
+        assert again.n_cells == 0 and again.skipped == 3 and store.cell_count() == 3
+        assert store.undo_description().startswith("Import")  # (the first import's)
         store.accept_proposals([cells[0].id])
         out = export_cells_csv(store, tmp_path / "cells.csv")
         store.undo()
