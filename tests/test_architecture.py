@@ -5,7 +5,8 @@
   safetensors), and `cellviewer.ui` reaches torch only through its prediction worker
   (import-linter contracts in pyproject.toml); the headless commands (`cellviewer.cli`) never
   import Qt;
-- the GUI's start-up path imports neither torch, timm nor pandas at module level;
+- the GUI's start-up path (the window and its tools) imports neither torch, timm, pandas nor
+  the charting and scientific libraries (pyqtgraph, scipy, scikit-image, matplotlib);
 - the code is ruff clean.
 """
 
@@ -64,7 +65,9 @@ def test_contracts_fail_when_broken(tmp_path, module, source, chain):
 STARTUP_PROBE = """
 import sys
 import cellviewer.app, cellviewer.ui.application, cellviewer.ui.main_window
-heavy = sorted(m for m in ("torch", "timm", "pandas", "torchvision") if m in sys.modules)
+import cellviewer.ui.predict.install, cellviewer.ui.train.install, cellviewer.ui.regions.install
+heavy = sorted(m for m in ("torch", "timm", "pandas", "torchvision", "pyqtgraph", "scipy",
+                           "skimage", "matplotlib") if m in sys.modules)
 print(",".join(heavy))
 """
 

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from cellviewer.core.regions.summary import cells_in_region
 from cellviewer.core.store import ProjectStore
@@ -43,6 +42,8 @@ def near_existing(existing_xy: np.ndarray, xy: np.ndarray, min_distance: float) 
     existing_xy = np.asarray(existing_xy, dtype=np.float64).reshape(-1, 2)
     if not len(xy) or not len(existing_xy) or min_distance <= 0:
         return np.zeros(len(xy), dtype=bool)
+    from scipy.spatial import cKDTree  # (here: scipy is half a second of the app's start-up)
+
     dist, _ = cKDTree(existing_xy).query(xy, k=1, distance_upper_bound=float(min_distance))
     return dist < min_distance
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
@@ -35,6 +35,18 @@ from cellviewer.core.formatting import format_clock
 from cellviewer.core.training import runs as runs_mod
 from cellviewer.core.training.runs import Run
 from cellviewer.ui.common.trainer_process import TrainerProcess
+
+if TYPE_CHECKING:
+    import pyqtgraph as pg
+
+
+def _pg():
+    """pyqtgraph, imported when the first chart is made (it costs a third of a second, and
+    most sessions open no chart)."""
+    import pyqtgraph
+
+    return pyqtgraph
+
 
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 
@@ -149,7 +161,7 @@ class TrainerJob(QObject):
 
 def _blur_plot() -> pg.PlotWidget:
     """A chart in the style of the training charts (white, dark readable axes)."""
-    w = pg.PlotWidget(background="w")
+    w = _pg().PlotWidget(background="w")
     w.setTitle("Macro-F1 under Gaussian blur", color="#222", size="10pt")
     w.setLabel("bottom", "blur σ (px, log₂(1 + σ) spacing)")
     w.setLabel("left", "macro-F1")
@@ -309,7 +321,7 @@ class BlurRobustnessView(QWidget):
             name, colour, style, symbol, width, size = MODE_STYLE[mode]
             self.curves[mode] = self.plot.plot(
                 [blur_x(x) for x in xs], f1, name=name,
-                pen=pg.mkPen(colour, width=width, style=style), symbol=symbol,
+                pen=_pg().mkPen(colour, width=width, style=style), symbol=symbol,
                 symbolSize=size, symbolBrush=colour, symbolPen=colour)
             sigmas.update(xs)
             ys += f1

@@ -66,6 +66,18 @@ class TrainingController(QObject):
 
     active_model_changed = Signal(int, str)  # model id in the project, model file path
 
+    @property
+    def monitor(self) -> RunMonitor:
+        """The run monitor under the run list, made the first time the Training dock shows or
+        a run is followed: its charts (pyqtgraph) stay off the window's start-up."""
+        if self._monitor is None:
+            self._monitor = RunMonitor()
+            self._split.addWidget(self._monitor)
+            self._split.setStretchFactor(0, 1)
+            self._split.setStretchFactor(1, 3)
+            self._monitor.results_requested.connect(self.show_results)
+        return self._monitor
+
     def __init__(self, window: Host) -> None:
         super().__init__(window)
         self.window = window
@@ -74,20 +86,18 @@ class TrainingController(QObject):
         self.ask_on_quit_offscreen = False
         self.manager = TrainingManager(parent=self)
         self.runs_panel = RunsPanel(self.manager)
-        self.monitor = RunMonitor()
+        self._monitor: RunMonitor | None = None  # made when first needed (its charts)
         self.results_window: ResultsWindow | None = None
         self.dialog = None
 
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.runs_panel)
-        split.addWidget(self.monitor)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 3)
+        self._split = QSplitter(Qt.Orientation.Vertical)
+        self._split.addWidget(self.runs_panel)
         self.dock = QDockWidget("Training", window)
         self.dock.setObjectName("training_dock")
-        self.dock.setWidget(split)
+        self.dock.setWidget(self._split)
         window.add_panel(self.dock, Qt.DockWidgetArea.RightDockWidgetArea)
         self.dock.hide()
+        self.dock.visibilityChanged.connect(lambda shown: shown and self.monitor)
 
         self.menu = window.menu("&Training")
         self.new_action = QAction("&New training run…", self)
@@ -106,7 +116,6 @@ class TrainingController(QObject):
         self.runs_panel.run_selected.connect(self.show_run)
         self.runs_panel.results_requested.connect(self.show_results)
         self.runs_panel.new_run_requested.connect(self.new_run)
-        self.monitor.results_requested.connect(self.show_results)
         self.manager.run_started.connect(self._on_run_started)
         self.manager.run_ended.connect(self._on_run_ended)
         window.projectChanged.connect(lambda *_: self.sync_project())

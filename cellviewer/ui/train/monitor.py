@@ -20,8 +20,8 @@ import contextlib
 import math
 import signal
 import time
+from typing import TYPE_CHECKING
 
-import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
@@ -46,6 +46,18 @@ from cellviewer.ui.common.trainer_process import (
     TrainerProcess,
     signal_process,
 )
+
+if TYPE_CHECKING:
+    import pyqtgraph as pg
+
+
+def _pg():
+    """pyqtgraph, imported when the first chart is made (it costs a third of a second, and
+    most sessions open no chart)."""
+    import pyqtgraph
+
+    return pyqtgraph
+
 
 #: smoothing of the per-batch loss curve (weight of a new heartbeat's loss in the moving
 #: average; a heartbeat already averages the batches of about a second)
@@ -266,7 +278,7 @@ class RunProcess(QObject):
 # --- charts -----------------------------------------------------------------------------------
 def _plot(title: str, y_label: str, legend_offset=(-10, 10), legend_columns: int = 1
           ) -> pg.PlotWidget:
-    w = pg.PlotWidget(background="w")
+    w = _pg().PlotWidget(background="w")
     w.setTitle(title, color="#222", size="10pt")
     w.setLabel("bottom", "epoch")
     w.setLabel("left", y_label)
@@ -293,7 +305,7 @@ class TrainingCharts(QWidget):
         self.acc_plot = _plot("Accuracy and macro-F1", "", legend_offset=(-10, -10),
                               legend_columns=3)
         self.acc_plot.setYRange(0, 1)
-        pen = pg.mkPen
+        pen = _pg().mkPen
         # the per-batch curve only where batches are shown (live), so a finished run's
         # legend does not list an empty curve
         self.batch_curve = self.loss_plot.plot(
@@ -312,7 +324,7 @@ class TrainingCharts(QWidget):
             name="val acc", pen=pen("#d62728", width=2), symbol="s", symbolSize=6,
             symbolBrush="#d62728")
         self.f1_curve = self.acc_plot.plot(
-            name="val macro-F1", pen=pen("#2ca02c", width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
+            name="val macro-F1", pen=pen("#2ca02c", width=2, style=Qt.PenStyle.DashLine),
             symbol="t", symbolSize=7, symbolBrush="#2ca02c")
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -464,7 +476,7 @@ class RunMonitor(QWidget):
         top_lay.addWidget(self.error_label)
         top_lay.addWidget(self.charts, 1)
         split = QSplitter()
-        split.setOrientation(pg.QtCore.Qt.Orientation.Vertical)
+        split.setOrientation(Qt.Orientation.Vertical)
         split.addWidget(top)
         split.addWidget(self.log_view)
         split.setStretchFactor(0, 4)
