@@ -98,6 +98,8 @@ ERROR_HINTS = {
     "unknown-model": "Choose a model from the list in the training dialog.",
     "bad-config": "Check the settings in the training dialog and start a new run.",
     "device": "Choose another device in the training dialog ('auto' or 'CPU').",
+    "rank-failed": "One of the training processes (one per GPU) failed or was killed: resume "
+                   "the run (it continues from its last model file), or train on one GPU.",
     "bad-model-file": "The run's model file is damaged: repeat the run.",
     "bad-model": "The model file does not fit its architecture (options out of bounds, weights "
                  "missing, of the wrong shape or not numbers): it is damaged or was not "
