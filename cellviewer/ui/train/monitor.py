@@ -161,7 +161,14 @@ class RunProcess(QObject):
         """Launch the trainer on the run's config.json (``extra_args``: e.g. a resume flag)
         and record its pid in run.json at once: the run reads as running from here on."""
         args = ["train", "--config", str(self.run.config_path), *(extra_args or [])]
-        proc = TrainerProcess(args, self.run.folder, self)
+        try:
+            proc = TrainerProcess(args, self.run.folder, self, processes=self.run.processes)
+        except runs_mod.RunError as exc:  # several GPUs asked of an app that cannot
+            self.failure = str(exc)
+            self.log.emit(self.failure)
+            self.run.mark_ended(None, crashed=True, failure=self.failure)
+            self._finish(runs_mod.FAILED)
+            return
         self.proc = proc
         proc.protocol_event.connect(self._handle_event)
         proc.log.connect(self.log)
