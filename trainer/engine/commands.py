@@ -135,6 +135,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 @command("train", "train a model on a patch set (JSON progress lines on stdout)", _add_train_args)
 def cmd_train(args: argparse.Namespace) -> int:
     from trainer.engine.control import StopControl
+    from trainer.engine.distributed import from_env, watch_parent
     from trainer.engine.events import EventSink
     from trainer.engine.progress import TerminalProgress
     from trainer.formats.errors import classify_exception
@@ -143,12 +144,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     as_json = args.json if args.json is not None else not tty
     listeners = [TerminalProgress(sys.stderr)] if (tty or not as_json) else []
     sink = EventSink(stdout=sys.stdout if as_json else None, listeners=listeners)
+    try:  # under torchrun: which process of the run this is (one writes, see distributed.py)
+        dist = from_env()
+    except Exception as exc:
+        kind, message = classify_exception(exc)
+        sink.emit("error", kind=kind, message=message)
+        return 2
+    if not dist.is_main:
+        sink = EventSink()  # events and files are rank 0's; this rank's errors go to stderr
     try:
         cfg, resume_path = _train_config(args)
     except Exception as exc:  # a refused configuration is still reported as an event
         kind, message = classify_exception(exc)
         sink.emit("error", kind=kind, message=message)
         return 2
+    from trainer.engine.events import stderr_log
     from trainer.engine.loop import check_config, run_training
 
     try:  # an unknown model is refused before any data is read or folder made
@@ -158,10 +168,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         sink.emit("error", kind=kind, message=message)
         return 2
     control = StopControl()
-    control.watch_stdin()
+    if dist.is_main:  # a stop line reaches rank 0, which tells the others
+        control.watch_stdin()
     control.install_signal_handlers()
-    result = run_training(cfg, sink=sink, stop=control, resume_from=resume_path)
+    if dist.active:  # torchrun's agent killed: nobody would stop the ranks; they stop
+        watch_parent(lambda: control.request("the torchrun process ended"))
+    log = stderr_log if dist.is_main else _quiet
+    result = run_training(cfg, sink=sink, stop=control, resume_from=resume_path, dist=dist,
+                          log=log)
     return result.exit_code
+
+
+def _quiet(message: str) -> None:
+    """Notes of ranks other than 0: rank 0 says the same."""
 
 
 # ---- evaluate -------------------------------------------------------------------------------

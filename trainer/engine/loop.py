@@ -14,6 +14,9 @@
    model is evaluated on the validation cells into ``evaluation.json``/CSV.
 
 Any failure becomes an ``error`` event with an actionable message (and exit code 1).
+
+Under torchrun (several processes, ``trainer.engine.distributed``) every rank runs this same
+story on its own device and share of each batch; only rank 0 writes events and files.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,7 @@ from trainer.engine.device import (
     select_device,
     synchronize,
 )
+from trainer.engine.distributed import Dist
 from trainer.engine.early_stopping import EarlyStopping
 from trainer.engine.events import EventSink, MetricsCsv, stderr_log
 from trainer.engine.infer import features_of, forward_batches
@@ -59,6 +64,7 @@ from trainer.metrics import ClassificationMetrics, classification_metrics
 
 if TYPE_CHECKING:
     from trainer.models import ModelSpec
+    from trainer.models.layers import CellClassifier
 
 LAST_MODEL = "last" + mfile.EXTENSION
 BEST_MODEL = "best" + mfile.EXTENSION
@@ -132,8 +138,12 @@ class _Run:
     """The state of one run (kept in one object so the steps read as a story)."""
 
     def __init__(self, cfg: RunConfig, sink: EventSink, stop, on_model, resume_from: Path | None,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], dist: Dist) -> None:
         self.cfg, self.sink, self.on_model = cfg, sink, on_model
+        self.dist = dist
+        self.main = dist.is_main  # the one process that writes events and files
+        self.stop_ranks: list[int] = []  # the ranks that asked for the stop that ended the run
+        self.position: tuple[int, int] | None = None  # (epoch, steps done) not yet saved
         # a threading.Event, or a StopControl (which also knows where the request came from)
         self.stop_control = stop
         self.stop: threading.Event = getattr(stop, "event", stop)
@@ -172,7 +182,8 @@ class _Run:
         assert cfg.epochs is not None and cfg.lr is not None and cfg.weight_decay is not None
         self.epochs, self.lr, self.weight_decay = cfg.epochs, cfg.lr, cfg.weight_decay
         self.cfg, self.spec, self.defaults = cfg, spec, defaults
-        device = select_device(cfg.device)
+        device = self.dist.rank_device(select_device(cfg.device))
+        self.dist.init(device)
         configure_backends(device)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
@@ -185,12 +196,13 @@ class _Run:
             raise ConfigError(f"{self.resume_from}: its classes {resume_mf.classes} differ "
                               f"from the patch set's {data.classes}")
         run_dir = Path(cfg.out_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
-        self.sink.open_run_dir(run_dir)
-        cfg.save(run_dir / CONFIG_FILE)
-        save_split(run_dir, data)
         self.metrics_csv = MetricsCsv(run_dir / METRICS_FILE)
+        if self.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.sink.open_run_dir(run_dir)
+            cfg.save(run_dir / CONFIG_FILE)
+            save_split(run_dir, data)
         for note in data.notes:
             self.notice(note)
 
@@ -204,6 +216,9 @@ class _Run:
         except BadModelError as exc:
             raise ConfigError(str(exc)) from exc
         model = create_model(cfg.model, len(data.classes), **self.model_kwargs)
+        if self.dist.active:  # the same initial weights, but each rank its own dropout masks
+            torch.manual_seed(int(np.random.SeedSequence([cfg.seed, self.dist.rank])
+                                  .generate_state(1)[0]))
         if self.on_model is not None:
             self.on_model(model)
         self.partial = spec.kind == "foundation"
@@ -218,6 +233,7 @@ class _Run:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.to(device).train()
+        self.forward_module: torch.nn.Module | None = None  # DDP's wrapper, on several ranks
         self.n_params = count_parameters(model)
         self.n_trainable = count_parameters(model, trainable_only=True)
         self.lp = spec.kind == "foundation" and cfg.mode == "lp"
@@ -242,6 +258,8 @@ class _Run:
         else:
             mean = mean_image(data.train_u8)
         self.mean_cpu = torch.from_numpy(np.ascontiguousarray(mean, dtype=np.float32))
+        if self.dist.active:  # bit for bit rank 0's, whatever each device's arithmetic
+            self.mean_cpu = self.dist.broadcast(self.mean_cpu.to(device)).cpu()
         mean_t = self.mean_cpu.to(device) if self.whitened else None
         self.mean_t = mean_t
         train_u8 = torch.from_numpy(data.train_u8).to(device)
@@ -269,6 +287,22 @@ class _Run:
                                       augment=cfg.augment)
             self.val_inputs = torch.from_numpy(data.val_u8).to(device)
             self.val_kind = "patches"
+        if self.dist.active:
+            self.forward_module = self._wrap_ddp()
+
+    def _wrap_ddp(self) -> torch.nn.Module:
+        """The model as the training step calls it on several ranks: DistributedDataParallel
+        averages the gradients in backward. Linear probing wraps just the head's forward
+        (the frozen backbone's buffers are not broadcast each step)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        target: torch.nn.Module = _HeadForward(self.model) if self.lp else self.model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        if not self.lp:
+            return DistributedDataParallel(target, device_ids=ids)
+        with warnings.catch_warnings():  # newer torch renames the option, keeping the old
+            warnings.simplefilter("ignore", FutureWarning)
+            return DistributedDataParallel(target, device_ids=ids, broadcast_buffers=False)
 
     def _setup_training(self, resume_mf) -> None:
         cfg, device = self.cfg, self.device
@@ -278,7 +312,15 @@ class _Run:
             self.notice(f"batch size {batch} is larger than the {m} training samples per "
                         f"epoch; using {m}")
             batch = m
-        self.batch = batch
+        world = self.dist.world
+        if world > 1 and batch % world:
+            if batch < world:
+                raise ConfigError(f"batch size {batch} is smaller than the {world} processes")
+            self.notice(f"batch size {batch} is not a multiple of the {world} processes; "
+                        f"using {batch // world * world} ({batch // world} per process)")
+            batch = batch // world * world
+        self.batch = batch  # the global batch: every rank steps batch / world of it
+        self.rank_batch = batch // world
         self.steps = m // batch
         schedule_kind = getattr(self.defaults, "schedule", "constant")
         warmup_epochs = int(getattr(self.defaults, "warmup_epochs", 0))
@@ -294,6 +336,13 @@ class _Run:
         want_graph = cfg.cuda_graph if cfg.cuda_graph is not None else cuda
         if want_graph and not cuda:
             self.notice("CUDA graphs need a CUDA device: training without")
+        if self.dist.active:
+            # DDP's gradient all-reduce runs in backward hooks, outside a captured graph; and a
+            # compile that fails on one rank only would leave the others waiting
+            if want_graph and cuda:
+                self.notice("CUDA graphs are off when training on several processes")
+            want_graph = False
+            want_compile = bool(cfg.compile)
         self.start_epoch, self.start_step, self.global_step = 1, 0, 0
         self.partial_sums = (0.0, 0)
         self.early = EarlyStopping(patience=cfg.patience, max_epochs=self.epochs)
@@ -315,12 +364,19 @@ class _Run:
                 self.start_epoch = int(ts["epoch"])
                 self.notice("the batch size changed: the interrupted epoch restarts")
             self.global_step = int(ts.get("global_step", 0))
-            self.metrics_csv.truncate_after(self.start_epoch - 1)
+            if self.main:
+                self.metrics_csv.truncate_after(self.start_epoch - 1)
+            if self.dist.active and not self.main:  # the global sums are rank 0's to carry
+                self.partial_sums = (0.0, 0)
+            elif self.dist.active:
+                self.partial_sums = (self.partial_sums[0] * world, self.partial_sums[1])
         self.stepper = build_stepper(
-            self.model, factory, self.step_data, batch, device, self.amp, self.schedule,
+            self.model, factory, self.step_data, self.rank_batch, device, self.amp,
+            self.schedule,
             forward="head" if self.lp else "model", want_compile=want_compile,
             want_graph=want_graph, optimizer_state=opt_state, global_step=self.global_step,
-            notice=self.notice, channels_last=self.channels_last)
+            notice=self.notice, channels_last=self.channels_last,
+            forward_module=self.forward_module)
 
     # -- model files ----------------------------------------------------------------------
     def _meta(self, metrics: dict, train_state: dict | None) -> dict:
@@ -370,6 +426,8 @@ class _Run:
     def save(self, kind: str, metrics: dict, train_state: dict | None) -> Path:
         assert self.run_dir is not None
         path = self.run_dir / (LAST_MODEL if kind == "last" else BEST_MODEL)
+        if not self.main:  # rank 0 writes; its model is every rank's (DDP keeps them equal)
+            return path
         mfile.save_model_file(
             path, state_dict=self._state_dict(), mean_image=self.mean_cpu,
             meta=self._meta(metrics, train_state),
@@ -386,10 +444,19 @@ class _Run:
 
     # -- validation -----------------------------------------------------------------------
     def validate(self) -> tuple[float, ClassificationMetrics]:
+        """Validation metrics; on several ranks each runs its slice of the cells and the
+        logits are gathered, so every rank computes the same metrics."""
         self.model.eval()
-        logits, _ = forward_batches(self.model, self.val_inputs, self.device, mean=self.mean_t,
-                                    amp_dtype=self.amp, batch_size=self.cfg.eval_batch_size,
-                                    kind=self.val_kind, channels_last=self.channels_last)
+        n = len(self.val_inputs)
+        part = self.dist.val_slice(n)
+        if part.stop > part.start:
+            logits, _ = forward_batches(self.model, self.val_inputs[part], self.device,
+                                        mean=self.mean_t, amp_dtype=self.amp,
+                                        batch_size=self.cfg.eval_batch_size,
+                                        kind=self.val_kind, channels_last=self.channels_last)
+        else:
+            logits = torch.zeros((0, len(self.data.classes)), device=self.device)
+        logits = self.dist.gather_rows(logits.float(), n)
         val_loss = float(F.cross_entropy(logits, self.val_y))
         preds = logits.argmax(dim=1).cpu().numpy()
         self.model.train()
@@ -407,6 +474,7 @@ class _Run:
             classes=data.classes, excluded_classes=data.excluded_classes,
             n_train=len(data.train_y), n_train_augmented=self.n_train_augmented,
             n_val=len(data.val_y), batch_size=self.batch, steps_per_epoch=self.steps,
+            processes=self.dist.world, batch_per_process=self.rank_batch,
             epochs=cfg.epochs, start_epoch=self.start_epoch, lr=cfg.lr,
             weight_decay=cfg.weight_decay, schedule=self.schedule.kind,
             resumed_from=str(self.resume_from) if self.resume_from else None,
@@ -420,7 +488,7 @@ class _Run:
         best = self.run_dir / BEST_MODEL
         last = self.run_dir / LAST_MODEL
         model_path = best if best.exists() else (last if last.exists() else None)
-        if best.exists() and reason != StopReason.STOP_REQUEST:
+        if best.exists() and reason != StopReason.STOP_REQUEST and self.main:
             self._write_evaluation(best)
         self.sink.emit(
             "finished", reason=reason, model_path=str(model_path) if model_path else None,
@@ -459,8 +527,8 @@ class _Run:
         for epoch in range(self.start_epoch, self.epochs + 1):
             start_step = self.start_step if epoch == self.start_epoch else 0
             sums = self.partial_sums if epoch == self.start_epoch else (0.0, 0)
-            stepper.start_epoch(epoch_permutation(cfg.seed, epoch, n_entries), start_step,
-                                *sums)
+            stepper.start_epoch(self.epoch_entries(epoch, n_entries), start_step, *sums)
+            self.position = (epoch, start_step)
             t_epoch = time.monotonic()
             last_beat = t_epoch
             step = start_step
@@ -468,13 +536,17 @@ class _Run:
             while step < steps:
                 stepper.step()
                 step += 1
-                if self.stop.is_set() and step < steps:
-                    interrupted = True
+                self.position = (epoch, step)
+                if step >= steps:
                     break
                 now = time.monotonic()
-                if now - last_beat >= cfg.heartbeat_s and step < steps:
+                stop, beat = self.agree(now - last_beat >= cfg.heartbeat_s)
+                if stop:
+                    interrupted = True
+                    break
+                if beat:
                     last_beat = now
-                    loss_sum, correct = stepper.read()
+                    loss_sum, correct = self.read_sums()
                     if not math.isfinite(loss_sum):
                         break
                     rate = (step - start_step) * batch / max(now - t_epoch, 1e-9)
@@ -485,7 +557,7 @@ class _Run:
                         train_loss=loss_sum / step, train_acc=correct / (step * batch),
                         samples_per_s=round(rate, 1), elapsed_s=round(self.elapsed(), 3),
                         eta_s=round(left + per_epoch * (self.epochs - epoch), 1))
-            loss_sum, correct = stepper.read()
+            loss_sum, correct = self.read_sums()
             synchronize(self.device)
             if interrupted:
                 state = self.train_state(epoch, step, False, (loss_sum, correct))
@@ -523,9 +595,11 @@ class _Run:
                 eta_s=round(float(np.mean(epoch_times[-5:])) * remaining, 1),
                 best_val_acc=self.early.best, best_epoch=self.early.best_epoch,
                 improved=decision.improved)
-            self.metrics_csv.append({**metrics, "lr": stepper.lr, "samples_per_s": rate,
-                                     "epoch_s": epoch_s, "elapsed_s": self.elapsed()})
+            if self.main:
+                self.metrics_csv.append({**metrics, "lr": stepper.lr, "samples_per_s": rate,
+                                         "epoch_s": epoch_s, "elapsed_s": self.elapsed()})
             self.save("last", metrics, self.train_state(epoch, steps, True))
+            self.position = None
             if decision.improved:
                 self.save("best", metrics, None)
             if decision.stop:
@@ -535,13 +609,72 @@ class _Run:
                               f"(best {self.early.best:.4f} at epoch {self.early.best_epoch})")
                 assert decision.reason is not None  # a decision to stop always has one
                 return self.finish(decision.reason, epoch, detail)
-            if self.stop.is_set():
+            if self.agree(False)[0]:
                 return self.finish(StopReason.STOP_REQUEST, epoch,
                                    f"stopped after epoch {epoch} ({self.stop_source()})")
         return self.finish(StopReason.FINISHED, self.epochs)
 
+    # -- what the ranks share ---------------------------------------------------------
+    def epoch_entries(self, epoch: int, n_entries: int) -> np.ndarray:
+        """The entries this process trains on in ``epoch``, in order: the epoch's permutation,
+        or this rank's share of each of its global batches."""
+        perm = epoch_permutation(self.cfg.seed, epoch, n_entries)
+        if not self.dist.active:
+            return perm
+        from trainer.engine.distributed import rank_share
+
+        return rank_share(perm, self.steps, self.batch, self.dist.world, self.dist.rank)
+
+    def agree(self, beat_due: bool) -> tuple[bool, bool]:
+        """(stop, heartbeat) as all ranks agree: a stop asked for on any rank, rank 0's
+        heartbeat. Called at the same points of the loop on every rank."""
+        stop, beat, asked = self.dist.agree(self.stop.is_set(), beat_due)
+        if stop:
+            self.stop_ranks = asked
+        return stop, beat
+
+    def read_sums(self) -> tuple[float, int]:
+        """The epoch's (sum of batch-mean losses, correct predictions) of the global batch."""
+        return self.dist.sums(*self.stepper.read())
+
     def stop_source(self) -> str:
-        return getattr(self.stop_control, "source", None) or "stop request"
+        own = getattr(self.stop_control, "source", None) if self.stop.is_set() else None
+        others = [r for r in self.stop_ranks if r != self.dist.rank]
+        if not own and others:
+            return f"a stop request to training process rank {others[0]}"
+        return own or "stop request"
+
+    # -- when another rank fails ----------------------------------------------------------
+    def save_after_peer_failure(self) -> None:
+        """Rank 0's last model at the last completed step, when another rank failed mid-epoch
+        (gloo only: a GPU may still wait on an NCCL collective that never completes). The
+        epoch's loss and accuracy so far are rank 0's own (the others' are gone)."""
+        if not (self.main and self.position is not None and self.dist.backend == "gloo"):
+            return
+        epoch, step = self.position
+        if step <= 0:
+            return
+        loss_sum, correct = self.stepper.read()
+        state = self.train_state(epoch, step, False, (loss_sum, correct * self.dist.world))
+        self.save("last", {"epoch": epoch - 1, "partial_epoch": epoch, "step": step}, state)
+
+    def resume_hint(self) -> str:
+        last = self.run_dir / LAST_MODEL if self.run_dir is not None else None
+        if last is None or not last.is_file():
+            return "No model file was saved yet: start the run again."
+        return (f"Its last model file {last} resumes it (python -m trainer train --resume "
+                f"{self.run_dir}).")
+
+
+class _HeadForward(torch.nn.Module):
+    """A model's ``forward_head`` as a module's forward, for DDP (linear probing)."""
+
+    def __init__(self, model: CellClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(x)
 
 
 def run_training(
@@ -552,31 +685,50 @@ def run_training(
     resume_from: str | Path | None = None,
     on_model: Callable[[torch.nn.Module], None] | None = None,
     log: Callable[[str], None] = stderr_log,
+    dist: Dist | None = None,
 ) -> RunResult:
     """Train one run; never raises for a failed run (it reports an ``error`` event and returns
     a result with ``status == "error"``). ``stop``: set it to stop cleanly after the current
     batch. ``resume_from``: a run's last model file to continue from. ``on_model`` is called
     with the freshly built model (before training), e.g. to register hooks. ``stop`` is a
-    ``threading.Event`` or a :class:`trainer.engine.control.StopControl`."""
+    ``threading.Event`` or a :class:`trainer.engine.control.StopControl`. ``dist``: this
+    process's rank under torchrun (``trainer.engine.distributed.from_env``); default one
+    process."""
     sink = sink if sink is not None else EventSink()
     stop = stop if stop is not None else threading.Event()
-    run = _Run(cfg, sink, stop, on_model, Path(resume_from) if resume_from else None, log)
+    dist = dist if dist is not None else Dist()
+    run = _Run(cfg, sink, stop, on_model, Path(resume_from) if resume_from else None, log, dist)
     try:
         run.setup()
         result = run.loop()
     except KeyboardInterrupt:
         result = _error(run, ErrorKind.INTERNAL, "interrupted (Ctrl-C twice)")
     except Exception as exc:  # reported as an event: the reader must always learn the end
+        failure = dist.peer_failure(exc, "") if dist.active else None
+        if failure is not None and dist.is_main:
+            try:
+                run.save_after_peer_failure()
+            except Exception as save_exc:  # the failure report matters more than the file
+                log(f"could not save the last model after the failure: {save_exc}")
+            failure = dist.peer_failure(exc, run.resume_hint())
+        if failure is not None:
+            exc = failure
         kind, message = classify_exception(exc)
         if kind == ErrorKind.INTERNAL:
             import traceback
 
             traceback.print_exc()
+        if dist.active and failure is None:  # this rank's own failure: rank 0 names it
+            dist.report_failure(message)
         result = _error(run, kind, message)
     sink.close()
+    if result.status != "error":
+        dist.close()
     return result
 
 
 def _error(run: _Run, kind: ErrorKind, message: str) -> RunResult:
+    if not run.main:  # its events go nowhere: say it on stderr (torchrun shows it)
+        stderr_log(f"rank {run.dist.rank}: error ({kind.value}): {message}")
     run.sink.emit("error", kind=kind, message=message)
     return RunResult("error", None, run.run_dir, error_kind=kind, error=message)

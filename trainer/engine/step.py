@@ -145,6 +145,7 @@ class TrainStepper:
         cuda_graph: bool = False,
         name: str = "eager",
         channels_last: bool = False,
+        forward_module: torch.nn.Module | None = None,
     ) -> None:
         if cuda_graph and device.type != "cuda":
             raise ValueError("CUDA graphs need a CUDA device")
@@ -166,8 +167,11 @@ class TrainStepper:
         self.correct_acc = torch.zeros((), dtype=torch.int64, device=device)
         self.gstep = torch.zeros((), dtype=torch.int64, device=device)
         self.global_step = 0
+        # forward_module: the model as the step calls it (wrapped in DistributedDataParallel
+        # when training on several processes); ``model`` stays the plain module
         target: Callable[[torch.Tensor], torch.Tensor] = (
-            model.forward_head if forward == "head" else model)
+            forward_module if forward_module is not None
+            else model.forward_head if forward == "head" else model)
         if compile_scope == "model":
             target = torch.compile(target, dynamic=False)
         self._fwd = target
@@ -244,7 +248,10 @@ class TrainStepper:
 
     def start_epoch(self, perm: np.ndarray, start_step: int = 0, loss_sum: float = 0.0,
                     correct: int = 0) -> None:
-        self.perm.copy_(torch.from_numpy(np.ascontiguousarray(perm, dtype=np.int64)))
+        """Walk ``perm`` from ``start_step``: the epoch's permutation of the entries, or one
+        rank's share of it (shorter; the rest of the buffer is never reached)."""
+        self.perm[: len(perm)].copy_(torch.from_numpy(np.ascontiguousarray(perm,
+                                                                           dtype=np.int64)))
         self.pos.fill_(start_step * self.batch_size)
         self.loss_acc.fill_(loss_sum)
         self.correct_acc.fill_(correct)
@@ -360,6 +367,7 @@ def build_stepper(
     global_step: int = 0,
     notice: Callable[[str], None] | None = None,
     channels_last: bool = False,
+    forward_module: torch.nn.Module | None = None,
 ) -> TrainStepper:
     """The fastest working :class:`TrainStepper`; each variant that fails is reported through
     ``notice`` with its reason and the next is tried (eager always remains)."""
@@ -380,7 +388,8 @@ def build_stepper(
         try:
             stepper = TrainStepper(model, optimizer, data, batch_size, device, amp_dtype,
                                    schedule, forward=forward, compile_scope=scope,
-                                   cuda_graph=graph, name=name, channels_last=channels_last)
+                                   cuda_graph=graph, name=name, channels_last=channels_last,
+                                   forward_module=forward_module)
             stepper.global_step = global_step
             stepper.prepare()
             return stepper

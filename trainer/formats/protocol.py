@@ -80,6 +80,7 @@ class ErrorKind(StrEnum):
     # architecture (options out of range, tensors missing or of the wrong shape, NaN weights)
     BAD_ARGUMENTS = "bad-arguments"  # the command line does not parse (exit code 2)
     DEVICE = "device"
+    RANK_FAILED = "rank-failed"  # training on several processes: another one failed or vanished
     INTERNAL = "internal"
 
 

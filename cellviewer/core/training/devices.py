@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ AUTO = "auto"  # the trainer picks: CUDA, then Apple MPS, then CPU (trainer.engi
 CPU = "cpu"
 MPS = "mps"
 AUTO_LABEL = "auto (CUDA, then Apple MPS, then CPU)"
+#: every CUDA GPU of this machine: one trainer process per GPU under torchrun (DDP)
+ALL_GPUS = "all-gpus"
 PROBE_TIMEOUT_S = 120.0  # importing torch takes seconds; a hung probe must not hang forever
 
 
@@ -92,6 +95,9 @@ def device_options(status: DeviceStatus | None, current: str = AUTO) -> list[Dev
     if status is not None:
         out += [DeviceOption(f"cuda:{i}", f"cuda:{i} · {name}")
                 for i, name in enumerate(status.cuda)]
+        if len(status.cuda) >= 2 and multi_gpu_supported():
+            out.append(DeviceOption(ALL_GPUS, f"all {len(status.cuda)} GPUs "
+                                              "(one trainer process each, torchrun)"))
         if status.mps:
             out.append(DeviceOption(MPS, "Apple MPS"))
     if current and all(o.value != current for o in out):
@@ -100,6 +106,21 @@ def device_options(status: DeviceStatus | None, current: str = AUTO) -> list[Dev
 
 
 def is_device(value: str) -> bool:
-    """A device string the trainer accepts (whether it is present is its to check)."""
-    return value in (AUTO, CPU, "cuda", MPS) or (value.startswith("cuda:")
-                                                  and value[5:].isdigit())
+    """A device string the form accepts: the trainer's, or :data:`ALL_GPUS` (whether it is
+    present is the trainer's to check)."""
+    return value in (AUTO, CPU, "cuda", MPS, ALL_GPUS) or (value.startswith("cuda:")
+                                                            and value[5:].isdigit())
+
+
+def multi_gpu_supported() -> bool:
+    """Whether this app can launch torchrun: a Python installation can
+    (``python -m torch.distributed.run``); a frozen app has no ``-m``."""
+    return not getattr(sys, "frozen", False)
+
+
+def launch_plan(device: str, status: DeviceStatus | None) -> tuple[str, int]:
+    """The trainer's ``--device`` and the number of processes for the form's device: one
+    process on the device chosen, or :data:`ALL_GPUS`: ``cuda`` on each of the GPUs found."""
+    if device != ALL_GPUS:
+        return device, 1
+    return "cuda", len(status.cuda) if status is not None else 0

@@ -25,7 +25,14 @@ import numpy as np
 
 from cellviewer.core.formatting import format_duration
 from cellviewer.core.training import proposal
-from cellviewer.core.training.devices import AUTO, DeviceOption, DeviceStatus, device_options
+from cellviewer.core.training.devices import (
+    ALL_GPUS,
+    AUTO,
+    DeviceOption,
+    DeviceStatus,
+    device_options,
+    launch_plan,
+)
 from cellviewer.core.training.devices import is_device as _is_device
 from cellviewer.core.training.models import (
     DEFAULT_MODEL,
@@ -222,7 +229,12 @@ class TrainingForm:
         """What a timing depends on: model, device, batch size, number of classes."""
         if self.model_info() is None:
             return None
-        return (self.model, self.device, int(self.batch_size), max(2, len(self.run_classes())))
+        return (self.model, self.launch_plan()[0], int(self.batch_size),
+                max(2, len(self.run_classes())))
+
+    def launch_plan(self) -> tuple[str, int]:
+        """The trainer's device and the number of processes (several: one per GPU)."""
+        return launch_plan(self.device, self.devices)
 
     def set_timing(self, key: tuple, timing: proposal.Timing) -> None:
         self.timings[key] = timing
@@ -252,6 +264,9 @@ class TrainingForm:
             return InfoLine("Timing the model on this machine…")
         timing = self.timings[key]
         where = timing.device or self.device
+        processes = self.launch_plan()[1]
+        if processes > 1:  # timed on one GPU; how well N scale is the GPUs' and links' to say
+            where = f"one of the {processes} GPUs (less on all of them)"
         return InfoLine(f"About {format_duration(seconds)} on {where} "
                         f"({timing.train_samples_per_s:,.0f} training patches/s measured here, "
                         f"{self.epochs} epochs)")
@@ -722,6 +737,9 @@ class TrainingForm:
             out.append(f"The seed must be a whole number of 0 or more, not {self.seed!r}.")
         if not _is_device(self.device):
             out.append(f"Unknown device {self.device!r}: use auto, cpu, cuda:N or mps.")
+        elif self.device == ALL_GPUS and self.devices_ready() and self.launch_plan()[1] < 2:
+            found = len(self.devices.cuda) if self.devices is not None else 0
+            out.append(f"Training on all GPUs needs two or more CUDA GPUs; {found} found here.")
         option = self.model_info()
         if option is not None and is_foundation(option) and self.run_mode() not in option.modes:
             out.append(f"Choose how {option.name} is adapted ({', '.join(option.modes)}).")

@@ -7,7 +7,8 @@
 3. :meth:`TrainingRequest.run_config`: the trainer's configuration for the run, saved as
    config.json for ``python -m trainer train --config``.
 
-Qt-free: a script can do all three and start the trainer with ``runs.trainer_command``.
+Qt-free: a script can do all three and start the trainer with ``runs.trainer_command`` (with the
+request's ``processes``: torchrun, one process per GPU).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class TrainingRequest:
     #: a metadata column whose validation cells form the validation patch set (None: the
     #: trainer's random stratified split)
     split_column: str | None = None
+    #: trainer processes (one per GPU under torchrun, DistributedDataParallel); 1: one process
+    processes: int = 1
 
     @classmethod
     def from_form(cls, form: TrainingForm) -> TrainingRequest:
@@ -58,10 +61,11 @@ class TrainingRequest:
         offered = form.offered()
         assert offered is not None  # problem() checks that a model is chosen
         foundation = offered.is_foundation
+        device, processes = form.launch_plan()
         settings = {
             "model": offered.name, "flag_limit": form.flag_limit, "epochs": int(form.epochs),
             "batch_size": int(form.batch_size), "lr": float(form.lr),
-            "weight_decay": float(form.weight_decay), "device": form.device,
+            "weight_decay": float(form.weight_decay), "device": device,
             "seed": int(form.seed), "val_fraction": float(form.val_fraction),
             "mode": form.run_mode() if foundation else None,
             "weights": str(offered.weights) if foundation else None,
@@ -75,14 +79,15 @@ class TrainingRequest:
             image_names=[form.data.image_names[i] for i in rows],
             classes=form.selected_classes(), label_counts=form.label_counts(),
             settings=settings,
-            split_column=form.split_column if form.split() is not None else None)
+            split_column=form.split_column if form.split() is not None else None,
+            processes=processes)
 
     def create_run(self) -> runs_mod.Run:
         """A new run folder of the project, named after the request (made unique)."""
         return runs_mod.RunRegistry(self.project_path).create(
             self.name, project=str(self.project_path), images=list(self.image_ids),
             image_names=list(self.image_names), classes=list(self.classes),
-            label_counts=dict(self.label_counts))
+            label_counts=dict(self.label_counts), processes=int(self.processes))
 
     def run_config(self, run: runs_mod.Run) -> RunConfig:
         """The trainer's configuration for ``run`` (checked: a bad value raises

@@ -214,6 +214,14 @@ class Run:
     def patchset_path(self) -> Path:
         return self.folder / PATCHSET_DIR
 
+    @property
+    def processes(self) -> int:
+        """Trainer processes the run trains with (run.json's ``processes``: one per GPU under
+        torchrun); 1 where it says nothing or nonsense. A resume uses as many."""
+        value = self.meta.get("processes", 1)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 \
+            else 1
+
     def reload(self) -> Run:
         self.meta = read_json(self.run_file)
         return self
@@ -451,7 +459,8 @@ class RunRegistry:
         cfg = run.config()
         new = self.create(name or f"{run.name}-repeat", repeat_of=run.name,
                           **{k: v for k, v in run.meta.items()
-                             if k in ("images", "classes", "label_counts", "project")})
+                             if k in ("images", "classes", "label_counts", "project",
+                                      "processes")})
         if run.patchset_path.is_dir():
             shutil.copytree(run.patchset_path, new.patchset_path)
             cfg["patchset"] = str(new.patchset_path)
@@ -460,21 +469,30 @@ class RunRegistry:
         return new
 
 
-def trainer_invocation(args: list[str]) -> tuple[str, list[str]]:
+def trainer_invocation(args: list[str], processes: int = 1) -> tuple[str, list[str]]:
     """Program and arguments that run the trainer CLI with ``args`` (``["robustness", ...]``):
     the same Python (``-u -m trainer``), or the frozen app itself with ``--run-trainer`` (it
-    has no ``-m``). Start it with :func:`trainer_env`."""
+    has no ``-m``). Start it with :func:`trainer_env`. ``processes`` > 1: torchrun
+    (``-m torch.distributed.run``) starts that many trainers on this machine, one per GPU;
+    its ``--standalone`` rendezvous picks a free port, so two such runs do not collide."""
+    if processes > 1:
+        if getattr(sys, "frozen", False):
+            raise RunError("training on several GPUs needs a Python installation of "
+                           "CellViewer (the packaged app runs one trainer process)")
+        return sys.executable, ["-u", "-m", "torch.distributed.run", "--standalone",
+                                "--nproc-per-node", str(int(processes)), "-m", "trainer", *args]
     if getattr(sys, "frozen", False):
         return sys.executable, ["--run-trainer", *args]
     return sys.executable, ["-u", "-m", "trainer", *args]
 
 
 def trainer_command(
-    config_path: str | os.PathLike, extra: list[str] | None = None
+    config_path: str | os.PathLike, extra: list[str] | None = None, processes: int = 1
 ) -> tuple[str, list[str]]:
     """Program and arguments that start the trainer on a run configuration (see
     :func:`trainer_invocation`)."""
-    return trainer_invocation(["train", "--config", str(config_path), *(extra or [])])
+    return trainer_invocation(["train", "--config", str(config_path), *(extra or [])],
+                              processes)
 
 
 def robustness_args(run: Run) -> list[str]:

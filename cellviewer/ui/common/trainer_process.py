@@ -63,14 +63,17 @@ class TrainerProcess(QObject):
     _wake = Signal()
 
     def __init__(self, args: list[str], cwd: str | os.PathLike, parent: QObject | None = None,
-                 *, protocol: bool = True, program: str | None = None) -> None:
+                 *, protocol: bool = True, program: str | None = None,
+                 processes: int = 1) -> None:
         """``args``: a trainer command (``["robustness", ...]``); with ``program``, the
-        program to run with ``args`` as they are instead (tests run a stand-in child)."""
+        program to run with ``args`` as they are instead (tests run a stand-in child).
+        ``processes`` > 1: torchrun runs that many trainers, one per GPU; stopping it works
+        the same (its rank 0 reads the ``stop`` line; torchrun passes SIGTERM on)."""
         super().__init__(parent)
         from trainer.formats.protocol import LineBuffer
 
         self.program, self.args = ((program, list(args)) if program is not None
-                                   else runs_mod.trainer_invocation(list(args)))
+                                   else runs_mod.trainer_invocation(list(args), processes))
         self.cwd = Path(cwd)
         self.protocol = protocol
         self.error: str | None = None  # why it could not be started

@@ -110,6 +110,8 @@ ERROR_HINTS = {
     "unknown-model": "Choose a model from the list in the training dialog.",
     "bad-config": "Check the settings in the training dialog and start a new run.",
     "device": "Choose another device in the training dialog ('auto' or 'CPU').",
+    "rank-failed": "One of the training processes (one per GPU) failed or was killed: resume "
+                   "the run (it continues from its last model file), or train on one GPU.",
     "bad-model-file": "The run's model file is damaged: repeat the run.",
     "bad-model": "The model file does not fit its architecture (options out of bounds, weights "
                  "missing, of the wrong shape or not numbers): it is damaged or was not "
@@ -171,7 +173,14 @@ class RunProcess(QObject):
         """Launch the trainer on the run's config.json (``extra_args``: e.g. a resume flag)
         and record its pid in run.json at once: the run reads as running from here on."""
         args = ["train", "--config", str(self.run.config_path), *(extra_args or [])]
-        proc = TrainerProcess(args, self.run.folder, self)
+        try:
+            proc = TrainerProcess(args, self.run.folder, self, processes=self.run.processes)
+        except runs_mod.RunError as exc:  # several GPUs asked of an app that cannot
+            self.failure = str(exc)
+            self.log.emit(self.failure)
+            self.run.mark_ended(None, crashed=True, failure=self.failure)
+            self._finish(runs_mod.FAILED)
+            return
         self.proc = proc
         proc.protocol_event.connect(self._handle_event)
         proc.log.connect(self.log)

@@ -200,7 +200,7 @@ def test_devices_and_what_auto_means():
     status = DeviceStatus.from_json({"cuda_devices": ["H200", "A100"], "mps": False,
                                      "short": None, "advice": None})
     assert [o.value for o in device_options(status, "mps")] == [AUTO, "cpu", "cuda:0",
-                                                                "cuda:1", "mps"]
+                                                                "cuda:1", "all-gpus", "mps"]
     assert device_options(status)[2].label == "cuda:0 · H200"
     assert status.note() == "2 CUDA GPU(s)"
     none = DeviceStatus.from_json({"cuda_devices": [], "mps": False,
