@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -199,13 +200,15 @@ class ModelSession(QObject):
 
     def predict_scope(self, image_ids: Sequence[int], cell_ids: Sequence[str] | None = None,
                       batch_size: int = 1024, chunk_seconds: float = 0.5,
-                      min_chunk: int = 16) -> PredictionJob:
+                      min_chunk: int = 16, tta: bool = False) -> PredictionJob:
         """Start a background job predicting (and storing) the cells of ``image_ids``.
 
         The first chunk is ``min_chunk`` cells and later ones are sized from the measured
         rate (``chunk_seconds`` each). A small first chunk keeps Cancel, and closing the
         window, prompt with a slow model: a foundation model on the CPU does a few cells a
-        second, so 256 cells would take a minute or more."""
+        second, so 256 cells would take a minute or more. ``tta``: each cell's probabilities
+        are the mean over the 8 orientations of its patch (8x the work; see
+        ``trainer.predict.Predictor.predict``)."""
         if self.choice is None or self.choice.model_id is None or self.store is None:
             raise RuntimeError("choose a model for this project first")
         if self.job is not None and self.job.is_running():
@@ -214,6 +217,7 @@ class ModelSession(QObject):
                             cell_ids=cell_ids, device=self.device, batch_size=batch_size,
                             chunk_seconds=chunk_seconds, min_chunk=min_chunk,
                             fov_px=self.choice.meta.get("fov_px"),
+                            predict_kwargs={"tta": True} if tta else None,
                             user=self.store.user, parent=self)
         job.progress.connect(self._on_progress)
         job.finished.connect(self.jobFinished)
@@ -321,6 +325,9 @@ class ModelPanel(QWidget):
         for key, label in SCOPES:
             self.scope_combo.addItem(label, key)
         self.predict_button = QPushButton("Predict")
+        self.tta_box = QCheckBox("Average the 8 orientations (TTA, 8x slower)")
+        self.tta_box.setToolTip("Test-time augmentation: each cell's probabilities are the mean "
+                                "over its patch rotated and flipped (the dihedral group)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
@@ -353,6 +360,7 @@ class ModelPanel(QWidget):
         prow.addWidget(self.predict_button)
         prow.addWidget(self.cancel_button)
         pl.addLayout(prow)
+        pl.addWidget(self.tta_box)
         pl.addWidget(self.progress)
         pl.addWidget(self.rate_label)
         pl.addWidget(self.stale_label)
@@ -677,7 +685,8 @@ class ModelPanel(QWidget):
                                     f"'{dict(SCOPES)[scope]}'.")
             return None
         try:
-            return self.session.predict_scope(image_ids, cell_ids)
+            return self.session.predict_scope(image_ids, cell_ids,
+                                              tta=self.tta_box.isChecked())
         except RuntimeError as exc:
             QMessageBox.information(self, "Predict", str(exc))
             return None

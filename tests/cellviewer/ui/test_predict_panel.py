@@ -167,3 +167,36 @@ def test_a_model_with_foreign_classes_is_refused_or_mapped(qtbot, store, trained
     assert session.choice.class_ids == store.models()[-1].class_ids
     assert None not in session.choice.class_ids
     assert "by name" in panel.info.text()
+
+
+def test_tta_stores_the_mean_over_the_eight_orientations(qtbot, store, trained_model,
+                                                         panel_session):
+    """With the TTA box ticked the stored probabilities are the predictor's own TTA answer
+    (the mean over the dihedral group), not the plain one."""
+    from cellviewer.core.cells.crop import crop_patches
+    from cellviewer.core.sources.identity import open_recorded_image
+    from trainer.predict import Predictor
+
+    panel, session = panel_session
+    panel.load_model(trained_model.path)
+    wait_for(qtbot, lambda: session.choice is not None)
+    panel.tta_box.setChecked(True)
+    with qtbot.waitSignal(session.jobFinished, timeout=120000):
+        assert panel.predict(SCOPE_PROJECT) is not None
+    record = store.models()[-1]
+    ids = store.query_cells(order=None)[:12]
+    stored = store.predictions(record.id, ids)
+    cell = store.cell(ids[0])
+    source = open_recorded_image(store.image(cell.image_id))
+    try:
+        xy = np.array([[store.cell(i).x, store.cell(i).y] for i in ids
+                       if store.cell(i).image_id == cell.image_id])
+        patches = crop_patches(source, xy, fov_px=session.choice.meta.get("fov_px") or 40).patches
+    finally:
+        source.close()
+    predictor = Predictor.load(trained_model.path, device="cpu")
+    n = len(xy)
+    tta = predictor.predict(patches, tta=True).probs
+    plain = predictor.predict(patches).probs
+    np.testing.assert_allclose(stored.probs[:n], tta, atol=1e-4)
+    assert np.abs(tta - plain).max() > 1e-4  # (the two answers differ: the test can tell)
