@@ -152,13 +152,14 @@ class PredictionJob(QObject):
         self._runner = TaskRunner(DEDICATED, parent=self)
         self._task: Task | None = None
         self._cancelled = False
+        self._over = False  # its outcome was delivered
         self.image_changed_error: Any = None  # set by the worker thread before it fails
 
     def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("a PredictionJob runs once")
         self._task = self._runner.start(
-            _predict, self, progress=self.progress.emit, done=self.finished.emit,
+            _predict, self, progress=self.progress.emit, done=self._on_finished,
             failed=self._on_failed, ended=self.done.emit)
         if self._cancelled:
             self._task.state.request_interruption()
@@ -170,13 +171,20 @@ class PredictionJob(QObject):
             self._task.state.request_interruption()
 
     def is_running(self) -> bool:
-        return self._task is not None and self._task.is_running()
+        """Until its outcome (``finished`` or ``failed``) is delivered: the thread may take a
+        moment longer to end, and a new prediction may start meanwhile."""
+        return self._task is not None and not self._over and self._task.is_running()
+
+    def _on_finished(self, summary: Any) -> None:
+        self._over = True
+        self.finished.emit(summary)
 
     def wait(self, ms: int = 30000) -> bool:
         """Block until the thread ends (tests and application shutdown only)."""
         return self._task.wait(ms) if self._task is not None else True
 
     def _on_failed(self, message: str) -> None:
+        self._over = True
         print(f"prediction failed: {message}", file=sys.stderr)
         self.failed.emit(message)
         if self.image_changed_error is not None:
