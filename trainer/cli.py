@@ -74,7 +74,8 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 # Each area of the trainer registers its commands in a module of its own (one writer per file).
 COMMAND_MODULES = ["trainer.data.commands", "trainer.models.commands", "trainer.engine.commands",
-                   "trainer.engine.onnx_commands", "trainer.sweep.commands"]
+                   "trainer.engine.onnx_commands", "trainer.sweep.commands",
+                   "trainer.detect.commands"]
 
 
 def _load_command_modules() -> None:

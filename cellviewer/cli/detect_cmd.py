@@ -1,5 +1,7 @@
 """``cellviewer detect INPUT… --out detections.csv``: the classical cell detector over images,
-slides or folders of them, headless; writes ``image,x,y,score`` in full-resolution pixels.
+slides or folders of them, headless (or a trained detector: ``--method MODEL.cvmodel``, run by
+the trainer's detection API, imported only then; ``--device`` picks its device); writes
+``image,x,y,score`` in full-resolution pixels.
 
 INPUT: image or slide files, or folders (their images, not their subfolders, in natural name
 order). The CSV's ``image`` is the file's path relative to the CSV's folder when it lies under
@@ -49,6 +51,8 @@ def add_parser(sub: Any) -> None:
                       help="expected diameter in full-resolution pixels")
     p.add_argument("--sensitivity", type=float, default=None, metavar="S",
                    help="0 … 1, higher finds more (default: the mode's tuned value)")
+    p.add_argument("--device", default="auto",
+                   help="a trained detector's device: auto (CUDA, MPS, CPU), cpu, cuda, cuda:N")
     p.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
     p.set_defaults(func=run)
 
@@ -117,12 +121,12 @@ def run(args: argparse.Namespace) -> int:
     from cellviewer.cli.main import EXIT_OK, EXIT_PARTIAL, CommandError
     from cellviewer.core.detect import DetectParams
 
+    trained = None
     if args.method != CLASSICAL:
-        if args.method.lower().endswith(".cvmodel"):
-            raise CommandError(f"{args.method}: trained detectors: not yet (only --method "
-                               "classical is available)")
-        return _usage_error(f"--method {args.method!r}: neither 'classical' nor a model file "
-                            "(.cvmodel)")
+        if not args.method.lower().endswith(".cvmodel"):
+            return _usage_error(f"--method {args.method!r}: neither 'classical' nor a model "
+                                "file (.cvmodel)")
+        trained = args.method
     if args.sensitivity is not None and not 0.0 <= args.sensitivity <= 1.0:
         return _usage_error(f"--sensitivity {args.sensitivity:g}: must be between 0 and 1")
     for flag, value in (("--diameter-um", args.diameter_um), ("--diameter-px", args.diameter_px)):
@@ -135,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.absolute().parent.is_dir():
         raise CommandError(f"{args.out}: folder {args.out.absolute().parent} does not exist")
 
+    if trained is not None:
+        detector = _load_trained(trained, args.device)
     params = DetectParams(
         mode=args.mode, stain=args.stain,
         diameter=args.diameter_um if args.diameter_um is not None else args.diameter_px,
@@ -143,13 +149,15 @@ def run(args: argparse.Namespace) -> int:
     paths = _expand(list(args.inputs))
     if not paths:
         raise CommandError(f"{', '.join(map(str, args.inputs))}: no image files in the input")
-    rep.event("started", inputs=[str(p) for p in paths], out=str(args.out), mode=args.mode)
+    rep.event("started", inputs=[str(p) for p in paths], out=str(args.out),
+              mode=args.mode if trained is None else "trained", method=args.method)
     t0 = time.monotonic()
     rows: list[tuple[str, float, float, float]] = []
     failed: list[tuple[Path, str]] = []
     for i, path in enumerate(paths):
         try:
-            found = _detect_one(path, params, args, rep, i, len(paths))
+            found = (_detect_trained(path, detector, rep, i, len(paths)) if trained
+                     else _detect_one(path, params, args, rep, i, len(paths)))
         except _ItemError as exc:
             failed.append((path, str(exc)))
             rep.event("item-failed", image=str(path), message=str(exc))
@@ -206,6 +214,66 @@ def _detect_one(path: Path, params: Any, args: argparse.Namespace, rep: _Reporte
             return detect(source, params=params, progress=progress)
         except ImageOpenError as exc:  # ImageReadError: damaged data found while reading
             raise _ItemError(str(exc)) from None
+
+
+def _load_trained(path: str, device: str) -> Any:
+    """The trained detector of a model file (the trainer's detection API, imported only
+    here: torch is loaded for this method alone). A classifier file is refused by name."""
+    from cellviewer.cli.main import CommandError
+
+    try:
+        from trainer.detect.infer import load_detector
+    except ImportError as exc:  # a build without the trainer's dependencies
+        raise CommandError(f"{path}: trained detectors need the trainer (PyTorch): "
+                           f"{exc}") from exc
+    from trainer.formats.errors import TrainerError
+
+    try:
+        return load_detector(path, device=device)
+    except TrainerError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+class _TrainedFound:
+    """A trained detector's result in the shape the command reports."""
+
+    def __init__(self, found: Any, note: str) -> None:
+        self.x, self.y, self.score = found.x, found.y, found.score
+        self.unit = "px"
+        self.elapsed_s = found.elapsed_s
+        self.megapixels_per_s = found.megapixels_per_s
+        self.params = type("Note", (), {"note": note})()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def _detect_trained(path: Path, detector: Any, rep: _Reporter, index: int, total: int) -> Any:
+    """A trained detector over one image or slide, read tile by tile at full resolution."""
+    from cellviewer.core.sources import ImageOpenError, open_image
+
+    try:
+        source = open_image(path)
+    except ImageOpenError as exc:
+        raise _ItemError(str(exc)) from None
+    with source:
+        w, h = source.dimensions
+
+        def read(x: int, y: int, rw: int, rh: int) -> Any:
+            return source.read_region(0, x, y, rw, rh)
+
+        def progress(done: int, tiles: int, cells: int) -> None:
+            rep.bar(path.name, done / tiles, cells, 0.0)
+            rep.event("progress", image=str(path), item=index, items=total,
+                      fraction=round(done / tiles, 4), cells=cells)
+
+        try:
+            found = detector.detect_reader(w, h, read, progress=progress)
+        except ImageOpenError as exc:
+            raise _ItemError(str(exc)) from None
+    note = (f"trained detector {Path(str(detector.path)).name}, threshold "
+            f"{detector.threshold:.3f}, diameter {detector.diameter_px:g} px")
+    return _TrainedFound(found, note)
 
 
 def _write(out: Path, rows: list[tuple[str, float, float, float]]) -> None:

@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trainer.formats.errors import BadModelError, ModelFileError, TrainerError
-from trainer.formats.model_header import FORMAT, FORMAT_VERSION, check_metadata, read_model_header
+from trainer.formats.model_header import (
+    FORMAT,
+    FORMAT_VERSION,
+    check_metadata,
+    read_model_header,
+    require_task,
+)
+from trainer.formats.model_schema import TASK_CLASSIFICATION
 from trainer.formats.protocol import ErrorKind
 
 if TYPE_CHECKING:
@@ -187,6 +194,7 @@ def load_model_file(path: str | os.PathLike, with_optimizer: bool = False) -> Mo
     names the file and the problem; :class:`ModelFileError` a file that is not a model."""
     path = Path(path)
     handle, meta = _open(path)
+    require_task(path, meta, TASK_CLASSIFICATION)  # a detector is refused by name
     expected = expected_tensors(path, meta)
     _check_tensor_table(path, handle, expected)
     state, optim = {}, {}

@@ -21,8 +21,12 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from trainer.formats.errors import ModelFileError
-from trainer.formats.model_schema import check_model_fields
+from trainer.formats.errors import BadModelError, ModelFileError
+from trainer.formats.model_schema import (
+    TASK_CLASSIFICATION,
+    TASK_DETECTION,
+    check_model_fields,
+)
 
 FORMAT = "cellviewer-model"
 FORMAT_VERSION = 1
@@ -58,6 +62,31 @@ def check_metadata(path: Path, metadata: object) -> dict[str, Any]:
             f"{p}: damaged CellViewer model metadata (no list of class names)")
     check_model_fields(p, meta)
     return meta
+
+
+def model_task(meta: dict[str, Any]) -> str:
+    """What the model of a checked ``meta`` does: ``"classification"`` (also every file
+    written before the field existed) or ``"detection"``."""
+    return str(meta.get("task", TASK_CLASSIFICATION))
+
+
+_TASK_USE = {
+    TASK_CLASSIFICATION: "a cell classifier: it classifies cells that are already marked (the "
+                         "Predict tool, python -m trainer predict); it cannot find cells",
+    TASK_DETECTION: "a cell detector: it finds cells (python -m trainer detect, cellviewer "
+                    "detect --method MODEL.cvmodel, the detection dialog); it cannot classify "
+                    "them",
+}
+
+
+def require_task(path: object, meta: dict[str, Any], task: str) -> None:
+    """Refuse, by name, a model file of the other kind: a detector loaded as a classifier or
+    the reverse (:class:`BadModelError`, kind ``bad-model``, naming the file and what it is)."""
+    got = model_task(meta)
+    if got != task:
+        wanted = "classifier" if task == TASK_CLASSIFICATION else "detector"
+        raise BadModelError(f"{path}: not a cell {wanted}: this model file ({meta.get('arch')}) "
+                            f"is {_TASK_USE.get(got, got)}")
 
 
 def read_model_header(path: str | os.PathLike) -> dict[str, Any]:

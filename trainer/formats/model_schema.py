@@ -30,6 +30,11 @@ FOV_PX_MIN = 1.0
 FOV_PX_MAX = 1024.0
 PATCH_SIZE = 40
 INPUT_MODES = ("whitened", "unit")
+#: what a model file's model does (``meta["task"]``; a file without the field is a classifier,
+#: as every file was before detectors existed). Each loader refuses the other kind by name.
+TASK_CLASSIFICATION = "classification"
+TASK_DETECTION = "detection"
+TASKS = (TASK_CLASSIFICATION, TASK_DETECTION)
 #: the parameter cap of a registered model that declares none (a plug-in)
 DEFAULT_MAX_PARAMS = 50_000_000
 #: bounds of a free-form option mapping (a foundation backbone's timm options)
@@ -181,6 +186,9 @@ def check_model_fields(where: object, meta: Mapping[str, Any]) -> None:
     if "input_mode" in meta and meta["input_mode"] not in INPUT_MODES:
         raise BadModelError(f"{where}: input_mode must be one of {', '.join(INPUT_MODES)}, not "
                             f"{_short(meta['input_mode'])}")
+    if "task" in meta and meta["task"] not in TASKS:
+        raise BadModelError(f"{where}: task must be one of {', '.join(TASKS)}, not "
+                            f"{_short(meta['task'])}")
     if meta.get("arch_kwargs") is not None and not isinstance(meta["arch_kwargs"], dict):
         raise BadModelError(f"{where}: arch_kwargs must be a JSON object")
     if "partial_state" in meta and not isinstance(meta["partial_state"], bool):

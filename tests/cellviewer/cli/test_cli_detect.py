@@ -95,7 +95,7 @@ def test_refusals_a_trained_model_um_without_pixel_size_and_usage(tmp_path, caps
     good = nuclei_png(tmp_path / "good.png", CENTRES)
     out = tmp_path / "d.csv"
     assert main(["detect", str(good), "--out", str(out), "--method", "det.cvmodel"]) == 1
-    assert "det.cvmodel: trained detectors: not yet" in capsys.readouterr().err
+    assert "det.cvmodel: model file not found" in capsys.readouterr().err
     assert main(["detect", str(good), "--out", str(out), "--diameter-um", "8"]) == 1
     err = capsys.readouterr().err
     assert f"{good}: the image does not give its pixel size" in err and "--diameter-px" in err

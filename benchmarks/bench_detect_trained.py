@@ -1,0 +1,191 @@
+"""Accuracy and speed of the trained detector (trainer.detect), issue 15.
+
+Trains through the real command line (``python -m trainer train-detector``, JSON progress on
+stdout), then detects with the best model file and scores it with ``bench_detect.py``'s
+one-to-one (Hungarian) matching:
+
+- Chula RBC-12: trained on the training images of ``benchmarks/splits/chula-rbc-12-split.csv``
+  judged fully labelled (``bench_detect.label_completeness`` >= 0.6; 20 % of them hold out to
+  choose the threshold), scored on the fully labelled test images (radius 12 px: precision,
+  recall, F1 exact there; detections on white cells/platelets counted and said) and, for
+  recall only, on all test images.
+- CRC: trained on the ``train`` tiles with partial labels (what lies farther than one diameter
+  from every label is ignored; ``--crc-full-background`` trains calling it background instead),
+  scored on the 10 ``validation`` tiles (radius 6 px: recall exact, precision a lower bound).
+
+Runs folders go under ``--work`` (default /tmp/bench_detect_trained), never into the
+repository: a model trained on CRC must not be committed. A run longer than ``--max-minutes``
+is stopped through the protocol (``stop`` on stdin) and its best model is scored.
+
+    .venv/bin/python benchmarks/bench_detect_trained.py                 # both datasets
+    .venv/bin/python benchmarks/bench_detect_trained.py --only chula --chula-epochs 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_detect as bd  # noqa: E402  (the matching and the data of the classical bench)
+
+
+def train(name: str, args: list[str], work: Path, max_minutes: float, threads: int) -> dict:
+    """Run ``train-detector`` with ``args``; the ``finished`` event, with ``wall_s``."""
+    run = work / name
+    cmd = [sys.executable, "-m", "trainer", "train-detector", "--out", str(run), "--json",
+           "--threads", str(threads), "--heartbeat", "30", *args]
+    print("$", " ".join(cmd), flush=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO)
+    assert proc.stdin is not None and proc.stdout is not None
+    timer = threading.Timer(max_minutes * 60, lambda: _stop(proc))
+    timer.start()
+    finished: dict = {}
+    for line in proc.stdout:
+        ev = json.loads(line) if line.startswith("{") else {}
+        if ev.get("event") == "epoch":
+            print(f"  epoch {ev['epoch']}/{ev['epochs']}: loss {ev['train_loss']:.4f} val P "
+                  f"{ev['val_precision']:.3f} R {ev['val_recall']:.3f} F1 {ev['val_f1']:.3f} "
+                  f"thr {ev['threshold']:.3f} ({ev['epoch_s']:.0f} s)", flush=True)
+        elif ev.get("event") in ("notice", "error", "stopped"):
+            print(f"  {ev['event']}: {ev.get('message') or ev.get('reason')}", flush=True)
+        elif ev.get("event") == "finished":
+            finished = ev
+    proc.wait()
+    timer.cancel()
+    finished["wall_s"] = time.monotonic() - t0
+    if not finished.get("model_path"):
+        raise SystemExit(f"{name}: training failed (exit {proc.returncode})")
+    return finished
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def evaluate(model: str, images: list[tuple[str, np.ndarray, np.ndarray]], radius: float,
+             leuko: bool = False) -> dict:
+    from trainer.detect.infer import load_detector
+
+    det = load_detector(model, device="cpu")
+    tp = n_pred = n_truth = fp_leuko = 0
+    mpix = secs = 0.0
+    for _name, rgb, truth in images:
+        t = time.perf_counter()
+        found = det.detect_array(rgb)
+        secs += time.perf_counter() - t
+        mpix += rgb.shape[0] * rgb.shape[1] / 1e6
+        pred = found.xy()
+        k, matched = bd.match(pred, truth, radius)
+        tp, n_pred, n_truth = tp + k, n_pred + len(pred), n_truth + len(truth)
+        if leuko and len(pred):
+            fp = ~matched
+            fp_leuko += int(bd.on_leukocyte_or_platelet(bd.leukocyte_mask(rgb), pred[fp, 0],
+                                                        pred[fp, 1]).sum())
+    out = bd.scores(tp, n_pred, n_truth)
+    out["megapixels_per_s"] = mpix / secs if secs else 0.0
+    out["threshold"] = det.threshold
+    if leuko:
+        out["fp_on_wbc_or_platelet"] = fp_leuko
+    return out
+
+
+def show(title: str, s: dict) -> None:
+    extra = f", fp on WBC/platelets {s['fp_on_wbc_or_platelet']}" \
+        if "fp_on_wbc_or_platelet" in s else ""
+    print(f"{title}: precision {s['precision']:.3f} recall {s['recall']:.3f} F1 {s['f1']:.3f} "
+          f"(tp {s['tp']}, fp {s['fp']}, fn {s['fn']}; threshold {s['threshold']:.3f}; "
+          f"{s['megapixels_per_s']:.2f} MP/s on the CPU{extra})", flush=True)
+
+
+def chula(a: argparse.Namespace, work: Path) -> None:
+    train_set = bd.load_set("chula", "train", dense=True)
+    names = work / "chula-train-images.txt"
+    names.write_text("\n".join(n for n, _, _ in train_set) + "\n")
+    print(f"Chula: {len(train_set)} fully labelled training images", flush=True)
+    fin = train("chula", ["--points", str(bd.CHULA / "points.csv"), "--images",
+                          str(bd.CHULA / "Dataset"), "--image-list", str(names),
+                          "--diameter-px", "45", "--downsample", str(a.chula_downsample),
+                          "--width", str(a.width), "--crop-px", "64", "--batch-size", "8",
+                          "--epochs", str(a.chula_epochs), "--steps-per-epoch", str(a.steps),
+                          "--match-radius-px", str(bd.CHULA_RADIUS)],
+                work, a.max_minutes, a.threads)
+    print(f"Chula training: {fin['wall_s'] / 60:.1f} min wall, {fin['epochs_run']} epochs, "
+          f"best epoch {fin['best_epoch']} ({fin['reason']})", flush=True)
+    dense = bd.load_set("chula", "test", dense=True)
+    show(f"Chula test, {len(dense)} fully labelled images, r {bd.CHULA_RADIUS:g}",
+         evaluate(fin["model_path"], dense, bd.CHULA_RADIUS, leuko=True))
+    every = bd.load_set("chula", "test")
+    s = evaluate(fin["model_path"], every, bd.CHULA_RADIUS)
+    print(f"Chula test, all {len(every)} images: recall {s['recall']:.3f} (exact), precision "
+          f"{s['precision']:.3f} (a lower bound)", flush=True)
+
+
+def crc(a: argparse.Namespace, work: Path) -> None:
+    names = work / "crc-train-tiles.txt"
+    names.write_text("\n".join(bd.crc_split("train")) + "\n")
+    partial = ["--no-partial-labels"] if a.crc_full_background else ["--partial-labels"]
+    fin = train("crc-full" if a.crc_full_background else "crc", [
+        "--points", str(bd.CRC / "points.csv"), "--images", str(bd.CRC / "tiles"),
+        "--image-list", str(names), "--diameter-px", str(a.crc_diameter), "--crop-px", "96",
+        "--width", str(a.width), "--batch-size", "8", "--epochs", str(a.crc_epochs),
+        "--steps-per-epoch", str(a.steps),
+        "--match-radius-px", str(bd.CRC_RADIUS), *partial], work, a.max_minutes, a.threads)
+    print(f"CRC training: {fin['wall_s'] / 60:.1f} min wall, {fin['epochs_run']} epochs, "
+          f"best epoch {fin['best_epoch']} ({fin['reason']})", flush=True)
+    val = bd.load_set("crc", "validation")
+    show(f"CRC validation, {len(val)} tiles, r {bd.CRC_RADIUS:g} (precision a lower bound)",
+         evaluate(fin["model_path"], val, bd.CRC_RADIUS))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=("chula", "crc"))
+    p.add_argument("--work", type=Path, default=Path("/tmp/bench_detect_trained"))
+    p.add_argument("--chula-epochs", type=int, default=12)
+    p.add_argument("--chula-downsample", type=int, default=5)
+    p.add_argument("--crc-epochs", type=int, default=8)
+    p.add_argument("--width", type=int, default=12, help="the U-Net's first-level channels")
+    p.add_argument("--crc-diameter", type=float, default=14.0)
+    p.add_argument("--crc-full-background", action="store_true",
+                   help="CRC: unlabelled pixels far from labels are background (not ignored)")
+    p.add_argument("--steps", type=int, default=50, help="steps per epoch")
+    p.add_argument("--max-minutes", type=float, default=14.0)
+    # one thread: on 2 cores shared with other work, torch's 2 OpenMP threads spin against
+    # each other and a training step takes ~10x longer (0.25 s -> 2.5 s measured)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.set_num_threads(a.threads)
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+          flush=True)
+    if a.only in (None, "chula"):
+        chula(a, a.work)
+    if a.only in (None, "crc"):
+        crc(a, a.work)
+
+
+if __name__ == "__main__":
+    main()
