@@ -166,7 +166,11 @@ def recognise(header: list[str]) -> _Layout | None:
         layout.ids = _find(lower, "cell_id", "id", "object id", "object_id")
         layout.sources = _find(lower, "label_source")
         layout.statuses = _find(lower, "review_status")
-        layout.scores = _find(lower, "detection_score", "score")
+        # a detections CSV's "score", the cells CSV's "detection_score"; a "score" column of
+        # a labelled table is the user's own (kept as metadata)
+        layout.scores = _find(lower, "detection_score")
+        if layout.scores is None and label is None and not cells_csv:
+            layout.scores = _find(lower, "score")
         layout.proposed = _find(lower, "proposed")
         if layout.scores is not None and label is None and not cells_csv:
             layout.format = "detections CSV"  # ``cellviewer detect``: image,x,y,score
