@@ -41,6 +41,7 @@ from cellviewer.core.store.common import (
     utc_now,
 )
 from cellviewer.core.store.images import ImagesMixin
+from cellviewer.core.store.merging import MergingMixin
 from cellviewer.core.store.models import ModelsMixin
 from cellviewer.core.store.records import (
     ChangeEvent,
@@ -61,7 +62,7 @@ COUNT_NEUTRAL = frozenset({"label", "review", "move", "accept", "region-status"}
 
 @guard_errors
 class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, ModelsMixin,
-                   RegionsMixin):
+                   RegionsMixin, MergingMixin):
     """A CellViewer project: images, classes, cells, regions, models, predictions, history
     and undo.
 

@@ -1,0 +1,193 @@
+"""Three annotators' copies of a small real project (Chula RBC-12 cells) edited in different
+ways and merged back: which changes win, which become conflicts, the history kept once, a
+second merge that changes nothing, and the undo of a merge."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cellviewer.core.merge import MergeError, copy_for, merge
+from cellviewer.core.store import ProjectStore
+
+CHULA = Path(__file__).resolve().parents[3] / "fixtures" / "chula"
+CLASSES = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]
+SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [160, 0], [160, 120], [0, 120], [0, 0]]]}
+
+
+def make_project(path: Path, mpp: float | None = None) -> Path:
+    """The crop of Chula image 10 and its 28 labelled red cells, as imported by "lab"."""
+    with open(CHULA / "chula-10-crop.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with ProjectStore.create(path, "cohort") as store:
+        store.user = "lab"
+        ids = {name: store.add_class(name) for name in CLASSES}
+        image = store.add_image(CHULA / "chula-10-crop.png", 320, 240, mpp)
+        store.add_cells(image, [[float(r["x"]), float(r["y"])] for r in rows],
+                        [ids[r["class_id"]] for r in rows], source="imported")
+        store.add_region(image, SQUARE, "top left", "tumour")
+        store.wait_for_checkpoint()
+    return path
+
+
+def cells(path: Path) -> dict[str, tuple]:
+    """uuid -> (x, y, class name, review status) of a project's cells."""
+    with ProjectStore.open(path, readonly=True) as store:
+        t = store.cell_table()
+        names = {c.id: c.name for c in store.classes()}
+        return {u: (t["x"][i], t["y"][i], names.get(int(t["class_id"][i])),
+                    t["review_status"][i]) for i, u in enumerate(t["ids"])}
+
+
+def class_id(store: ProjectStore, name: str) -> int:
+    cid = store.class_id(name)
+    assert cid is not None
+    return cid
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    """The project, its three copies edited by ana, ben and cy, and the cells at the start."""
+    target = make_project(tmp_path / "cohort.cvproj")
+    start = cells(target)
+    order = sorted(start, key=lambda u: (start[u][0], start[u][1]))
+    c = {i: order[i] for i in range(len(order))}  # cells by position order, for the edits
+    copies = {u: copy_for(target, tmp_path / f"{u}.cvproj", u) for u in ("ana", "ben", "cy")}
+    with ProjectStore.open(copies["ana"]) as s:
+        s.user = "ana"
+        s.set_labels([c[0]], class_id(s, "5"))             # one side only: wins
+        s.set_labels([c[1]], class_id(s, "6"))             # conflict with ben
+        s.set_review_status([c[2]], "checked")             # confirm
+        s.delete_cells([c[3]])                             # one side only: deleted
+        s.add_cells(1, [[100.0, 100.0]], [class_id(s, "7")])  # added on two sides
+        s.update_region(s.regions()[0].uuid, status="annotated")
+    with ProjectStore.open(copies["ben"]) as s:
+        s.user = "ben"
+        s.set_labels([c[1]], class_id(s, "8"))             # conflict with ana
+        s.set_labels([c[4]], class_id(s, "9"))             # ben edits, cy deletes: conflict
+        s.add_cells(1, [[101.5, 101.0]], [class_id(s, "7")])  # ana's cell, 1.8 px away
+        s.add_cells(1, [[300.0, 20.0]], [class_id(s, "2")])   # new here only
+    with ProjectStore.open(copies["cy"]) as s:
+        s.user = "cy"
+        s.delete_cells([c[4]])
+        s.move_cells([c[5]], [[start[c[5]][0] + 1.0, start[c[5]][1]]])
+        s.add_cells(1, [[100.5, 99.0]], [class_id(s, "3")])   # ana's cell again, other label
+    return target, copies, start, c
+
+
+def test_a_copy_records_its_origin_and_its_base(tmp_path):
+    target = make_project(tmp_path / "cohort.cvproj")
+    (tmp_path / "annotators").mkdir()  # another folder: the image paths still resolve
+    copy = copy_for(target, tmp_path / "annotators" / "ana.cvproj", "ana")
+    with ProjectStore.open(target, readonly=True) as t, ProjectStore.open(copy) as c:
+        assert c.origin() == {"project": t.project_id, "entry": t.last_history_entry(),
+                              "images": [1], "user": "ana"}
+        assert c.project_id != t.project_id and c.name == "cohort (ana)"
+        base_cells, base_regions = c.merge_base()
+        assert len(base_cells) == 28 and len(base_regions) == 1
+        assert c.images()[0].path == (CHULA / "chula-10-crop.png").resolve()
+    with pytest.raises(Exception, match="already exists"):
+        copy_for(target, copy, "ben")
+
+
+def test_three_annotators_merge_with_conflicts_kept_side_by_side(cohort):
+    target, copies, start, c = cohort
+    results = merge(target, [copies["ana"], copies["ben"], copies["cy"]], "pat")
+    after = cells(target)
+    # one side only: ana's relabel and confirm, ana's delete, cy's move win
+    assert after[c[0]][2] == "5"
+    assert after[c[2]][3] == "checked"
+    assert c[3] not in after
+    assert after[c[5]][0] == start[c[5]][0] + 1.0
+    # ana 6 vs ben 8 on one cell: a conflict, the target keeps the first merged side (ana)
+    assert after[c[1]][2] == "6"
+    # ben relabelled c4, cy deleted it: ben's label is kept, cy's delete is a conflict
+    assert after[c[4]][2] == "9"
+    # ana's, ben's and cy's added cells near (100, 100) are one cell; ben's other cell is new
+    near = [u for u, v in after.items() if abs(v[0] - 100) < 3 and abs(v[1] - 100) < 3]
+    assert len(near) == 1 and after[near[0]][2] == "7"
+    assert any(v[:3] == (300.0, 20.0, "2") for v in after.values())
+    assert len(after) == 28 - 1 + 1 + 1
+    assert [r.matched_by_position for r in results] == [0, 1, 1]
+    assert [r.added for r in results] == [1, 1, 0]
+    with ProjectStore.open(target, readonly=True) as store:
+        conflicts = store.conflicts()
+        got = sorted((x["kind"], x["source_name"], x["ours_class"], x["theirs_class"],
+                      x["theirs_by"]) for x in conflicts)
+        assert got == sorted([
+            ("label", "ben.cvproj", "6", "8", "ben"),        # ana (merged first) vs ben
+            ("delete-edit", "cy.cvproj", "9", None, "cy"),   # ben's edit here, cy deleted
+            ("label", "cy.cvproj", "7", "3", "cy"),          # the cell added three times
+        ])
+        assert all(x["ours_by"] and x["ours_at"] and x["theirs_at"] for x in conflicts)
+        assert store.regions()[0].status == "annotated"
+        # every annotator's history entries are kept, once, marked with their copy
+        entries = store.history_entries()
+        assert len({e["uuid"] for e in entries}) == len(entries)
+        by_copy = {e["copied_from"] for e in entries if e["user"] in ("ana", "ben", "cy")}
+        assert len(by_copy) == 3 and None not in by_copy
+        assert store.operations(limit=1)[0].action == "merge"
+
+
+def test_merging_the_same_files_again_changes_nothing(cohort):
+    target, copies, _, _ = cohort
+    merge(target, list(copies.values()), "pat")
+    before, ops = cells(target), _count(target, "operations")
+    history, conflicts = _count(target, "history"), _count(target, "conflicts")
+    results = merge(target, list(copies.values()), "pat")
+    assert not any(r.changed_anything for r in results)
+    assert cells(target) == before
+    assert (_count(target, "operations"), _count(target, "history"),
+            _count(target, "conflicts")) == (ops, history, conflicts)
+
+
+def test_a_merge_is_one_step_that_undo_takes_back(cohort):
+    target, copies, _, _ = cohort
+    before = cells(target)
+    merge(target, list(copies.values()), "pat")
+    assert cells(target) != before
+    with ProjectStore.open(target) as store:
+        store.user = "pat"
+        assert store.undo_description() == "Merge ana.cvproj, ben.cvproj, cy.cvproj"
+        assert store.undo()
+        assert store.regions()[0].status == "unreviewed"
+        assert store.conflicts() == []  # an undone merge's conflicts are not open
+        assert store.redo() and len(store.conflicts()) == 3
+        assert store.undo()
+    assert cells(target) == before
+
+
+def test_a_file_that_is_not_a_copy_is_refused_and_nothing_changes(tmp_path):
+    target = make_project(tmp_path / "cohort.cvproj")
+    stranger = make_project(tmp_path / "other.cvproj")
+    ops = _count(target, "operations")
+    with pytest.raises(MergeError, match=r"other.cvproj: is not a copy of cohort.cvproj"):
+        merge(target, [stranger], "pat")
+    assert _count(target, "operations") == ops
+
+
+def test_the_position_tolerance_is_in_micrometres_where_the_pixel_size_is_known(tmp_path):
+    target = make_project(tmp_path / "cohort.cvproj", mpp=0.5)  # 2 µm = 4 px
+    a, b = (copy_for(target, tmp_path / f"{u}.cvproj", u) for u in ("a", "b"))
+    for path, x in ((a, 50.0), (b, 53.5)):
+        with ProjectStore.open(path) as s:
+            s.user = path.stem
+            s.add_cells(1, [[x, 60.0]], [class_id(s, "1")])
+    merge(target, [a, b], "pat", tolerance_um=1.0)  # 2 px: two cells
+    assert len(cells(target)) == 30
+    with ProjectStore.open(target) as s:
+        s.user = "pat"
+        s.undo()
+    merge(target, [a, b], "pat")  # 4 px: one cell
+    assert len(cells(target)) == 29
+
+
+def _count(path: Path, table: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        conn.close()
