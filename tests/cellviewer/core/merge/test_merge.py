@@ -4,78 +4,14 @@ second merge that changes nothing, and the undo of a merge."""
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 from pathlib import Path
 
 import pytest
+from merge_cohort import CHULA, cells, class_id, make_project
 
 from cellviewer.core.merge import MergeError, copy_for, merge
 from cellviewer.core.store import ProjectStore
-
-CHULA = Path(__file__).resolve().parents[3] / "fixtures" / "chula"
-CLASSES = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]
-SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [160, 0], [160, 120], [0, 120], [0, 0]]]}
-
-
-def make_project(path: Path, mpp: float | None = None) -> Path:
-    """The crop of Chula image 10 and its 28 labelled red cells, as imported by "lab"."""
-    with open(CHULA / "chula-10-crop.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    with ProjectStore.create(path, "cohort") as store:
-        store.user = "lab"
-        ids = {name: store.add_class(name) for name in CLASSES}
-        image = store.add_image(CHULA / "chula-10-crop.png", 320, 240, mpp)
-        store.add_cells(image, [[float(r["x"]), float(r["y"])] for r in rows],
-                        [ids[r["class_id"]] for r in rows], source="imported")
-        store.add_region(image, SQUARE, "top left", "tumour")
-        store.wait_for_checkpoint()
-    return path
-
-
-def cells(path: Path) -> dict[str, tuple]:
-    """uuid -> (x, y, class name, review status) of a project's cells."""
-    with ProjectStore.open(path, readonly=True) as store:
-        t = store.cell_table()
-        names = {c.id: c.name for c in store.classes()}
-        return {u: (t["x"][i], t["y"][i], names.get(int(t["class_id"][i])),
-                    t["review_status"][i]) for i, u in enumerate(t["ids"])}
-
-
-def class_id(store: ProjectStore, name: str) -> int:
-    cid = store.class_id(name)
-    assert cid is not None
-    return cid
-
-
-@pytest.fixture
-def cohort(tmp_path):
-    """The project, its three copies edited by ana, ben and cy, and the cells at the start."""
-    target = make_project(tmp_path / "cohort.cvproj")
-    start = cells(target)
-    order = sorted(start, key=lambda u: (start[u][0], start[u][1]))
-    c = {i: order[i] for i in range(len(order))}  # cells by position order, for the edits
-    copies = {u: copy_for(target, tmp_path / f"{u}.cvproj", u) for u in ("ana", "ben", "cy")}
-    with ProjectStore.open(copies["ana"]) as s:
-        s.user = "ana"
-        s.set_labels([c[0]], class_id(s, "5"))             # one side only: wins
-        s.set_labels([c[1]], class_id(s, "6"))             # conflict with ben
-        s.set_review_status([c[2]], "checked")             # confirm
-        s.delete_cells([c[3]])                             # one side only: deleted
-        s.add_cells(1, [[100.0, 100.0]], [class_id(s, "7")])  # added on two sides
-        s.update_region(s.regions()[0].uuid, status="annotated")
-    with ProjectStore.open(copies["ben"]) as s:
-        s.user = "ben"
-        s.set_labels([c[1]], class_id(s, "8"))             # conflict with ana
-        s.set_labels([c[4]], class_id(s, "9"))             # ben edits, cy deletes: conflict
-        s.add_cells(1, [[101.5, 101.0]], [class_id(s, "7")])  # ana's cell, 1.8 px away
-        s.add_cells(1, [[300.0, 20.0]], [class_id(s, "2")])   # new here only
-    with ProjectStore.open(copies["cy"]) as s:
-        s.user = "cy"
-        s.delete_cells([c[4]])
-        s.move_cells([c[5]], [[start[c[5]][0] + 1.0, start[c[5]][1]]])
-        s.add_cells(1, [[100.5, 99.0]], [class_id(s, "3")])   # ana's cell again, other label
-    return target, copies, start, c
 
 
 def test_a_copy_records_its_origin_and_its_base(tmp_path):
