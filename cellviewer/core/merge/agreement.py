@@ -5,7 +5,7 @@ accepted proposal, a cell A added with a label by hand, or A marking the cell ch
 reviewed, which confirms the label it had), not a label A's copy merely imported, and not the
 edits a merge made on A's behalf (those are the merging person's, recorded under the merge's
 action; A's own entries come along from A's copy). A's latest such action counts; an undo of it
-by A counts as A's label being what the undo left. Cells a merge matched by position count as
+by A takes A's label back (and a redo sets it again). Cells a merge matched by position count as
 one cell (``cell_aliases``).
 
 The figures: percent agreement (pairwise, averaged over the pairs of annotators of each cell),
@@ -19,6 +19,7 @@ Fleiss' κ that of Fleiss (1971).
 from __future__ import annotations
 
 import itertools
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ from cellviewer.core.store import ProjectStore
 #: history actions that set a label by the person who made them
 LABEL_ACTIONS = ("label", "accept")
 CONFIRM_STATUSES = ("checked", "reviewed")
+#: the actions whose undo or redo changes who labelled a cell
+LABELLING = (*LABEL_ACTIONS, "add", "review")
 
 
 def annotator_labels(store: ProjectStore) -> dict[str, dict[str, str]]:
@@ -43,9 +46,13 @@ def annotator_labels(store: ProjectStore) -> dict[str, dict[str, str]]:
             continue  # what a merge applied is not its user's own labelling
         cell = aliases.get(e["cell_uuid"], e["cell_uuid"])
         user, action = e["user"], e["action"]
-        undoing_own = action in ("undo", "redo") and user in labels.get(cell, {})
-        if _labels(e) or undoing_own:
+        if _labels(e):
             labels[cell][user] = e["new_class"]
+        elif action in ("undo", "redo") and user in labels.get(cell, {}):
+            detail = json.loads(e["detail"] or "{}")
+            if detail.get("reverts") in LABELLING or detail.get("repeats") in LABELLING:
+                # an undo takes the user's label back; a redo sets it again
+                labels[cell][user] = None if action == "undo" else e["new_class"]
     out: dict[str, dict[str, str]] = {}
     for cell, by in labels.items():
         if cell in existing:

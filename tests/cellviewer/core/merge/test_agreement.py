@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from merge_cohort import class_id, make_project
 from sklearn.metrics import cohen_kappa_score
 
 from cellviewer.core.merge import merge
@@ -83,3 +84,21 @@ def test_the_merged_projects_agreement(cohort):
     # at (100, 100), and c1 where it lies inside
     c1_inside = start[c[1]][0] < 160 and start[c[1]][1] < 120
     assert region.group == "region top left" and region.n_cells == 1 + c1_inside
+
+
+def test_an_undone_label_is_nobodys_and_a_confirm_counts(tmp_path):
+    path = make_project(tmp_path / "p.cvproj")
+    with ProjectStore.open(path) as store:
+        ids = store.cell_table()["ids"][:3]
+        store.user = "ana"
+        store.set_labels([ids[0]], class_id(store, "1"))
+        store.set_labels([ids[1]], class_id(store, "2"))
+        assert store.undo()  # ana takes back her label of ids[1]
+        store.set_review_status([ids[2]], "checked")  # ana confirms ids[2]'s label
+        store.user = "ben"
+        store.set_labels([ids[0], ids[1]], class_id(store, "3"))
+        labels = annotator_labels(store)
+        imported = store.cell(ids[2]).class_id
+        assert labels[ids[0]] == {"ana": "1", "ben": "3"}
+        assert labels[ids[1]] == {"ben": "3"}
+        assert labels[ids[2]] == {"ana": store.class_record(imported).name}
