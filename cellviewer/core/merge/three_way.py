@@ -31,8 +31,8 @@ from scipy.spatial import cKDTree
 
 from cellviewer.core.store import ProjectError, ProjectStore
 
-#: (image_id, x, y, class name or None, label source, review status)
-CellState = tuple[int, float, float, str | None, str, str]
+#: (image_id, x, y, class name or None, label source, review status, proposed 0/1)
+CellState = tuple[int, float, float, str | None, str, str, int]
 
 
 class MergeError(ProjectError):
@@ -48,6 +48,7 @@ class MergeResult:
     relabelled: int = 0
     status_changed: int = 0
     moved: int = 0
+    accepted: int = 0  # proposals
     deleted: int = 0
     matched_by_position: int = 0
     conflicts: int = 0
@@ -61,7 +62,8 @@ class MergeResult:
 
     @property
     def changed_anything(self) -> bool:
-        return any((self.added, self.relabelled, self.status_changed, self.moved, self.deleted,
+        return any((self.added, self.relabelled, self.status_changed, self.moved,
+                    self.accepted, self.deleted,
                     self.conflicts, self.history_copied, self.regions_added,
                     self.regions_changed, self.regions_deleted, self.images_added))
 
@@ -143,20 +145,17 @@ def _map_classes(store: ProjectStore, other: ProjectStore) -> dict[str, int]:
 
 def _cell_states(store: ProjectStore, image_map: dict[int, int] | None = None
                  ) -> dict[str, tuple[CellState, str, str]]:
-    """uuid -> (state, updated_by, updated_at) of the project's cells (proposals left out:
-    they are nobody's annotation yet)."""
+    """uuid -> (state, updated_by, updated_at) of the project's cells."""
     t = store.cell_table()
     names = {c.id: c.name for c in store.classes()}
     out = {}
     for i, uuid in enumerate(t["ids"]):
-        if t["proposed"][i]:
-            continue
         image = int(t["image_id"][i])
         if image_map is not None:
             image = image_map.get(image, -1)
         cid = int(t["class_id"][i])
         state = (image, float(t["x"][i]), float(t["y"][i]), names.get(cid),
-                 t["label_source"][i], t["review_status"][i])
+                 t["label_source"][i], t["review_status"][i], int(t["proposed"][i]))
         out[uuid] = (state, t["updated_by"][i], t["updated_at"][i])
     return out
 
@@ -177,6 +176,7 @@ def _merge_cells(store: ProjectStore, base: dict[str, tuple], theirs: dict[str, 
     labels: dict[tuple[int | None, str], list[str]] = defaultdict(list)
     statuses: dict[str, list[str]] = defaultdict(list)
     moves: list[tuple[str, float, float]] = []
+    accepts: list[str] = []
     deletes: list[str] = []
     adds: list[tuple[str, CellState]] = []
     conflicts: list[dict[str, Any]] = []
@@ -234,6 +234,8 @@ def _merge_cells(store: ProjectStore, base: dict[str, tuple], theirs: dict[str, 
             statuses[ts[5]].append(key)
         if ts[1:3] != b[1:3] and os_[1:3] == b[1:3]:
             moves.append((key, ts[1], ts[2]))
+        if ts[6] == 0 and b[6] == 1 and os_[6] == 1:  # a proposal accepted in the copy
+            accepts.append(key)
 
     for (class_id, source), ids in labels.items():
         result.relabelled += store.set_labels(ids, class_id, source=source)
@@ -242,17 +244,19 @@ def _merge_cells(store: ProjectStore, base: dict[str, tuple], theirs: dict[str, 
     if moves:
         store.move_cells([m[0] for m in moves], [[m[1], m[2]] for m in moves])
         result.moved = len(moves)
+    if accepts:
+        result.accepted = store.accept_proposals(accepts)
     if deletes:
         result.deleted = store.delete_cells(deletes)
-    by_image: dict[int, list[tuple[str, CellState]]] = defaultdict(list)
+    by_image: dict[tuple[int, int], list[tuple[str, CellState]]] = defaultdict(list)
     for uid, state in adds:
         if state[0] >= 0:
-            by_image[state[0]].append((uid, state))
-    for image_id, cells in by_image.items():
+            by_image[(state[0], state[6])].append((uid, state))
+    for (image_id, proposed), cells in by_image.items():
         store.add_cells(image_id, [[s[1], s[2]] for _, s in cells],
                         [class_ids.get(s[3]) if s[3] is not None else None for _, s in cells],
                         source=[s[4] for _, s in cells], ids=[u for u, _ in cells],
-                        review_status=[s[5] for _, s in cells])
+                        review_status=[s[5] for _, s in cells], proposed=bool(proposed))
         result.added += len(cells)
     store.add_cell_aliases(new_aliases)
     result.conflicts = store.add_conflicts(conflicts)

@@ -82,9 +82,9 @@ class MergingMixin(StoreBase):
             conn.execute("DELETE FROM merge_base_cells")
             conn.execute(
                 "INSERT INTO merge_base_cells (uuid, image_id, x, y, class_name, label_source,"
-                " review_status) SELECT c.uuid, c.image_id, c.x, c.y, k.name, c.label_source,"
-                " c.review_status FROM cells c LEFT JOIN classes k ON k.id = c.class_id"
-                " WHERE c.proposed = 0")
+                " review_status, proposed) SELECT c.uuid, c.image_id, c.x, c.y, k.name,"
+                " c.label_source, c.review_status, c.proposed"
+                " FROM cells c LEFT JOIN classes k ON k.id = c.class_id")
             conn.execute("DELETE FROM merge_base_regions")
             conn.execute(
                 "INSERT INTO merge_base_regions (uuid, image_id, geometry, name, kind, status)"
@@ -92,10 +92,10 @@ class MergingMixin(StoreBase):
 
     def merge_base(self) -> tuple[dict[str, tuple], dict[str, tuple]]:
         """A copy's merge base: cells by uuid as ``(image_id, x, y, class_name, label_source,
-        review_status)`` and regions by uuid as ``(image_id, geometry, name, kind, status)``."""
+        review_status, proposed)`` and regions by uuid as ``(image_id, geometry, name, kind, status)``."""
         cells = {r[0]: tuple(r[1:]) for r in self._conn.execute(
-            "SELECT uuid, image_id, x, y, class_name, label_source, review_status"
-            " FROM merge_base_cells")}
+            "SELECT uuid, image_id, x, y, class_name, label_source, review_status,"
+            " proposed FROM merge_base_cells")}
         regions = {r[0]: tuple(r[1:]) for r in self._conn.execute(
             "SELECT uuid, image_id, geometry, name, kind, status FROM merge_base_regions")}
         return cells, regions

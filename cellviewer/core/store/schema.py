@@ -354,7 +354,8 @@ CREATE TABLE merge_base_cells (
     y             REAL NOT NULL,
     class_name    TEXT,                 -- NULL: unlabelled
     label_source  TEXT NOT NULL,
-    review_status TEXT NOT NULL
+    review_status TEXT NOT NULL,
+    proposed      INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 CREATE TABLE merge_base_regions (

@@ -127,3 +127,21 @@ def _count(path: Path, table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     finally:
         conn.close()
+
+
+def test_proposals_accepted_or_added_in_a_copy_come_back(tmp_path):
+    target = make_project(tmp_path / "cohort.cvproj")
+    with ProjectStore.open(target) as s:
+        s.user = "lab"
+        first, second = s.add_cells(1, [[200.0, 200.0], [210.0, 200.0]], source="detector",
+                                    proposed=True, scores=[0.9, 0.4])
+    copy = copy_for(target, tmp_path / "ana.cvproj", "ana")
+    with ProjectStore.open(copy) as s:
+        s.user = "ana"
+        s.accept_proposals([first])
+        s.add_cells(1, [[20.0, 200.0]], source="detector", proposed=True, scores=[0.5])
+    (result,) = merge(target, [copy], "pat")
+    assert (result.accepted, result.added) == (1, 1)
+    with ProjectStore.open(target, readonly=True) as s:
+        assert not s.cell(first).proposed and s.cell(second).proposed
+        assert int(s.cell_table()["proposed"].sum()) == 2
