@@ -148,16 +148,15 @@ def _cell_states(store: ProjectStore, image_map: dict[int, int] | None = None
     """uuid -> (state, updated_by, updated_at) of the project's cells."""
     t = store.cell_table()
     names = {c.id: c.name for c in store.classes()}
-    out = {}
-    for i, uuid in enumerate(t["ids"]):
-        image = int(t["image_id"][i])
-        if image_map is not None:
-            image = image_map.get(image, -1)
-        cid = int(t["class_id"][i])
-        state = (image, float(t["x"][i]), float(t["y"][i]), names.get(cid),
-                 t["label_source"][i], t["review_status"][i], int(t["proposed"][i]))
-        out[uuid] = (state, t["updated_by"][i], t["updated_at"][i])
-    return out
+    images = t["image_id"].tolist()
+    if image_map is not None:
+        images = [image_map.get(i, -1) for i in images]
+    columns = zip(t["ids"], images, t["x"].tolist(), t["y"].tolist(),
+                  [names.get(c) for c in t["class_id"].tolist()], t["label_source"],
+                  t["review_status"], t["proposed"].astype(int).tolist(), t["updated_by"],
+                  t["updated_at"], strict=True)
+    return {uuid: ((image, x, y, name, source, status, proposed), by, at)
+            for uuid, image, x, y, name, source, status, proposed, by, at in columns}
 
 
 def _last_entries(history: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
@@ -171,7 +170,6 @@ def _merge_cells(store: ProjectStore, base: dict[str, tuple], theirs: dict[str, 
     ours = _cell_states(store)
     aliases = store.cell_aliases()
     their_last = _last_entries(history)
-    our_last = _last_entries(store.history_entries())
     matcher = _PositionMatcher(store, ours, base, theirs, aliases, tol_um, tol_px)
     labels: dict[tuple[int | None, str], list[str]] = defaultdict(list)
     statuses: dict[str, list[str]] = defaultdict(list)
@@ -183,7 +181,7 @@ def _merge_cells(store: ProjectStore, base: dict[str, tuple], theirs: dict[str, 
     new_aliases: dict[str, str] = {}
 
     def conflict(kind: str, key: str, o: tuple | None, t: tuple | None, image: int) -> None:
-        o_by, o_at = (o[1], o[2]) if o else our_last.get(key, (None, None))
+        o_by, o_at = (o[1], o[2]) if o else store.last_change_of(key)
         t_by, t_at = (t[1], t[2]) if t else their_last.get(uid, (None, None))
         conflicts.append({
             "cell_uuid": key, "image_id": image, "kind": kind, "source_project": source_id,

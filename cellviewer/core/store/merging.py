@@ -92,7 +92,8 @@ class MergingMixin(StoreBase):
 
     def merge_base(self) -> tuple[dict[str, tuple], dict[str, tuple]]:
         """A copy's merge base: cells by uuid as ``(image_id, x, y, class_name, label_source,
-        review_status, proposed)`` and regions by uuid as ``(image_id, geometry, name, kind, status)``."""
+        review_status, proposed)`` and regions by uuid as ``(image_id, geometry, name, kind,
+        status)``."""
         cells = {r[0]: tuple(r[1:]) for r in self._conn.execute(
             "SELECT uuid, image_id, x, y, class_name, label_source, review_status,"
             " proposed FROM merge_base_cells")}
@@ -110,6 +111,13 @@ class MergingMixin(StoreBase):
             f"SELECT {cols}, o.action FROM history h LEFT JOIN operations o ON o.id = h.op_id"
             " ORDER BY h.id").fetchall()
         return [dict(zip((*_HISTORY_COLS, "op_action"), r, strict=True)) for r in rows]
+
+    def last_change_of(self, cell_uuid: str) -> tuple[str | None, str | None]:
+        """Who made the latest history entry of a cell, and when ((None, None): none)."""
+        row = self._conn.execute(
+            "SELECT user, at FROM history WHERE cell_uuid = ? ORDER BY id DESC LIMIT 1",
+            (cell_uuid,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
 
     def region_history_entries(self) -> list[dict[str, Any]]:
         cols = ", ".join(_REGION_HISTORY_COLS)
