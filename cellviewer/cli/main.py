@@ -18,10 +18,20 @@ import sys
 from collections.abc import Sequence
 
 from cellviewer import __version__
-from cellviewer.cli import detect_cmd, export_cmd, import_cmd, info
+from cellviewer.cli import (
+    agreement_cmd,
+    copy_for_cmd,
+    detect_cmd,
+    export_cmd,
+    import_cmd,
+    info,
+    merge_cmd,
+)
 
 #: the command modules, in the order ``--help`` lists them
-COMMANDS = {"import": import_cmd, "export": export_cmd, "info": info, "detect": detect_cmd}
+COMMANDS = {"import": import_cmd, "export": export_cmd, "info": info, "detect": detect_cmd,
+            "copy-for": copy_for_cmd, "merge": merge_cmd,
+            "annotator-agreement": agreement_cmd}
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 

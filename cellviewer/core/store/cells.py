@@ -25,7 +25,7 @@ from cellviewer.core.store.records import (
     CellRecord,
     ProjectError,
 )
-from cellviewer.core.store.schema import GRID, REVIEW_STATUSES
+from cellviewer.core.store.schema import GRID, NEW_UUID_SQL, REVIEW_STATUSES
 
 # review_status as its index in REVIEW_STATUSES, computed by SQLite.
 _REVIEW_SQL = "CASE review_status " + " ".join(
@@ -122,10 +122,10 @@ class CellsMixin(StoreBase):
         """One history row per selected cell; the arguments are SQL expressions over
         ``c`` (the cell before), ``s`` (temp._sel) and ``oc`` (its class before)."""
         self._conn.execute(
-            "INSERT INTO history (cell_uuid, image_id, op_id, action, old_class, new_class,"
+            "INSERT INTO history (uuid, cell_uuid, image_id, op_id, action, old_class, new_class,"
             " old_status, new_status, source, user, at, detail)"
-            f" SELECT c.uuid, c.image_id, :op, :action, oc.name, {new_class}, {old_status},"
-            f" {new_status}, {source}, :user, :now, {detail}"
+            f" SELECT {NEW_UUID_SQL}, c.uuid, c.image_id, :op, :action, oc.name, {new_class},"
+            f" {old_status}, {new_status}, {source}, :user, :now, {detail}"
             " FROM temp._sel s CROSS JOIN cells c ON c.id = s.id"
             " LEFT JOIN classes oc ON oc.id = c.class_id",
             {"op": op.id, "action": action, "user": self._user, "now": utc_now(),
@@ -197,10 +197,11 @@ class CellsMixin(StoreBase):
             )
             hi = lo + n - 1
             self._conn.execute(
-                "INSERT INTO history (cell_uuid, image_id, op_id, action, old_class, new_class,"
-                " old_status, new_status, source, user, at)"
-                " SELECT c.uuid, c.image_id, ?, ?, NULL, k.name, NULL, c.review_status,"
-                " c.label_source, ?, ? FROM cells c LEFT JOIN classes k ON k.id = c.class_id"
+                "INSERT INTO history (uuid, cell_uuid, image_id, op_id, action, old_class,"
+                " new_class, old_status, new_status, source, user, at)"
+                f" SELECT {NEW_UUID_SQL}, c.uuid, c.image_id, ?, ?, NULL, k.name, NULL,"
+                " c.review_status, c.label_source, ?, ?"
+                " FROM cells c LEFT JOIN classes k ON k.id = c.class_id"
                 " WHERE c.id BETWEEN ? AND ?",
                 (op.id, action, self._user, now, lo, hi),
             )

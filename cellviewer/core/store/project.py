@@ -41,6 +41,7 @@ from cellviewer.core.store.common import (
     utc_now,
 )
 from cellviewer.core.store.images import ImagesMixin
+from cellviewer.core.store.merging import MergingMixin
 from cellviewer.core.store.models import ModelsMixin
 from cellviewer.core.store.records import (
     ChangeEvent,
@@ -51,7 +52,7 @@ from cellviewer.core.store.records import (
     ProjectReadOnlyError,
 )
 from cellviewer.core.store.regions import RegionsMixin
-from cellviewer.core.store.schema import APPLICATION_ID, SCHEMA_VERSION, migrate
+from cellviewer.core.store.schema import APPLICATION_ID, NEW_UUID_SQL, SCHEMA_VERSION, migrate
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ COUNT_NEUTRAL = frozenset({"label", "review", "move", "accept", "region-status"}
 
 @guard_errors
 class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, ModelsMixin,
-                   RegionsMixin):
+                   RegionsMixin, MergingMixin):
     """A CellViewer project: images, classes, cells, regions, models, predictions, history
     and undo.
 
@@ -130,7 +131,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
                 conn.executemany(
                     "INSERT INTO project (key, value) VALUES (?, ?)",
                     [("name", name or path.stem), ("created_at", now), ("created_by", user),
-                     ("app", "cellviewer")],
+                     ("app", "cellviewer")],  # the id: see schema v4
                 )
                 conn.execute("COMMIT")
                 conn.executescript(_undo.TEMP_SCHEMA)
@@ -392,8 +393,8 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
             self._session.record(conn)
             now = utc_now()
             op_id = inserted_id(conn.execute(
-                "INSERT INTO operations (action, description, user, at, state, session,"
-                " last_user, last_at) VALUES (?, ?, ?, ?, 'done', ?, ?, ?)",
+                "INSERT INTO operations (uuid, action, description, user, at, state, session,"
+                f" last_user, last_at) VALUES ({NEW_UUID_SQL}, ?, ?, ?, ?, 'done', ?, ?, ?)",
                 (action, description, self._user, now, self._session.id, self._user, now),
             ))
             op = _undo.PendingOp(op_id, action, description)

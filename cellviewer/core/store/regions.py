@@ -23,6 +23,7 @@ from cellviewer.core.store.records import (
     RegionHistoryRecord,
     RegionRecord,
 )
+from cellviewer.core.store.schema import NEW_UUID_SQL
 
 _COLUMNS = _undo.TABLE_COLUMNS["regions"]
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM regions"
@@ -168,8 +169,9 @@ class RegionsMixin(StoreBase):
             if row is None:
                 continue
             self._conn.execute(
-                "INSERT INTO region_history (region_uuid, image_id, op_id, action, old, new,"
-                " user, at) VALUES (?, ?, ?, 'region-delete', ?, NULL, ?, ?)",
+                "INSERT INTO region_history (uuid, region_uuid, image_id, op_id, action, old,"
+                f" new, user, at) VALUES ({NEW_UUID_SQL}, ?, ?, ?, 'region-delete', ?, NULL,"
+                " ?, ?)",
                 (row[1], row[2], op.id, json.dumps(_undo.region_fields(row)), self._user,
                  utc_now()))
         self._conn.executemany("DELETE FROM regions WHERE id = ?", keys)
@@ -178,8 +180,8 @@ class RegionsMixin(StoreBase):
                       old_row: list | None) -> None:
         new_row = _undo.read_rows(self._conn, "regions", [(rid,)])[str(rid)]
         self._conn.execute(
-            "INSERT INTO region_history (region_uuid, image_id, op_id, action, old, new, user,"
-            " at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO region_history (uuid, region_uuid, image_id, op_id, action, old, new,"
+            f" user, at) VALUES ({NEW_UUID_SQL}, ?, ?, ?, ?, ?, ?, ?, ?)",
             (new_row[1], new_row[2], op.id, action,
              json.dumps(_undo.region_fields(old_row)) if old_row is not None else None,
              json.dumps(_undo.region_fields(new_row)), self._user, utc_now()))

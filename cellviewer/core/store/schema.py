@@ -309,6 +309,103 @@ def _v2_to_v3(conn: sqlite3.Connection) -> None:
                  _one_of("label_source", LABEL_SOURCES))
 
 
+# Version 4: several annotators on one cohort (issue 19).
+#
+# - Every history entry (cells' and regions') and every action gets a ``uuid`` (filled for the
+#   old rows here; new rows get one from :data:`NEW_UUID_SQL` in their INSERT), so merging
+#   copies keeps each entry once (``copied_from``: the project id of the copy it was merged
+#   from, NULL where it was made in this file). The append-only triggers are dropped for the
+#   fill and made again.
+# - The project gets an ``id`` (a ``project`` key; versions 1-3 had none). A copy for an
+#   annotator records its ``origin_project`` and ``origin_entry`` (the last history entry it
+#   holds) as ``project`` keys and keeps the state it started from in ``merge_base_cells`` and
+#   ``merge_base_regions``: the common ancestor of a three-way merge (history alone does not
+#   hold a cell's position or label source at that time).
+# - ``conflicts``: a cell changed on both sides differently, kept side by side (who, when);
+#   ``op_id`` is the merge that found it (an undone merge's conflicts are not open).
+#   ``cell_aliases``: a cell added in a copy that matched one added here by position.
+NEW_UUID_SQL = "lower(hex(randomblob(16)))"
+_APPEND_ONLY = """
+CREATE TRIGGER history_no_update BEFORE UPDATE ON history
+BEGIN SELECT RAISE(ABORT, 'history is append-only: rows cannot be changed'); END;
+CREATE TRIGGER region_history_no_update BEFORE UPDATE ON region_history
+BEGIN SELECT RAISE(ABORT, 'region history is append-only: rows cannot be changed'); END;
+"""
+_V4 = f"""
+ALTER TABLE history ADD COLUMN uuid TEXT;
+ALTER TABLE history ADD COLUMN copied_from TEXT;
+ALTER TABLE region_history ADD COLUMN uuid TEXT;
+ALTER TABLE region_history ADD COLUMN copied_from TEXT;
+ALTER TABLE operations ADD COLUMN uuid TEXT;
+DROP TRIGGER history_no_update;
+DROP TRIGGER region_history_no_update;
+UPDATE history SET uuid = {NEW_UUID_SQL};
+UPDATE region_history SET uuid = {NEW_UUID_SQL};
+UPDATE operations SET uuid = {NEW_UUID_SQL};
+CREATE UNIQUE INDEX history_uuid ON history(uuid);
+CREATE UNIQUE INDEX region_history_uuid ON region_history(uuid);
+CREATE UNIQUE INDEX operations_uuid ON operations(uuid);
+INSERT OR IGNORE INTO project (key, value) VALUES ('id', {NEW_UUID_SQL});
+
+CREATE TABLE merge_base_cells (
+    uuid          TEXT PRIMARY KEY,
+    image_id      INTEGER NOT NULL,
+    x             REAL NOT NULL,
+    y             REAL NOT NULL,
+    class_name    TEXT,                 -- NULL: unlabelled
+    label_source  TEXT NOT NULL,
+    review_status TEXT NOT NULL,
+    proposed      INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE merge_base_regions (
+    uuid     TEXT PRIMARY KEY,
+    image_id INTEGER NOT NULL,
+    geometry TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    status   TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE conflicts (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    cell_uuid      TEXT NOT NULL,
+    image_id       INTEGER,
+    kind           TEXT NOT NULL CHECK (kind = 'label' OR kind = 'delete-edit'
+                                        OR kind = 'edit-delete'),
+    source_project TEXT NOT NULL,       -- the copy's project id
+    source_name    TEXT NOT NULL,       -- and its file name, for people
+    ours_class     TEXT,                -- this project's side (NULL: unlabelled or absent)
+    ours_present   INTEGER NOT NULL,
+    ours_by        TEXT,
+    ours_at        TEXT,
+    theirs_class   TEXT,                -- the copy's side
+    theirs_present INTEGER NOT NULL,
+    theirs_by      TEXT,
+    theirs_at      TEXT,
+    theirs_x       REAL,                -- where the copy has the cell (to bring it back)
+    theirs_y       REAL,
+    op_id          INTEGER NOT NULL,    -- the merge that found it
+    found_by       TEXT NOT NULL,
+    found_at       TEXT NOT NULL,
+    resolution     TEXT,                -- NULL: open
+    resolved_by    TEXT,
+    resolved_at    TEXT
+);
+CREATE INDEX conflicts_cell ON conflicts(cell_uuid);
+
+CREATE TABLE cell_aliases (
+    alias     TEXT PRIMARY KEY,         -- a copy's uuid of a cell
+    cell_uuid TEXT NOT NULL             -- the cell here it was matched to (by position)
+) WITHOUT ROWID;
+{_APPEND_ONLY}"""
+
+
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    for statement in _split_sql(_V4):
+        conn.execute(statement)
+
+
 def _widen_check(conn: sqlite3.Connection, table: str, old: str, new: str) -> None:
     """Replace the text ``old`` of a CHECK in ``table``'s CREATE statement by ``new``, a
     condition every stored row already meets (a wider one). SQLite's documented way ("Making
@@ -346,7 +443,8 @@ def _split_sql(script: str) -> list[str]:
 
 
 # MIGRATIONS[i] upgrades a file at user_version i to i + 1; append, never edit a shipped step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v0_to_v1, _v1_to_v2, _v2_to_v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from cellviewer.core.store.records import UndoConflictError
+from cellviewer.core.store.schema import NEW_UUID_SQL
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "images": ("id", "path", "width", "height", "mpp", "fingerprint", "added_by", "added_at"),
@@ -442,9 +443,10 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
 
     # The audit trail: one row per cell the flip changed.
     conn.execute(
-        "INSERT INTO history (cell_uuid, image_id, op_id, action, old_class, new_class,"
+        "INSERT INTO history (uuid, cell_uuid, image_id, op_id, action, old_class, new_class,"
         " old_status, new_status, source, user, at, detail)"
-        " SELECT coalesce(cur.uuid, o.uuid), coalesce(o.image_id, cur.image_id), :op, :dir,"
+        f" SELECT {NEW_UUID_SQL}, coalesce(cur.uuid, o.uuid),"
+        " coalesce(o.image_id, cur.image_id), :op, :dir,"
         " CASE WHEN cur.present = 1 THEN oc.name END, CASE WHEN o.present = 1 THEN nc.name END,"
         " CASE WHEN cur.present = 1 THEN cur.review_status END,"
         " CASE WHEN o.present = 1 THEN o.review_status END,"
@@ -517,8 +519,8 @@ def _region_history(conn: sqlite3.Connection, stored: dict[str, Any], current: d
                      json.dumps(region_fields(after)) if after is not None else None,
                      user, now))
     conn.executemany(
-        "INSERT INTO region_history (region_uuid, image_id, op_id, action, old, new, user, at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        "INSERT INTO region_history (uuid, region_uuid, image_id, op_id, action, old, new, user,"
+        f" at) VALUES ({NEW_UUID_SQL}, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def drop_undo_data(conn: sqlite3.Connection, op_ids: list[int], state: str) -> None:

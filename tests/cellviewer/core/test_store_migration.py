@@ -26,6 +26,10 @@ EXPECTED = {
     3: {"images": 3, "classes": 13, "cells": 352, "history": 366, "predictions": 132,
         "undone": 1, "checked": 5, "corrected": 5, "detector": 3, "proposed": 2, "regions": 1,
         "region_history": 2},
+    # version 4 adds uuids to history and actions and a project id: the same contents
+    4: {"images": 3, "classes": 13, "cells": 352, "history": 366, "predictions": 132,
+        "undone": 1, "checked": 5, "corrected": 5, "detector": 3, "proposed": 2, "regions": 1,
+        "region_history": 2},
 }
 
 
@@ -80,8 +84,10 @@ def _dump(path: Path, like: Path | None = None) -> dict[str, list[tuple]]:
     out = {}
     for table, cols in columns.items():
         order = ", ".join(str(i + 1) for i in range(len(cols)))
+        # (version 4 gives every project an id: a key the older files had not)
+        where = " WHERE key != 'id'" if table == "project" else ""
         out[table] = conn.execute(
-            f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}").fetchall()
+            f"SELECT {', '.join(cols)} FROM {table}{where} ORDER BY {order}").fetchall()
     conn.close()
     return out
 
@@ -143,3 +149,40 @@ def test_v2_keeps_every_row_and_gains_regions_and_proposals(tmp_path):
         assert store.regions() == [] and store.cell_count() == 349
         assert store.integrity_check() == "ok"
         assert region not in [r.uuid for r in store.regions()]
+
+
+def test_v3_keeps_every_row_and_gains_uuids_and_a_project_id(tmp_path):
+    """Version 4 (issue 19, merging annotators' copies) gives every history entry, region
+    history entry and action a unique uuid and the project an id; every v3 row stays as it was,
+    the history stays append-only, and new rows get uuids too."""
+    original = tmp_path / "pristine-v3.cvproj"
+    shutil.copy(FIXTURES / "project-v3.cvproj", original)
+    path = tmp_path / "old-v3.cvproj"
+    shutil.copy(original, path)
+    before = _dump(original)
+    with ProjectStore.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+    assert _dump(path, like=original) == before
+    conn = sqlite3.connect(path)
+    for table in ("history", "region_history", "operations"):
+        n, distinct = conn.execute(f"SELECT count(*), count(DISTINCT uuid) FROM {table}"
+                                   " WHERE length(uuid) = 32").fetchone()
+        assert n == distinct == len(before[table]), table
+    (project_id,) = conn.execute("SELECT value FROM project WHERE key = 'id'").fetchone()
+    assert len(project_id) == 32
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE history SET uuid = 'x' WHERE id = 1")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM region_history")
+    conn.close()
+    with ProjectStore.open(path) as store:
+        store.user = "tester"
+        cell = store.cell_arrays(store.images()[0].id).ids[:1]
+        store.set_labels(cell, None)
+        assert store.undo()
+        assert store.history()[-1].action == "undo"
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM history WHERE uuid IS NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM operations WHERE uuid IS NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT value FROM project WHERE key = 'id'").fetchone()[0] == project_id
+    conn.close()
