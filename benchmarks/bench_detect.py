@@ -54,27 +54,9 @@ DENSE_LABELS = 0.6  # label_completeness above which a Chula image counts as ful
 
 
 # ---------------------------------------------------------------- matching
-def match(pred: np.ndarray, truth: np.ndarray, radius: float) -> tuple[int, np.ndarray]:
-    """(true positives, mask of the matched predictions): one-to-one within ``radius``."""
-    from scipy.optimize import linear_sum_assignment
-    from scipy.spatial.distance import cdist
-
-    matched = np.zeros(len(pred), bool)
-    if len(pred) == 0 or len(truth) == 0:
-        return 0, matched
-    d = cdist(pred, truth)
-    cost = np.where(d <= radius, d, 1e6)
-    rows, cols = linear_sum_assignment(cost)
-    ok = cost[rows, cols] <= radius
-    matched[rows[ok]] = True
-    return int(ok.sum()), matched
-
-
-def scores(tp: int, n_pred: int, n_truth: int) -> dict[str, float]:
-    p = tp / n_pred if n_pred else 0.0
-    r = tp / n_truth if n_truth else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0,
-            "tp": tp, "fp": n_pred - tp, "fn": n_truth - tp}
+# one-to-one (Hungarian) matching within a radius and its precision/recall/F1: the trained
+# detector's validation uses the same functions
+from trainer.detect.match import match, scores  # noqa: E402
 
 
 # ---------------------------------------------------------------- data
