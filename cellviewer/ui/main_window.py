@@ -817,21 +817,28 @@ class MainWindow(QMainWindow):
             self.runner.submit(lambda p=path: probe(p), done,
                                lambda msg: self.report_error("Cannot add image", msg))
 
+    def _user_for_import(self, title: str, doing: str) -> str | None:
+        """Who imports, when an import may start now: a project is open, no worker is
+        writing to it, and a user was named (asked here); None (said why) otherwise."""
+        if self.store is None:
+            self.report_error("No project", f"Open or create a project before {doing}.")
+            return None
+        if self._writing:
+            self.report_error("Busy", f"Wait until {self._writing} has finished.")
+            return None
+        try:
+            return self.session.require_user()
+        except Exception as exc:  # no name given: nothing imported
+            self.report_error(title, str(exc))
+            return None
+
     def import_points(self, csv_path: str, image_dir: str | None = None) -> bool:
         """Import cells from a points CSV (``cellviewer import``, cellviewer.core.io) in a
         child process: the window stays live whatever the file's size (a thread would share
         the GIL with it), and edits wait until it is done. Returns False when it could not
         start."""
-        if self.store is None:
-            self.report_error("No project", "Open or create a project before importing points.")
-            return False
-        if self._writing:
-            self.report_error("Busy", f"Wait until {self._writing} has finished.")
-            return False
-        try:
-            user = self.session.require_user()
-        except Exception as exc:  # no name given: nothing imported
-            self.report_error("Cannot import points", str(exc))
+        user = self._user_for_import("Cannot import points", "importing points")
+        if user is None:
             return False
         from cellviewer.cli.main import command_invocation
         from cellviewer.ui.common.trainer_process import TrainerProcess
@@ -1086,16 +1093,8 @@ class MainWindow(QMainWindow):
         """The preview of an import of ``paths`` (File → Import cells…, or files dropped on the
         window); it imports in the background when the user agrees. Returns the dialog (None
         when there is no project or no user)."""
-        if self.store is None:
-            self.report_error("No project", "Open or create a project before importing cells.")
-            return None
-        if self._writing:
-            self.report_error("Busy", f"Wait until {self._writing} has finished.")
-            return None
-        try:
-            user = self.session.require_user()
-        except Exception as exc:  # no name given: nothing imported
-            self.report_error("Cannot import cells", str(exc))
+        user = self._user_for_import("Cannot import cells", "importing cells")
+        if user is None:
             return None
         from cellviewer.ui.common.import_dialog import ImportDialog
 

@@ -112,8 +112,8 @@ class Torchrun:
 
     def worker(self, rank: int) -> int:
         """The pid of the worker of ``rank`` (torchrun's children carry RANK)."""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # generous: torchrun starts its workers slowly
+        while time.monotonic() < deadline:  # on a loaded machine
             for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
                 for pid in (task / "children").read_text().split():
                     env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
