@@ -59,8 +59,14 @@ def test_all_gpus_starts_torchrun_with_a_process_per_gpu(qtbot, tmp_path: Path, 
         started = next(e for e in proc.events if e["event"] == "started")
         assert started["processes"] == 2
         assert started["batch_per_process"] * 2 == request.settings["batch_size"]
-    else:  # here, no CUDA: rank 0 says so, as one trainer would, and the run failed
-        error = next(e for e in proc.events if e["event"] == "error")
-        assert error["kind"] == "device" and "CUDA" in error["message"]
+    else:  # here, no CUDA: the run failed, and says why
         assert proc.status == runs.FAILED
+        errors = [e for e in proc.events if e["event"] == "error"]
+        if errors:  # rank 0 said so, as one trainer would
+            assert errors[0]["kind"] == "device" and "CUDA" in errors[0]["message"]
+        else:  # rank 1 failed first and torchrun ended rank 0 before it wrote its event
+            # (a race of the no-CUDA path, seen in 2 of 5 full runs): rank 1's error is in the
+            # trainer's log (stderr), which the monitor shows
+            log = proc.proc.stderr_tail(200)
+            assert "rank 1: error (device)" in log and "CUDA" in log, log
     store.close()
