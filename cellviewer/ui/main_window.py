@@ -776,7 +776,10 @@ class MainWindow(QMainWindow):
 
         def done(result) -> None:
             cols, ids, index = result
-            if self.session.loaded(request, cols, ids):
+            self.view.layer.expect_index(index)
+            loaded = self.session.loaded(request, cols, ids)
+            self.view.layer.expect_index(None)
+            if loaded:
                 self.view.layer.set_index(index)
                 self.statusBar().clearMessage()
 

@@ -17,6 +17,7 @@ class GridIndex:
 
     def __init__(self, xy: np.ndarray, width: float, height: float) -> None:
         self.xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        self.extent = (int(width), int(height))  # as asked: who adopts it compares its own
         n = len(self.xy)
         width, height = max(1.0, float(width)), max(1.0, float(height))
         if n:  # the image's true extent may be smaller than the points' (cells outside)

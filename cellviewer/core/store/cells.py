@@ -160,7 +160,17 @@ class CellsMixin(StoreBase):
         sources = _per_cell(source, n, "label source", check_source)
         statuses = _per_cell(review_status, n, "review status", check_status)
         classes = self._class_column(class_ids, n)
-        ids = new_ids(n) if ids is None else self._check_new_ids(ids, n)
+        order = spatial_order(xy)
+        if ids is None:
+            # Ascending new ids handed out in the rows' (spatial) order: the cells of a region
+            # then sit together in the index of history by cell, so labelling them writes a
+            # few pages of it, not one per cell.
+            fresh = new_ids(n)
+            ids = [""] * n
+            for rank, i in enumerate(order.tolist()):
+                ids[i] = fresh[rank]
+        else:
+            ids = self._check_new_ids(ids, n)
         if metadata is None:
             meta: Iterable = [None] * n
         else:
@@ -180,7 +190,6 @@ class CellsMixin(StoreBase):
                 (n, n),
             ).fetchall()[0][0]
             # Keys in reading order of tiles, so that neighbours share pages (see spatial_order)
-            order = spatial_order(xy)
             take = order.tolist()
             xs, ys = xy[order, 0].tolist(), xy[order, 1].tolist()
             meta = list(meta)

@@ -73,6 +73,7 @@ class MarkerLayer:
         self.version = 0  # bumps on every change that alters what is drawn
         self.on_change = lambda: None
         self._index: GridIndex | None = None
+        self._expected_index: GridIndex | None = None
         self._colour_key: np.ndarray | None = None
         self._visible: np.ndarray | None = None
         self._override: np.ndarray | None = None  # predicted class per cell, -1: none
@@ -141,12 +142,21 @@ class MarkerLayer:
 
     def set_extent(self, width: int, height: int) -> None:
         self.width, self.height = int(width), int(height)
-        self._index = None
+        if self._index is not None and self._index.extent != (self.width, self.height):
+            # (an index made for this extent stays: the image opening after its cells arrived
+            # must not make the next paint rebuild it on the GUI thread)
+            self._index = None
 
     def set_index(self, index: GridIndex | None) -> None:
         """Adopt an index built elsewhere (by the worker that loaded the cells)."""
         if index is not None and len(index) == len(self.cells):
             self._index = index
+
+    def expect_index(self, index: GridIndex | None) -> None:
+        """An index the worker built for the cells about to arrive: adopted by the reset that
+        brings them (listeners of that reset may query the layer before the loader's callback
+        could call :meth:`set_index`)."""
+        self._expected_index = index
 
     # --- drawing options ---------------------------------------------------------------------
     def set_classes(self, classes: list[ClassStyle]) -> None:
@@ -179,7 +189,9 @@ class MarkerLayer:
 
     # --- following the model ---------------------------------------------------------------
     def _on_structure(self) -> None:
-        self._index = None
+        expected, self._expected_index = self._expected_index, None
+        self._index = expected if expected is not None and len(expected) == len(self.cells) \
+            else None
         self._override = None  # positions moved: an override would point at other cells
         self._on_colours()
 

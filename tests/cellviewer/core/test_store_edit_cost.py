@@ -83,3 +83,38 @@ def test_spatial_order_is_tiles_then_y_then_x():
     xy = np.array([[300.0, 10.0], [10.0, 300.0], [20.0, 5.0], [5.0, 20.0], [10.0, 5.0]])
     assert spatial_order(xy).tolist() == [4, 2, 3, 0, 1]
     assert spatial_order(xy[:1]).tolist() == [0]
+
+
+def _pages_written(store: ProjectStore, action) -> int:
+    """Pages ``action`` appended to the write-ahead log (its frames), with the background
+    checkpointer stopped so that nothing empties the log meanwhile."""
+    checkpointer, store._checkpointer = store._checkpointer, None
+    if checkpointer is not None:
+        checkpointer.close()
+    store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = store.path.with_name(store.path.name + "-wal")
+    assert wal.stat().st_size == 0
+    action()
+    page = store._conn.execute("PRAGMA page_size").fetchone()[0]
+    return wal.stat().st_size // (page + 24)  # a frame: a 24-byte header and the page
+
+
+def test_labelling_a_region_of_1000_cells_writes_pages_for_those_cells_only(project):
+    """The cells of a region sit together in every index an edit writes: their rows (stored
+    in tile order), their ids (handed out in that order) and their history entries (whose
+    ids start with the time). With random ids the index of history by cell and the one of
+    history ids took one page per cell: labelling 1,000 cells of 100,000 wrote 1,700 pages and
+    blocked the GUI thread 80 ms; now about 190."""
+    with ProjectStore.open(project) as store:
+        image = store.images()[0].id
+        arrays = store.cell_arrays(image)
+        xy = store.image_columns(image).xy
+        inside = (xy[:, 0] < 900) & (xy[:, 1] < 900)  # a square of about 1,000 cells
+        ids = [arrays.ids[i] for i in np.flatnonzero(inside)]
+        assert 800 < len(ids) < 1200
+        target = store.classes()[1].id
+        pages = _pages_written(store, lambda: store.set_labels(ids, target))
+        assert store.classes()[1].id == target and pages > 0
+        # 1,000 history rows of ~150 bytes and 1,000 undo snapshots fill ~80 pages; each index
+        # a few more. Random ids: > 900 pages here.
+        assert pages < 300, pages

@@ -197,8 +197,35 @@ def test_another_panel_s_edit_reaches_the_markers(qtbot, window):
     assert row >= 0
 
 
-def test_a_large_image_loads_its_cells_in_a_worker(qtbot, tmp_path):
+def test_a_large_image_loads_its_cells_in_a_worker(qtbot, tmp_path, monkeypatch):
+    """Its cells and their spatial index are made in a worker: no paint nor listener of the
+    cells' arrival rebuilds the index on the GUI thread (it did, when the image's tiles opened
+    after the cells came: 30-60 ms for 100,000 cells)."""
+    import threading
+
+    from cellviewer.core.cells import spatial
+    from cellviewer.ui import main_window as main_window_module
     from cellviewer.ui.main_window import SYNC_CELLS_BELOW
+    from cellviewer.ui.viewer import markers
+
+    built_on = []
+
+    class CountedIndex(spatial.GridIndex):
+        def __init__(self, *args, **kwargs) -> None:
+            built_on.append(threading.current_thread() is threading.main_thread())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(markers, "GridIndex", CountedIndex)
+    monkeypatch.setattr(main_window_module, "GridIndex", CountedIndex)
+    # the image opens only after its cells came (a big slide's first tile can take longer)
+    cells_came = threading.Event()
+    open_checked = main_window_module._open_checked
+
+    def open_after_the_cells(record):
+        cells_came.wait(30)
+        return open_checked(record)
+
+    monkeypatch.setattr(main_window_module, "_open_checked", open_after_the_cells)
 
     n = SYNC_CELLS_BELOW + 5000
     path = tmp_path / "big.cvproj"
@@ -212,9 +239,16 @@ def test_a_large_image_loads_its_cells_in_a_worker(qtbot, tmp_path):
     w.show()
     messages = []
     w.statusBar().messageChanged.connect(messages.append)
+    w.session.cells.events.reset.connect(
+        lambda *_: len(w.session.cells) == n and cells_came.set())
     assert w.open_project(path)
     qtbot.waitUntil(lambda: len(w.view.layer) == n, timeout=30000)
+    qtbot.waitUntil(lambda: w.view.handle is not None, timeout=30000)
     assert any(m.startswith(f"Loading {n:,} cells") for m in messages)
+    w.view.grab()  # a paint of every marker: queries the index
+    qtbot.wait(50)
+    w.view.grab()
+    assert built_on and not any(built_on), built_on  # built, and only in the worker
     # and editing works on it as on a small one
     target = str(w.view.layer.ids[123])
     w.select_cells([target])
