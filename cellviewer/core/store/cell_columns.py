@@ -87,7 +87,11 @@ class CellColumnsMixin(StoreBase):
 
     def image_cell_count(self, image_id: int) -> int:
         """How many cells one image has: an index-only count, without the whole project's
-        per-image counts (which another connection's import makes stale)."""
+        per-image counts (which another connection's import makes stale); those when they
+        are fresh (no change since they were counted)."""
+        counts = self._counts
+        if counts is not None and self._counts_fresh():
+            return int(counts.get(int(image_id), 0))
         return int(self._conn.execute(
             "SELECT count(*) FROM cells WHERE image_id = ?", (int(image_id),)).fetchone()[0])
 

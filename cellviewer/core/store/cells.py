@@ -438,7 +438,7 @@ class CellsMixin(StoreBase):
         rows = self._conn.execute(
             f"SELECT id, uuid, x, y, (coalesce(class_id, -1) << 4) | (proposed << 3)"
             f" | {_REVIEW_SQL}"
-            f" FROM cells{hint} WHERE {where}", args
+            f" FROM cells{hint} WHERE {where} ORDER BY id", args  # (key order, either path)
         ).fetchall()
         if not rows:
             return CellArrays.empty()
@@ -460,7 +460,12 @@ class CellsMixin(StoreBase):
     def _scan_instead(self, image_id: int) -> str:
         """``NOT INDEXED`` when the image holds most of the project's cells: then reading the
         table in order beats visiting it page by random page through the spatial index (2-3x
-        for a million-cell image). SQLite cannot know this without full statistics."""
+        for a million-cell image). SQLite cannot know this without full statistics. A small
+        image never scans: its count is an index-only count of its own cells, where the whole
+        project's per-image counts would cost a pass over every cell (the GUI thread loads
+        small images itself)."""
+        if self.image_cell_count(image_id) < SCAN_CELLS_FROM:
+            return ""
         counts = self._cell_counts()
         total = sum(counts.values())
         return " NOT INDEXED" if total and counts.get(image_id, 0) > total // 4 else ""
@@ -626,6 +631,11 @@ class CellsMixin(StoreBase):
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [r[0] for r in self._conn.execute(sql, args)]
+
+
+#: Below this many cells an image's cells are read through the spatial index (see
+#: ``_scan_instead``).
+SCAN_CELLS_FROM = 20_000
 
 
 def spatial_order(xy: np.ndarray, tile: float = GRID) -> np.ndarray:
