@@ -5,9 +5,9 @@ accepted proposal, a cell A added with a label by hand, or A marking the cell ch
 reviewed, which confirms the label it had), not a label A's copy merely imported, and not the
 edits a merge made on A's behalf (those are the merging person's, recorded under the merge's
 action; A's own entries come along from A's copy), nor a conflict's resolution (an
-adjudication between the annotators, not a third opinion). A's latest such action counts; an undo of it
-by A takes A's label back (and a redo sets it again). Cells a merge matched by position count as
-one cell (``cell_aliases``).
+adjudication between the annotators, not a third opinion). A's latest such action counts; an
+undo of it by A takes A's label back (and a redo sets it again). Cells a merge matched by
+position count as one cell (``cell_aliases``).
 
 The figures: percent agreement (pairwise, averaged over the pairs of annotators of each cell),
 Cohen's κ for each pair, Fleiss' κ over the cells that every one of three or more annotators
