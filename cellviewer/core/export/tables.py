@@ -9,7 +9,8 @@ is the project's own file (or its log, lock or backups) or a folder is refused b
 
 The cells file's columns: ``cell_id, image, x, y, x_um, y_um, label, label_source,
 review_status, predicted_class, confidence, p_<class>... , model_id, model, model_file,
-model_sha256, updated_by, updated_at``,
+model_sha256, updated_by, updated_at``, (after merging annotators' copies) ``annotator_<name>...,
+conflict``,
 then the cells' metadata (e.g. extra columns of the imported CSV) under their own names. µm are
 empty when the image's pixel size is unknown. The model of the predictions is named by its
 project id, its name, its file's name and that file's SHA-256 (what ``export-onnx`` writes into
@@ -166,11 +167,33 @@ def export_cells_csv(store: ProjectStore, path: str | os.PathLike, *,
     """
     path = check_target(path, store.path)  # before the work: a refusal costs nothing
     df, _, _ = _cells_frame(store, model_id, image_ids, image_base, include_metadata, cell_ids)
+    _add_annotator_columns(store, df)
     if sep is None:
         sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
     with atomic_write(path, project=store.path) as fh:
         df.to_csv(fh, index=False, sep=sep, lineterminator="\n")
     return path
+
+
+def _add_annotator_columns(store: ProjectStore, df) -> None:
+    """Where annotators' copies were merged (issue 19): each annotator's own label of each
+    cell (``annotator_<name>``, empty where they did not label it; see
+    :func:`cellviewer.core.merge.agreement.annotator_labels`) and ``conflict`` ("open" where
+    annotators still disagree). The final label and its source are ``label`` and
+    ``label_source``. Nothing is added to a project without annotators' labels."""
+    from cellviewer.core.merge.agreement import annotator_labels
+
+    labels = annotator_labels(store)
+    people = sorted({u for by in labels.values() for u in by})
+    if not people:
+        return
+    ids = df["cell_id"].tolist()
+    for who in people:
+        column = f"annotator_{who}"
+        df[column if column not in df.columns else f"meta_{column}"] = [
+            labels.get(c, {}).get(who) for c in ids]
+    open_cells = {c["cell_uuid"] for c in store.conflicts()}
+    df["conflict"] = ["open" if c in open_cells else None for c in ids]
 
 
 def export_summary_csv(store: ProjectStore, path: str | os.PathLike, *,

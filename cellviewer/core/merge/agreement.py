@@ -4,9 +4,10 @@
 accepted proposal, a cell A added with a label by hand, or A marking the cell checked or
 reviewed, which confirms the label it had), not a label A's copy merely imported, and not the
 edits a merge made on A's behalf (those are the merging person's, recorded under the merge's
-action; A's own entries come along from A's copy). A's latest such action counts; an undo of it
-by A takes A's label back (and a redo sets it again). Cells a merge matched by position count as
-one cell (``cell_aliases``).
+action; A's own entries come along from A's copy), nor a conflict's resolution (an
+adjudication between the annotators, not a third opinion). A's latest such action counts; an
+undo of it by A takes A's label back (and a redo sets it again). Cells a merge matched by
+position count as one cell (``cell_aliases``).
 
 The figures: percent agreement (pairwise, averaged over the pairs of annotators of each cell),
 Cohen's κ for each pair, Fleiss' κ over the cells that every one of three or more annotators
@@ -35,14 +36,31 @@ CONFIRM_STATUSES = ("checked", "reviewed")
 LABELLING = (*LABEL_ACTIONS, "add", "review")
 
 
+#: operations whose own entries (made in this file) are nobody's labelling: a merge applies
+#: others' work, a resolution adjudicates between annotators
+NOT_LABELLING_OPS = ("merge", "resolve")
+
+
 def annotator_labels(store: ProjectStore) -> dict[str, dict[str, str]]:
     """cell uuid -> {annotator: class name} for the project's cells that annotators labelled
     (see the module docstring)."""
-    aliases = store.cell_aliases()
     existing = set(store.cell_table()["ids"])
+    return _fold(store.history_entries(), store.cell_aliases(), existing)
+
+
+def cell_annotator_labels(store: ProjectStore, cell_uuid: str) -> dict[str, str]:
+    """{annotator: class name} of one cell (its own history and that of the copies' cells
+    matched to it): indexed reads, cheap enough for the cell details."""
+    aliases = {a: c for a, c in store.cell_aliases().items() if c == cell_uuid}
+    entries = store.history_entries([cell_uuid, *aliases])
+    return _fold(entries, aliases, {cell_uuid}).get(cell_uuid, {})
+
+
+def _fold(entries: list[dict[str, Any]], aliases: dict[str, str],
+          existing: set[str]) -> dict[str, dict[str, str]]:
     labels: dict[str, dict[str, str | None]] = defaultdict(dict)
-    for e in store.history_entries():
-        if e["copied_from"] is None and e["op_action"] == "merge":
+    for e in entries:
+        if e["copied_from"] is None and e["op_action"] in NOT_LABELLING_OPS:
             continue  # what a merge applied is not its user's own labelling
         cell = aliases.get(e["cell_uuid"], e["cell_uuid"])
         user, action = e["user"], e["action"]

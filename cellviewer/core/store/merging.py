@@ -103,13 +103,17 @@ class MergingMixin(StoreBase):
 
     # ------------------------------------------------------------------ history by uuid
 
-    def history_entries(self) -> list[dict[str, Any]]:
-        """Every cell history entry with its uuid, where it was copied from, and the action
-        (``op_action``) of the operation that wrote it, oldest first."""
+    def history_entries(self, cell_uuids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every cell history entry (or those of ``cell_uuids``) with its uuid, where it was
+        copied from, and the action (``op_action``) of the operation that wrote it, oldest
+        first."""
         cols = ", ".join(f"h.{c}" for c in _HISTORY_COLS)
-        rows = self._conn.execute(
-            f"SELECT {cols}, o.action FROM history h LEFT JOIN operations o ON o.id = h.op_id"
-            " ORDER BY h.id").fetchall()
+        sql = f"SELECT {cols}, o.action FROM history h LEFT JOIN operations o ON o.id = h.op_id"
+        args: list[str] = []
+        if cell_uuids is not None:
+            args = [str(u) for u in cell_uuids]
+            sql += f" WHERE h.cell_uuid IN ({', '.join('?' * len(args))})"
+        rows = self._conn.execute(sql + " ORDER BY h.id", args).fetchall()
         return [dict(zip((*_HISTORY_COLS, "op_action"), r, strict=True)) for r in rows]
 
     def last_change_of(self, cell_uuid: str) -> tuple[str | None, str | None]:
@@ -154,14 +158,47 @@ class MergingMixin(StoreBase):
 
     # ------------------------------------------------------------------ conflicts, aliases
 
-    def conflicts(self, open_only: bool = True) -> list[dict[str, Any]]:
-        """Conflicts found by merges (``open_only``: unresolved ones of merges still done)."""
+    def conflicts(self, open_only: bool = True, cell_uuid: str | None = None
+                  ) -> list[dict[str, Any]]:
+        """Conflicts found by merges (``open_only``: those of merges still done that are not
+        resolved, or whose resolution was undone; ``cell_uuid``: of that cell only)."""
         sql = (f"SELECT {', '.join('c.' + k for k in CONFLICT_COLS)} FROM conflicts c"
-               " JOIN operations o ON o.id = c.op_id")
+               " JOIN operations o ON o.id = c.op_id WHERE 1")
+        args: list[str] = []
         if open_only:
-            sql += " WHERE c.resolution IS NULL AND o.state = 'done'"
+            sql += (" AND o.state = 'done' AND (c.resolution IS NULL OR coalesce((SELECT"
+                    " r.state FROM operations r WHERE r.id = json_extract(c.resolution,"
+                    " '$.op')), 'done') != 'done')")
+        if cell_uuid is not None:
+            sql += " AND c.cell_uuid = ?"
+            args.append(cell_uuid)
         return [dict(zip(CONFLICT_COLS, r, strict=True))
-                for r in self._conn.execute(sql + " ORDER BY c.id")]
+                for r in self._conn.execute(sql + " ORDER BY c.id", args)]
+
+    def record_resolution(self, cell_uuid: str, resolution: Mapping[str, Any],
+                          old_class: str | None, new_class: str | None,
+                          old_status: str | None, new_status: str | None,
+                          source: str | None, image_id: int | None) -> int:
+        """Mark the cell's open conflicts resolved by the current action (a ``batch``) and
+        write one ``resolve`` entry into its history: the resolution (JSON, with the action's
+        id, so undoing the action opens the conflicts again) says what was chosen. Returns
+        how many conflicts it closed."""
+        if self._op is None:
+            raise ProjectError("a conflict is resolved inside an action (a batch)")
+        ids = [c["id"] for c in self.conflicts(cell_uuid=cell_uuid)]
+        text = json.dumps({**resolution, "op": self._op.id}, sort_keys=True)
+        now = utc_now()
+        with self._write(kinds=("conflicts", "history")):
+            self._conn.executemany(
+                "UPDATE conflicts SET resolution = ?, resolved_by = ?, resolved_at = ?"
+                " WHERE id = ?", [(text, self._user, now, i) for i in ids])
+            self._conn.execute(
+                "INSERT INTO history (uuid, cell_uuid, image_id, op_id, action, old_class,"
+                " new_class, old_status, new_status, source, user, at, detail)"
+                f" VALUES ({NEW_UUID_SQL}, ?, ?, ?, 'resolve', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (cell_uuid, image_id, self._op.id, old_class, new_class, old_status,
+                 new_status, source, self._user, now, text))
+        return len(ids)
 
     def add_conflicts(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Record conflicts found by the current merge, skipping any already open with the same
