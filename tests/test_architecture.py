@@ -86,3 +86,15 @@ def test_ruff_clean():
         [_tool("ruff"), "check", "."], cwd=REPO, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_test_modules_have_unique_basenames():
+    # pytest imports test files by basename (rootdir mode, no packages): two files of one name
+    # stop the whole collection on a clean clone ("import file mismatch"), as CI saw once.
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(REPO)} and {path.relative_to(REPO)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "test modules sharing a basename: " + "; ".join(clashes)
