@@ -180,12 +180,13 @@ def _add_annotator_columns(store: ProjectStore, df) -> None:
     cell (``annotator_<name>``, empty where they did not label it; see
     :func:`cellviewer.core.merge.agreement.annotator_labels`) and ``conflict`` ("open" where
     annotators still disagree). The final label and its source are ``label`` and
-    ``label_source``. Nothing is added to a project without annotators' labels."""
+    ``label_source``. Nothing is added where fewer than two people labelled cells: one
+    annotator's column would only repeat ``label``."""
     from cellviewer.core.merge.agreement import annotator_labels
 
     labels = annotator_labels(store)
     people = sorted({u for by in labels.values() for u in by})
-    if not people:
+    if len(people) < 2:
         return
     ids = df["cell_id"].tolist()
     for who in people:

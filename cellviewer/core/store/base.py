@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # annotations only: nothing here is needed at run time
         ClassRecord,
         ImageRecord,
         ModelRecord,
+        PredictionArrays,
     )
 
 
@@ -105,6 +106,9 @@ class StoreBase:
 
         # models.py
         def model(self, model_id: int) -> ModelRecord: ...
+
+        def predictions(self, model_id: int, cell_ids: Sequence[str] | np.ndarray
+                        ) -> PredictionArrays: ...
 
         # regions.py
         def _delete_region_rows(self, op: _undo.PendingOp, ids: list[int]) -> None: ...

@@ -3,8 +3,8 @@ touched rows after an edit.
 
 What the open image's observable model (:mod:`cellviewer.core.cells`) loads: ids, positions,
 labels, review status, label source, the proposed flag and one model's prediction (project class
-and confidence), read by one SELECT joining cells with that model's predictions, converted in C
-by numpy.
+and confidence): one SELECT of the cells, converted in C by numpy, and the model's prediction
+blocks of those cells (``prediction_blocks.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from cellviewer.core.store import prediction_blocks as blocks
 from cellviewer.core.store.base import StoreBase
 from cellviewer.core.store.records import CellColumns
 from cellviewer.core.store.schema import LABEL_SOURCES, REVIEW_STATUSES
@@ -28,8 +29,7 @@ assert len(REVIEW_STATUSES) <= 8 and len(LABEL_SOURCES) <= 16
 _PACKED = (f"((coalesce(c.class_id, -1) << 8) | (c.proposed << 7) | ({_SOURCE} << 3)"
            f" | {_REVIEW})")
 _DTYPE = np.dtype([("row", np.int64), ("uuid", object), ("image", np.int64), ("x", np.float64),
-                   ("y", np.float64), ("packed", np.int64), ("pred", np.int64),
-                   ("conf", np.float64)])
+                   ("y", np.float64), ("packed", np.int64)])
 
 
 class CellColumnsMixin(StoreBase):
@@ -37,14 +37,9 @@ class CellColumnsMixin(StoreBase):
 
     def _columns(self, where: str, args: tuple, model_id: int | None,
                  hint: str = "") -> CellColumns:
-        model = -1 if model_id is None else int(model_id)
         rows = self._conn.execute(
-            f"SELECT c.id, c.uuid, c.image_id, c.x, c.y, {_PACKED},"
-            " coalesce(mc.class_id, -1), coalesce(p.confidence, 'NaN')"
-            f" FROM cells c{hint}"
-            " LEFT JOIN predictions p ON p.cell_id = c.id AND p.model_id = ?"
-            " LEFT JOIN model_classes mc ON mc.model_id = p.model_id AND mc.idx = p.predicted"
-            f" WHERE {where} ORDER BY c.id", (model, *args)
+            f"SELECT c.id, c.uuid, c.image_id, c.x, c.y, {_PACKED}"
+            f" FROM cells c{hint} WHERE {where} ORDER BY c.id", args
         ).fetchall()
         if not rows:
             return CellColumns.empty()
@@ -54,16 +49,28 @@ class CellColumnsMixin(StoreBase):
         xy[:, 0] = table["x"]
         xy[:, 1] = table["y"]
         packed = table["packed"]
+        keys = table["row"].copy()
+        pred_class = np.full(len(keys), -1, dtype=np.int64)
+        confidence = np.full(len(keys), np.nan, dtype=np.float32)
+        if model_id is not None:
+            class_ids = [r[0] for r in self._conn.execute(
+                "SELECT class_id FROM model_classes WHERE model_id = ? ORDER BY idx",
+                (int(model_id),))]
+            if class_ids:
+                found, probs = blocks.read(self._conn, int(model_id), len(class_ids), keys)
+                predicted, confidence = blocks.predicted_and_confidence(probs, found)
+                mapping = np.array([-1 if c is None else c for c in class_ids], dtype=np.int64)
+                pred_class = np.where(predicted >= 0, mapping[np.clip(predicted, 0, None)], -1)
         return CellColumns(
             ids=table["uuid"].copy(),
-            rows=table["row"].copy(),
+            rows=keys,
             image_id=table["image"].copy(),
             xy=xy,
             class_id=packed >> 8,  # arithmetic shift: -1 stays -1
             source=((packed >> 3) & 15).astype(np.int8),
             review=(packed & 7).astype(np.int8),
-            pred_class=table["pred"].copy(),
-            confidence=table["conf"].astype(np.float32),
+            pred_class=pred_class,
+            confidence=confidence,
             proposed=((packed >> 7) & 1).astype(bool),
         )
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from cellviewer.core.cells.order import POSITION, SURE_FIRST, UNSURE_FIRST, UPDATED
+from cellviewer.core.store import prediction_blocks as blocks
 from cellviewer.core.store import undo as _undo
 from cellviewer.core.store.base import StoreBase
 from cellviewer.core.store.common import (
@@ -91,20 +92,21 @@ class CellsMixin(StoreBase):
     def _snapshot_selected(self, op: _undo.PendingOp, predictions: bool = False) -> None:
         """Keep the before-state of the selected cells (cells this very action created have
         none: they were absent before)."""
-        lo, hi = (op.new_lo, op.new_hi) if op.new_lo is not None else (1, 0)
+        lo, hi = (op.new_lo, op.new_hi) if op.new_lo is not None and op.new_hi is not None \
+            else (1, 0)
         self._conn.execute(
             f"INSERT OR IGNORE INTO op_cells (op_id, cell_id, present, {_undo.cell_cols()})"
             f" SELECT ?, c.id, 1, {_undo.cell_cols('c.')}"
             " FROM temp._sel s CROSS JOIN cells c ON c.id = s.id WHERE s.id NOT BETWEEN ? AND ?",
             (op.id, lo, hi),
         )
-        if predictions:
-            self._conn.execute(
+        if predictions:  # the cells are about to go: their predictions go to the undo data
+            taken = blocks.take(self._conn, self._selected_rows())
+            self._conn.executemany(
                 "INSERT OR IGNORE INTO op_predictions"
-                " SELECT ?, p.model_id, p.cell_id, p.probs, p.predicted, p.confidence"
-                " FROM temp._sel s CROSS JOIN predictions p ON p.cell_id = s.id"
-                " WHERE s.id NOT BETWEEN ? AND ?",
-                (op.id, lo, hi),
+                " (op_id, model_id, cell_id, probs, predicted, confidence)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                ((op.id, *row) for row in taken if not lo <= row[1] <= hi),
             )
 
     def _selected_rows(self) -> np.ndarray:
@@ -578,14 +580,8 @@ class CellsMixin(StoreBase):
         "position" (image, y, x), "updated" (latest label change first) or None.
         """
         model = model_id if model_id is not None else disagree_model_id
-        joins = ""
         where: list[str] = []
         args: list[Any] = []
-        if model is not None:
-            joins = (" JOIN predictions p ON p.cell_id = c.id AND p.model_id = ?"
-                     " LEFT JOIN model_classes mc ON mc.model_id = p.model_id"
-                     " AND mc.idx = p.predicted")
-            args.append(int(model))
         if image_id is not None:
             where.append("c.image_id = ?")
             args.append(int(image_id))
@@ -596,7 +592,7 @@ class CellsMixin(StoreBase):
                 where.append("c.class_id = ?")
                 args.append(int(class_id))
         if disagree_model_id is not None:
-            where.append("c.class_id IS NOT NULL AND mc.class_id IS NOT c.class_id")
+            where.append("c.class_id IS NOT NULL")
         if review_status is not None:
             check_status(review_status)
             where.append("c.review_status = ?")
@@ -605,32 +601,53 @@ class CellsMixin(StoreBase):
             check_source(label_source)
             where.append("c.label_source = ?")
             args.append(label_source)
-        for value, cond in ((max_confidence, "p.confidence <= ?"),
-                            (min_confidence, "p.confidence >= ?"),
-                            (predicted_class_id, "mc.class_id = ?")):
-            if value is not None:
-                if model is None:
-                    raise ValueError("confidence and predicted-class filters need a model_id")
-                where.append(cond)
-                args.append(value)
-        sql = "SELECT c.uuid FROM cells c" + joins
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        if model is None and (max_confidence is not None or min_confidence is not None
+                              or predicted_class_id is not None):
+            raise ValueError("confidence and predicted-class filters need a model_id")
+        by_prediction = model is not None and order in (UNSURE_FIRST, SURE_FIRST)
         orders = {
-            UNSURE_FIRST: "p.confidence ASC, c.id" if model is not None else "c.id",
-            SURE_FIRST: "p.confidence DESC, c.id" if model is not None else "c.id",
+            UNSURE_FIRST: "c.id",
+            SURE_FIRST: "c.id",
             POSITION: "c.image_id, c.y, c.x",
             UPDATED: "c.updated_at DESC, c.id",
             None: None,
         }
         if order not in orders:
             raise ValueError(f"order {order!r} is not one of {list(orders)}")
-        order_by = orders[order]
-        if order_by:
-            sql += " ORDER BY " + order_by
+        sql = "SELECT c.uuid, c.id, coalesce(c.class_id, -1) FROM cells c"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if orders[order]:
+            sql += " ORDER BY " + str(orders[order])
+        if model is None:
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"
+            return [r[0] for r in self._conn.execute(sql, args)]
+        # The prediction's filters and order, on the model's blocks (prediction_blocks.py).
+        rows = self._conn.execute(sql, args).fetchall()
+        if not rows:
+            return []
+        uuids = np.array([r[0] for r in rows], dtype=object)
+        keys = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        labels = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
+        del rows
+        pred = self.predictions(int(model), keys)
+        keep = pred.predicted >= 0
+        if disagree_model_id is not None:
+            keep &= pred.predicted_class_id != labels
+        if max_confidence is not None:
+            keep &= pred.confidence.astype(np.float64) <= max_confidence
+        if min_confidence is not None:
+            keep &= pred.confidence.astype(np.float64) >= min_confidence
+        if predicted_class_id is not None:
+            keep &= pred.predicted_class_id == int(predicted_class_id)
+        chosen = np.flatnonzero(keep)
+        if by_prediction:
+            conf = pred.confidence[chosen]
+            chosen = chosen[np.lexsort((keys[chosen], conf if order == UNSURE_FIRST else -conf))]
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [r[0] for r in self._conn.execute(sql, args)]
+            chosen = chosen[:max(int(limit), 0)]
+        return uuids[chosen].tolist()
 
 
 #: Below this many cells an image's cells are read through the spatial index (see

@@ -9,12 +9,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cellviewer.core.store import prediction_blocks as blocks
 from cellviewer.core.store.base import StoreBase
-from cellviewer.core.store.common import (
-    cell_keys,
-    inserted_id,
-    utc_now,
-)
+from cellviewer.core.store.common import inserted_id, utc_now
 from cellviewer.core.store.records import (
     ModelRecord,
     PredictionArrays,
@@ -55,9 +52,7 @@ class ModelsMixin(StoreBase):
             "SELECT name, class_id FROM model_classes WHERE model_id = ? ORDER BY idx",
             (model_id,),
         ).fetchall()
-        n = self._conn.execute(
-            "SELECT count(*) FROM predictions WHERE model_id = ?", (model_id,)
-        ).fetchone()[0]
+        n = blocks.count(self._conn, model_id)
         return ModelRecord(model_id, name, path, arch, [m[0] for m in mc],
                            [m[1] for m in mc], json.loads(meta), by, at, n)
 
@@ -95,56 +90,63 @@ class ModelsMixin(StoreBase):
             raise ValueError("probabilities must be finite")
         if len(cell_ids) == 0:
             return
-        predicted = probs.argmax(axis=1)
-        confidence = probs[np.arange(len(probs)), predicted].astype(np.float64)
-        blobs = [row.tobytes() for row in probs]  # one cell's K little-endian float32
-        column, keys = cell_keys(cell_ids)
+        keys = self._existing_keys(cell_ids)
+        ordered = np.sort(keys)
+        if (ordered[1:] == ordered[:-1]).any():
+            raise KeyError("duplicate cell ids in put_predictions")
         with self._write(kinds=("predictions",)):
-            cur = self._conn.executemany(
-                "INSERT OR REPLACE INTO predictions (model_id, cell_id, probs, predicted,"
-                f" confidence) SELECT ?, id, ?, ?, ? FROM cells WHERE {column} = ?",
-                zip([int(model_id)] * len(keys), blobs, predicted.tolist(),
-                    confidence.tolist(), keys, strict=True),
-            )
-            if cur.rowcount != len(keys):
-                self._select(cell_ids)  # raises KeyError naming the unknown id
-                raise KeyError("duplicate cell ids in put_predictions")
+            blocks.write(self._conn, model_id, keys, probs)
+
+    def _existing_keys(self, cell_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """The internal keys of these cells (UUIDs or keys), in their order; KeyError naming
+        one that is not in the project."""
+        if isinstance(cell_ids, np.ndarray) and cell_ids.dtype.kind in "iu":
+            keys = cell_ids.astype(np.int64)
+            lo, hi = int(keys.min()), int(keys.max())
+            # Keys of one image are mostly a run with no gaps: one count answers for all.
+            if self._conn.execute("SELECT count(*) FROM cells WHERE id BETWEEN ? AND ?",
+                                  (lo, hi)).fetchone()[0] == hi - lo + 1:
+                return keys
+            distinct = np.unique(keys)
+            if self._conn.execute(
+                    "SELECT count(*) FROM cells WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(distinct.tolist()),)).fetchone()[0] == len(distinct):
+                return keys
+            present = np.fromiter((r[0] for r in self._conn.execute(
+                "SELECT id FROM cells WHERE id BETWEEN ? AND ?", (lo, hi))), dtype=np.int64)
+            missing = keys[~np.isin(keys, present)]
+            raise KeyError(f"no cell with key {int(missing[0])} in this project")
+        ids = [str(c) for c in cell_ids]
+        found = dict(self._conn.execute(
+            "SELECT uuid, id FROM cells WHERE uuid IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),)).fetchall())
+        for cell in ids:
+            if cell not in found:
+                raise KeyError(f"no cell {cell!r} in this project")
+        return np.array([found[c] for c in ids], dtype=np.int64)
 
     def predictions(self, model_id: int, cell_ids: Sequence[str] | np.ndarray
                     ) -> PredictionArrays:
         """One model's predictions for these cells, in their order (NaN / -1 where none)."""
         classes, class_ids = self._model_classes(model_id)  # (not model(): it counts rows)
-        k, n = len(classes), len(cell_ids)
-        probs = np.full((n, k), np.nan, dtype=np.float32)
-        predicted = np.full(n, -1, dtype=np.int64)
-        confidence = np.full(n, np.nan, dtype=np.float32)
-        column, keys = cell_keys(cell_ids)
-        # Positions travel through temp._sel.v so one join answers for all cells.
-        self._conn.execute("DELETE FROM temp._sel")
-        self._conn.executemany(
-            f"INSERT OR IGNORE INTO temp._sel (id, v) SELECT id, ? FROM cells WHERE {column} = ?",
-            zip(range(n), keys, strict=True),
-        )
-        found = self._conn.execute(
-            "SELECT s.v, p.probs, p.predicted, p.confidence FROM temp._sel s"
-            " CROSS JOIN predictions p ON p.cell_id = s.id AND p.model_id = ?", (int(model_id),)
-        ).fetchall()
-        if found:
-            pos, blobs, pred, conf = zip(*found, strict=True)
-            index = np.array(pos, dtype=np.int64)
-            probs[index] = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, k)
-            predicted[index] = pred
-            confidence[index] = conf
-        # Repeated ids share one temp row: fill the repeats from their first occurrence.
-        if len(set(keys)) != n:
-            first: dict = {}
-            for i, key in enumerate(keys):
-                j = first.setdefault(key, i)
-                if j != i:
-                    probs[i], predicted[i], confidence[i] = probs[j], predicted[j], confidence[j]
+        keys = self._keys_or_absent(cell_ids)
+        found, probs = blocks.read(self._conn, model_id, len(classes), keys)
+        predicted, confidence = blocks.predicted_and_confidence(probs, found)
         mapping = np.array([-1 if c is None else c for c in class_ids], dtype=np.int64)
         pred_class = np.where(predicted >= 0, mapping[np.clip(predicted, 0, None)], -1)
         return PredictionArrays(classes, probs, predicted, pred_class, confidence)
+
+    def _keys_or_absent(self, cell_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Internal keys of these cells in their order; -1 for ids not in the project."""
+        if isinstance(cell_ids, np.ndarray) and cell_ids.dtype.kind in "iu":
+            return cell_ids.astype(np.int64)
+        ids = [str(c) for c in cell_ids]
+        if not ids:
+            return np.empty(0, dtype=np.int64)
+        found = dict(self._conn.execute(
+            "SELECT uuid, id FROM cells WHERE uuid IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),)).fetchall())
+        return np.array([found.get(c, -1) for c in ids], dtype=np.int64)
 
     def _model_classes(self, model_id: int) -> tuple[list[str], list[int | None]]:
         """A model's classes (its output order) and the project class each one means."""

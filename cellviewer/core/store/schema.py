@@ -24,13 +24,19 @@ Design choices worth knowing before editing:
   that last wrote it, so that undo never steps back through another process's edits.
 - Foreign keys on ``cells.image_id`` and ``cells.class_id`` have no ON DELETE action: an undo
   swaps rows of ``images``/``classes`` with deferred foreign keys, and a cascade there would
-  silently delete cells. Predictions do cascade with their cell (undo snapshots them first).
+  silently delete cells. Since version 5 predictions live in blocks of cells
+  (``prediction_blocks.py``): deleting cells takes their entries out (for undo to put back), and
+  deleting a model cascades to its blocks.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+
+import numpy as np
+
+from cellviewer.core.store import prediction_blocks as blocks
 
 # "CVPJ" as a big-endian 32-bit integer: marks a SQLite file as a CellViewer project.
 APPLICATION_ID = 0x4356504A
@@ -451,9 +457,26 @@ def _split_sql(script: str) -> list[str]:
     return out
 
 
+# Version 5: predictions in blocks (issue 17; see prediction_blocks.py). The rows of
+# ``predictions`` move into ``prediction_blocks`` model by model; the old table and its two
+# indexes go. ``op_predictions`` (undo's copies of deleted cells' predictions) stays as it is.
+def _v4_to_v5(conn: sqlite3.Connection) -> None:
+    conn.execute(blocks.SCHEMA)
+    models = conn.execute(
+        "SELECT model_id, count(*) FROM model_classes GROUP BY model_id").fetchall()
+    for model_id, k in models:
+        rows = conn.execute("SELECT cell_id, probs FROM predictions WHERE model_id = ?"
+                            " AND length(probs) = ?", (model_id, 4 * k)).fetchall()
+        if rows:
+            keys = np.array([r[0] for r in rows], dtype=np.int64)
+            probs = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(-1, k)
+            blocks.write(conn, model_id, keys, probs)
+    conn.execute("DROP TABLE predictions")  # and its indexes with it
+
+
 # MIGRATIONS[i] upgrades a file at user_version i to i + 1; append, never edit a shipped step.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4]
+    _v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from cellviewer.core.store import prediction_blocks as blocks
 from cellviewer.core.store.records import UndoConflictError
 from cellviewer.core.store.schema import NEW_UUID_SQL
 
@@ -356,11 +357,12 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
         (op_id,),
     )
     conn.execute("DELETE FROM temp._pred")
-    conn.execute(
-        "INSERT INTO temp._pred SELECT p.model_id, p.cell_id, p.probs, p.predicted, p.confidence"
-        " FROM op_cells o JOIN predictions p ON p.cell_id = o.cell_id"
-        " WHERE o.op_id = ? AND o.present = 0",
-        (op_id,),
+    going = [r[0] for r in conn.execute(
+        "SELECT cell_id FROM temp._cur WHERE present = 1 AND cell_id IN"
+        " (SELECT cell_id FROM op_cells WHERE op_id = ? AND present = 0)", (op_id,))]
+    conn.executemany(
+        "INSERT INTO temp._pred VALUES (?, ?, ?, ?, ?)",
+        blocks.take(conn, np.array(going, dtype=np.int64)),
     )
     conn.execute("DELETE FROM temp._cls")
     conn.execute("INSERT INTO temp._cls SELECT id, name FROM classes")
@@ -424,13 +426,12 @@ def flip(conn: sqlite3.Connection, op_id: int, direction: str, user: str, now: s
         " AND (o.image_id IS NOT cur.image_id OR o.x IS NOT cur.x OR o.y IS NOT cur.y)",
         params,
     )
-    conn.execute(
-        "INSERT OR REPLACE INTO predictions (model_id, cell_id, probs, predicted, confidence)"
-        " SELECT model_id, cell_id, probs, predicted, confidence FROM op_predictions"
+    blocks.restore(conn, conn.execute(
+        "SELECT model_id, cell_id, probs FROM op_predictions"
         " WHERE op_id = ? AND model_id IN (SELECT id FROM models)"
         " AND cell_id IN (SELECT id FROM cells)",
         (op_id,),
-    )
+    ).fetchall())
     if "model_classes" in stored_tables:
         _upsert_rows(conn, "model_classes", stored_tables["model_classes"])
         _delete_rows(conn, "model_classes", stored_tables["model_classes"])

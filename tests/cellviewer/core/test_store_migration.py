@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cellviewer.core.store import SCHEMA_VERSION, ProjectStore, UndoConflictError
@@ -28,6 +29,10 @@ EXPECTED = {
         "region_history": 2},
     # version 4 adds uuids to history and actions and a project id: the same contents
     4: {"images": 3, "classes": 13, "cells": 352, "history": 366, "predictions": 132,
+        "undone": 1, "checked": 5, "corrected": 5, "detector": 3, "proposed": 2, "regions": 1,
+        "region_history": 2},
+    # version 5 keeps predictions in blocks of cells: the same contents
+    5: {"images": 3, "classes": 13, "cells": 352, "history": 366, "predictions": 132,
         "undone": 1, "checked": 5, "corrected": 5, "detector": 3, "proposed": 2, "regions": 1,
         "region_history": 2},
 }
@@ -82,7 +87,13 @@ def _dump(path: Path, like: Path | None = None) -> dict[str, list[tuple]]:
     conn.close()
     conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     out = {}
+    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for table, cols in columns.items():
+        if table == "sqlite_stat1":  # the planner's statistics, not the project's data
+            continue
+        if table == "predictions" and table not in have:  # version 5 keeps them in blocks
+            out[table] = _block_predictions(conn)
+            continue
         order = ", ".join(str(i + 1) for i in range(len(cols)))
         # (version 4 gives every project an id: a key the older files had not)
         where = " WHERE key != 'id'" if table == "project" else ""
@@ -90,6 +101,20 @@ def _dump(path: Path, like: Path | None = None) -> dict[str, list[tuple]]:
             f"SELECT {', '.join(cols)} FROM {table}{where} ORDER BY {order}").fetchall()
     conn.close()
     return out
+
+
+def _block_predictions(conn: sqlite3.Connection) -> list[tuple]:
+    """The rows a version-4 ``predictions`` table would hold, decoded from the blocks of
+    version 5: (model_id, cell_id, probs, predicted, confidence), sorted."""
+    rows = []
+    for model_id, block, offsets, blob in conn.execute(
+            "SELECT model_id, block, offsets, probs FROM prediction_blocks"):
+        keys = (block << 11) + np.frombuffer(offsets, "<u2").astype(np.int64)
+        probs = np.frombuffer(blob, "<f4").reshape(len(keys), -1)
+        for key, row in zip(keys.tolist(), probs, strict=True):
+            best = int(row.argmax())
+            rows.append((model_id, key, row.tobytes(), best, float(row[best])))
+    return sorted(rows)
 
 
 def test_v1_keeps_every_row_of_every_table_and_its_actions_become_legacy(tmp_path):
@@ -186,3 +211,35 @@ def test_v3_keeps_every_row_and_gains_uuids_and_a_project_id(tmp_path):
     assert conn.execute("SELECT count(*) FROM operations WHERE uuid IS NULL").fetchone()[0] == 0
     assert conn.execute("SELECT value FROM project WHERE key = 'id'").fetchone()[0] == project_id
     conn.close()
+
+
+def test_v4_keeps_every_row_and_its_predictions_move_into_blocks(tmp_path):
+    """Version 5 (issue 17) stores predictions in blocks of cells: every v4 row of every table
+    stays, each prediction reads back bit for bit, and deleting a predicted cell and undoing
+    that brings its prediction back."""
+    original = tmp_path / "pristine-v4.cvproj"
+    shutil.copy(FIXTURES / "project-v4.cvproj", original)
+    path = tmp_path / "old-v4.cvproj"
+    shutil.copy(original, path)
+    before = _dump(original)
+    assert len(before["predictions"]) == 132
+    with ProjectStore.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+    assert _dump(path, like=original) == before
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'predictions%'"
+                        ).fetchone()[0] == 0  # the old table and its two indexes are gone
+    conn.close()
+    with ProjectStore.open(path) as store:
+        store.user = "tester"
+        model = store.models()[0]
+        assert model.n_predictions == 132
+        cell_id = before["predictions"][0][1]
+        table = store.cell_table()
+        uuid = table["ids"][table["rows"].tolist().index(cell_id)]
+        want = store.predictions(model.id, [uuid]).probs.copy()
+        store.delete_cells([uuid])
+        assert store.models()[0].n_predictions == 131
+        assert store.undo()
+        assert store.models()[0].n_predictions == 132
+        np.testing.assert_array_equal(store.predictions(model.id, [uuid]).probs, want)
