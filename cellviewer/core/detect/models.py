@@ -55,7 +55,8 @@ def check_detector_file(path: str | Path, name: str | None = None) -> DetectorMo
 
 
 def _model(path: Path, meta: dict[str, Any], name: str | None) -> DetectorModel:
-    settings = meta.get("detector") if isinstance(meta.get("detector"), dict) else {}
+    found = meta.get("detector")
+    settings: dict[str, Any] = found if isinstance(found, dict) else {}
     d, f = settings.get("diameter_px"), settings.get("downsample")
     return DetectorModel(path, name or path.stem,
                          float(d) if isinstance(d, (int, float)) else None,

@@ -4,9 +4,10 @@ detections added as proposals in one undoable step. Qt-free and torch-free: the 
 handed in already loaded (the app loads it in its prediction worker, where torch may be
 imported), and only its duck-typed surface is used here (:class:`TrainedDetector`).
 
-The area: the detector reads a box around it, wider by its halo (in full-resolution pixels)
-and clipped to the image, so the network sees the tissue beyond the area's edge as it would
-in the whole image; what it finds outside the area (or its polygon) is dropped. The
+The area: the detector reads a box around it, wider by its halo (in full-resolution pixels),
+aligned to its pooling grid and clipped to the image, so the network sees the tissue beyond
+the area's edge as it would in the whole image (a box off the grid would shift the heatmap
+and find other cells); what it finds outside the area (or its polygon) is dropped. The
 detector's own tiling and seam rule (``trainer/detect/infer.py``) do the rest.
 """
 
@@ -75,14 +76,16 @@ class TrainedDetections:
         return np.column_stack([self.x, self.y])
 
 
-def _read_box(area: Area | None, width: int, height: int, margin: float
+def _read_box(area: Area | None, width: int, height: int, margin: float, grid: int
               ) -> tuple[int, int, int, int]:
     """(x0, y0, w, h): the level-0 box the detector reads: the area grown by ``margin``,
-    clipped to the image (the whole image without an area)."""
+    clipped to the image (the whole image without an area), its top-left corner on a
+    multiple of ``grid`` level-0 pixels (the network's pooling grid times its reduction:
+    the heatmap is then the one the whole image gives, not one shifted by a pixel)."""
     if area is None:
         return 0, 0, width, height
-    x0 = max(0, math.floor(area.x0 - margin))
-    y0 = max(0, math.floor(area.y0 - margin))
+    x0 = max(0, math.floor(area.x0 - margin) // grid * grid)
+    y0 = max(0, math.floor(area.y0 - margin) // grid * grid)
     x1 = min(width, math.ceil(area.x1 + margin))
     y1 = min(height, math.ceil(area.y1 + margin))
     return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
@@ -103,7 +106,8 @@ def run_trained_detection(store: ProjectStore, image_id: int, area: Area | None,
             if area is None:
                 raise ValueError("the area lies outside the image")
         margin = float(detector.halo) * float(detector.downsample)
-        bx, by, bw, bh = _read_box(area, width, height, margin)
+        grid = int(getattr(detector, "multiple", 1)) * int(detector.downsample)
+        bx, by, bw, bh = _read_box(area, width, height, margin, max(1, grid))
         area_mp = (area.megapixels if area is not None else width * height / 1e6)
 
         def read(x: int, y: int, w: int, h: int) -> np.ndarray:
