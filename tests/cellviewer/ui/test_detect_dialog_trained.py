@@ -2,7 +2,8 @@
 blobs, CPU, seconds) chosen as a model file finds the blobs of the project's image as
 proposals in one undoable step; a classifier file chosen as a detector is refused by name;
 with "classify with the active model" a tiny random-weight classifier then predicts every new
-proposal (predictions stored for the model, the proposals still proposals)."""
+proposal (predictions stored for the model, the proposals still proposals), and a detector
+chosen as the classifier is refused by name."""
 
 from __future__ import annotations
 
@@ -167,6 +168,13 @@ def test_detect_and_classify_gives_proposals_with_predictions(qtbot, window, mod
     session = w.prediction_tools.session
     dialog = w.regions_tool.open_detection()
     assert not dialog.classify.isEnabled()  # no active model yet
+    # the reverse: a detector is no classifier, refused by name (by the panel and its session)
+    with pytest.raises(ValueError, match="not a cell classifier.*cell detector"):
+        session.choose(models["detector"], read_model_info(models["detector"]))
+    panel = w.prediction_tools.model_panel
+    panel.load_model(models["detector"])
+    qtbot.waitUntil(lambda: "refused" in panel.info.text(), timeout=WAIT_MS)
+    assert session.choice is None and not dialog.classify.isEnabled()
     choice = session.choose(models["classifier"], read_model_info(models["classifier"]))
     assert dialog.classify.isEnabled() and choice.name in dialog.classify.text()
     dialog.where.setCurrentIndex(dialog.where.findData("image"))
