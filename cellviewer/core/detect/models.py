@@ -63,26 +63,36 @@ def _model(path: Path, meta: dict[str, Any], name: str | None) -> DetectorModel:
                          int(f) if isinstance(f, int) else None)
 
 
-def project_detectors(store: Any) -> list[DetectorModel]:
+def registered_models(store: Any) -> list[tuple[Path, str]]:
+    """(file, name) of the project's registered models that have a file (a query of the
+    store's own connection: call it in the store's thread)."""
+    return [(Path(r.path), r.name) for r in store.models() if r.path]
+
+
+def project_detectors(store: Any = None, *, registered: list[tuple[Path, str]] | None = None,
+                      project_path: str | Path | None = None) -> list[DetectorModel]:
     """The detector models a project knows: its registered models whose file is a detector,
     then its finished training runs' models that are (each file once). Files that are missing
-    or damaged are left out (the dialog offers what can run)."""
-    candidates: list[tuple[Path, str | None]] = []
-    for record in store.models():
-        if record.path:
-            candidates.append((Path(record.path), record.name))
-    try:
-        from cellviewer.core.training.runs import RunRegistry
+    or damaged are left out (the dialog offers what can run).
 
-        for run in RunRegistry(store.path).runs():
-            try:
-                model = run.model_path()
-            except Exception:  # a damaged run hides itself, not the list
-                continue
-            if model is not None:
-                candidates.append((Path(model), f"{run.folder.name} (training run)"))
-    except OSError:
-        pass
+    ``store``, or (off the store's thread, as the dialog's worker does) ``registered`` (from
+    :func:`registered_models`) and ``project_path``: this reads files only."""
+    if store is not None:
+        registered, project_path = registered_models(store), store.path
+    candidates: list[tuple[Path, str | None]] = list(registered or [])
+    if project_path is not None:
+        try:
+            from cellviewer.core.training.runs import RunRegistry
+
+            for run in RunRegistry(project_path).runs():
+                try:
+                    model = run.model_path()
+                except Exception:  # a damaged run hides itself, not the list
+                    continue
+                if model is not None:
+                    candidates.append((Path(model), f"{run.folder.name} (training run)"))
+        except OSError:
+            pass
     out: list[DetectorModel] = []
     seen: set[Path] = set()
     for path, name in candidates:

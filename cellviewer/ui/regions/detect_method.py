@@ -24,7 +24,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cellviewer.core.detect.models import DetectorModel, check_detector_file, project_detectors
+from cellviewer.core.detect.models import (
+    DetectorModel,
+    check_detector_file,
+    project_detectors,
+    registered_models,
+)
 from cellviewer.core.training.devices import AUTO, AUTO_LABEL
 from cellviewer.ui.common import folders
 from cellviewer.ui.common.tasks import POOL, TaskRunner
@@ -161,9 +166,13 @@ class MethodChooser(QWidget):
         store = self.store
         if store is None:
             return
+        try:  # (the store's connection belongs to this thread; the files are read there)
+            registered, project_path = registered_models(store), store.path
+        except Exception:  # a listing that cannot be had leaves the file choice
+            return
 
         def listing(_state) -> list[DetectorModel]:
-            return project_detectors(store)
+            return project_detectors(registered=registered, project_path=project_path)
 
         def done(models: list[DetectorModel]) -> None:
             for m in models:

@@ -1,5 +1,5 @@
 """The detection dialog with a trained detector: a tiny detector trained in the test (synthetic
-blobs, CPU, seconds) chosen as a model file finds the blobs of the project's image as
+blobs, CPU, seconds), offered as one of the project's models or chosen as a file, finds the blobs of the project's image as
 proposals in one undoable step; a classifier file chosen as a detector is refused by name;
 with "classify with the active model" a tiny random-weight classifier then predicts every new
 proposal (predictions stored for the model, the proposals still proposals), and a detector
@@ -123,9 +123,17 @@ def _choose(qtbot, dialog, path: Path) -> None:
 
 def test_a_trained_detector_model_makes_proposals_in_one_step(qtbot, window, models):
     w = window
+    w.store.add_model("nuclei detector", str(models["detector"]), "heatmap_unet", ["cell"])
+    w.store.add_model("a classifier", str(models["classifier"]), "cnn", CLASSES)
     dialog = w.regions_tool.open_detection()
     dialog.where.setCurrentIndex(dialog.where.findData("image"))
     assert dialog.method.is_classical() and dialog.mode.isEnabled()
+    # the project's detector models are offered (its classifiers are not)
+    assert dialog.method.wait_idle()
+    combo = dialog.method.method
+    listed = [combo.itemText(i) for i in range(combo.count())]
+    assert listed == ["Classical (stain or contrast; no model)", "Detector: nuclei detector",
+                      "Detector model file…"]
 
     # a classifier chosen as a detector: refused by name, the method stays classical
     _choose(qtbot, dialog, models["classifier"])
