@@ -383,8 +383,7 @@ class SlideView(QWidget):
         if tool != self.tool:
             self.tool = tool
             self.drawing.clear()
-            self.setCursor(Qt.CursorShape.ArrowCursor if tool == "select" else
-                           Qt.CursorShape.CrossCursor)
+            self.setCursor(self._tool_cursor())
             self.toolChanged.emit(tool)
             self.update()
 
@@ -394,6 +393,10 @@ class SlideView(QWidget):
         self.regions = list(shapes)
         self.selected_region = selected
         self.update()
+
+    def _tool_cursor(self) -> Qt.CursorShape:
+        return (Qt.CursorShape.ArrowCursor if self.tool == "select" else
+                Qt.CursorShape.CrossCursor)
 
     def handle_regions(self) -> set[str]:
         """The regions whose corners have handles: every region with the region tool (while
@@ -804,6 +807,9 @@ class SlideView(QWidget):
             self.drawing.hover = self._clamped(pos) if self.drawing.corners else None
             if self.drawing.corners:
                 self.update()
+        if self._press is None and self.regions and self.handle is not None:
+            over = self.tool in ("select", "region") and self.corner_at(pos) is not None
+            self.setCursor(Qt.CursorShape.SizeAllCursor if over else self._tool_cursor())
         if self._press is None:
             return
         if self._drag is None:

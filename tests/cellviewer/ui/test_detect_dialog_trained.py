@@ -1,9 +1,9 @@
 """The detection dialog with a trained detector: a tiny detector trained in the test (synthetic
-blobs, CPU, seconds), offered as one of the project's models or chosen as a file, finds the blobs of the project's image as
-proposals in one undoable step; a classifier file chosen as a detector is refused by name;
-with "classify with the active model" a tiny random-weight classifier then predicts every new
-proposal (predictions stored for the model, the proposals still proposals), and a detector
-chosen as the classifier is refused by name."""
+blobs, CPU, seconds), offered as one of the project's models or chosen as a file, finds the
+blobs of the project's image as proposals in one undoable step; a classifier file chosen as a
+detector is refused by name; with "classify with the active model" a tiny random-weight
+classifier then predicts every new proposal (predictions stored for the model, the proposals
+still proposals), and a detector chosen as the classifier is refused by name."""
 
 from __future__ import annotations
 

@@ -70,6 +70,11 @@ def test_drag_a_corner_then_undo_it(qtbot, window):
     cells_before = store.cell_arrays(w.session.image_id)
     statuses = [store.cell(str(c)).review_status for c in cells_before.ids]
 
+    qtbot.mouseMove(view, _at(w, 301, 249))
+    assert view.cursor().shape() == Qt.CursorShape.SizeAllCursor  # a handle is under it
+    qtbot.mouseMove(view, _at(w, 175, 150))
+    assert view.cursor().shape() == Qt.CursorShape.ArrowCursor
+
     _drag(qtbot, view, _at(w, 300, 250), _at(w, 340, 280))
     assert np.allclose(_corners(store, uuid), [(50, 50), (50, 250), (300, 50), (340, 280)],
                        atol=1.5)
