@@ -47,6 +47,7 @@ class TrainedDetector(Protocol):
 
     def detect_reader(self, width: int, height: int,
                       read: Callable[[int, int, int, int], np.ndarray], *,
+                      tile: int | None = ...,
                       progress: Callable[[int, int, int], None] | None = None,
                       cancelled: Callable[[], bool] | None = None) -> Any: ...
 
@@ -94,10 +95,12 @@ def _read_box(area: Area | None, width: int, height: int, margin: float, grid: i
 def run_trained_detection(store: ProjectStore, image_id: int, area: Area | None,
                           detector: TrainedDetector,
                           progress: Callable[[DetectProgress], None] | None = None,
-                          cancelled: Callable[[], bool] | None = None) -> TrainedDetections:
+                          cancelled: Callable[[], bool] | None = None,
+                          tile: int | None = None) -> TrainedDetections:
     """Find the cells of ``area`` (None: the whole image) on the image as the project
     recorded it, with a loaded trained ``detector``. ``progress`` after each tile;
-    ``cancelled`` before each (a cancelled run returns what it found, ``partial``)."""
+    ``cancelled`` before each (a cancelled run returns what it found, ``partial``).
+    ``tile``: the tile side in working pixels (None: the detector's default)."""
     source = open_recorded_image(store.image(image_id))
     try:
         width, height = source.dimensions
@@ -122,7 +125,9 @@ def run_trained_detection(store: ProjectStore, image_id: int, area: Area | None,
                                         time.monotonic() - t0))
 
         t0 = time.monotonic()
-        found = detector.detect_reader(bw, bh, read, progress=report, cancelled=cancelled)
+        kwargs: dict[str, Any] = {} if tile is None else {"tile": int(tile)}
+        found = detector.detect_reader(bw, bh, read, progress=report, cancelled=cancelled,
+                                       **kwargs)
     finally:
         source.close()
     x = np.asarray(found.x, dtype=np.float64) + bx

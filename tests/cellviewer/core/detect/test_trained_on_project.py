@@ -99,6 +99,20 @@ def test_a_run_is_one_undoable_step_naming_its_model(project):
     assert len(store.cell_arrays(image_id).ids) == 0
 
 
+def test_a_cancelled_run_keeps_the_tiles_done_and_says_so(project):
+    store, image_id, _rgb = project
+    det = Detector(_random_net(), _meta(1), torch.device("cpu"), path="/m/rand.cvmodel")
+    seen = []
+    found = run_trained_detection(store, image_id, None, det, tile=64,
+                                  progress=seen.append, cancelled=lambda: len(seen) >= 2)
+    assert found.partial and found.tiles_done == 2 and found.tiles_total == 16  # 240 x 200 px
+    assert seen[-1].fraction == pytest.approx(2 / 16)
+    assert "cancelled after 2 of 16 tiles" in found.notes[0]
+    result = add_trained_to_project(store, image_id, found)
+    run = store.operations(1)[0]
+    assert result.n_added == len(store.cell_arrays(image_id).ids) and "Detect" in run.description
+
+
 def test_detector_files_are_told_from_classifiers_by_their_header(project, tmp_path):
     store, _image_id, _rgb = project
     model = _random_net()
