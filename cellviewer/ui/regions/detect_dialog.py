@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -67,6 +68,7 @@ class DetectDialog(QDialog):
         self.task = None
         self.classify_job = None
         self._busy = False
+        self._ran_by = ""  # " by MODEL on DEVICE" for a trained run
         self.result_message = ""
         store = window.store
         self.image_id = window.current_image_id()
@@ -265,7 +267,9 @@ class DetectDialog(QDialog):
                             f"{p.megapixels_per_s:.1f} MP/s · tile {p.tiles_done} of "
                             f"{p.tiles_total} · {format_duration(eta)} left")
 
-    def _found(self, found: Detections) -> None:
+    def _found(self, found: Detections | TrainedDetections) -> None:
+        self._ran_by = (f" by {Path(found.model).name} on {found.device}"
+                        if isinstance(found, TrainedDetections) else "")
         if found.partial and len(found):
             answer = QMessageBox.question(
                 self, "Detection cancelled",
@@ -298,7 +302,7 @@ class DetectDialog(QDialog):
         self.task = None
         self.window.release_edits(changed=True)
         self.progress.setValue(1000)
-        self.result_message = result.message
+        self.result_message = result.message + self._ran_by
         self.window.show_status(result.message.capitalize(), 8000)
         if self.classify.isChecked() and result.ids and self._start_classifying(result):
             return

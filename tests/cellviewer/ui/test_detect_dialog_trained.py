@@ -156,6 +156,7 @@ def test_a_trained_detector_model_makes_proposals_in_one_step(qtbot, window, mod
     qtbot.waitUntil(lambda: not dialog.running(), timeout=WAIT_MS)
     assert "proposal" in dialog.result_message, dialog.status.text()
     assert seen and seen[-1].tiles_done == seen[-1].tiles_total  # progress per tile
+    assert f"by {models['detector'].name} on cpu" in dialog.result_message
     assert w.wait_idle(WAIT_MS)
 
     image = w.session.image_id
