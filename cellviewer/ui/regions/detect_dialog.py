@@ -268,7 +268,7 @@ class DetectDialog(QDialog):
                             f"{p.tiles_total} · {format_duration(eta)} left")
 
     def _found(self, found: Detections | TrainedDetections) -> None:
-        self._ran_by = (f" by {Path(found.model).name} on {found.device}"
+        self._ran_by = (f"; detected by {Path(found.model).name} on {found.device}"
                         if isinstance(found, TrainedDetections) else "")
         if found.partial and len(found):
             answer = QMessageBox.question(
