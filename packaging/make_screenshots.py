@@ -51,6 +51,45 @@ def save(w, out: Path, name: str) -> None:
     print("wrote", out / name)
 
 
+def save_with_dialog(w, dialog, out: Path, name: str) -> None:
+    """The window with a dialog over it, as one picture (each grabbed on its own and drawn
+    together: the same under offscreen rendering as on a screen)."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QPainter
+
+    dialog.adjustSize()
+    at = QPoint(w.width() - dialog.width() - 330, 70)
+    image = w.grab().toImage()
+    painter = QPainter(image)
+    painter.drawImage(at, dialog.grab().toImage())
+    painter.end()
+    image.save(str(out / name))
+    print("wrote", out / name)
+
+
+def train_demo_detector(w, home: Path) -> Path:
+    """A tiny detector trained on the CPU in seconds on the fully annotated demo region (the
+    study's loop: detect, review, mark, train), for the dialog's picture."""
+    import threading
+
+    from cellviewer.core.detect.training_data import write_detector_training_regions
+    from trainer.detect.train import run_detector_training
+    from trainer.engine.events import EventSink
+    from trainer.formats.detector_config import DetectorRunConfig
+
+    data = write_detector_training_regions(w.store, home / "detector-data")
+    config = DetectorRunConfig(
+        out_dir=str(home / "detector-run"), regions=str(data.path), diameter_px=16.0,
+        width=8, depth=2, epochs=4, steps_per_epoch=12, batch_size=4, crop_px=64, lr=4e-3,
+        val_fraction=0.0, device="cpu", num_threads=2, seed=3)
+    result = run_detector_training(config, sink=EventSink(), stop=threading.Event(),
+                                   log=lambda m: None)
+    assert result.status == "finished", result.error
+    model = home / "nuclei-detector.cvmodel"
+    shutil.copy(result.best_path, model)
+    return model
+
+
 def choose_model(w, name: str = "Demo CNN") -> None:
     panel = w.prediction_tools.model_panel
     combo = panel.model_combo
@@ -224,6 +263,38 @@ def main() -> int:
         settle(w, 1.5)
         if wanted("proposals-after-review.png"):
             save(w, args.out, "proposals-after-review.png")
+
+        # The region's corner handles, one of them being dragged (then put back: undo).
+        v.centre_on((x0 + x1) / 2 + 40, (y0 + y1) / 2 + 20, 0.75)
+        settle(w, 1.0)
+        a = v.image_to_view(x1, y1).toPoint()
+        b = v.image_to_view(x1 + 70, y1 + 45).toPoint()
+        QTest.mousePress(v, Qt.MouseButton.LeftButton, pos=a)
+        QTest.mouseMove(v, a + (b - a) / 2)
+        QTest.mouseMove(v, b)
+        settle(w, 0.5)
+        if wanted("region-corner-handles.png"):
+            save(w, args.out, "region-corner-handles.png")
+        QTest.mouseRelease(v, Qt.MouseButton.LeftButton, pos=b)
+        settle(w, 0.5)
+        w.undo()
+        settle(w, 0.5)
+
+        # The detection dialog's method choice, with a detector trained on that region.
+        if wanted("detect-dialog-methods.png"):
+            model = train_demo_detector(w, home)
+            v.centre_on((x0 + x1) / 2 + 300, (y0 + y1) / 2, 1.0)
+            dialog = tool.open_detection()
+            dialog.method.choose_file(model)
+            wait_for(lambda: dialog.method.model() is not None)
+            wait_for(lambda: dialog.method.device.count() > 1)
+            dialog.where.setCurrentIndex(dialog.where.findData("visible"))
+            dialog.classify.setChecked(dialog.classify.isEnabled())
+            assert dialog.start()
+            wait_for(lambda: not dialog.running())
+            settle(w, 1.0)
+            save_with_dialog(w, dialog, args.out, "detect-dialog-methods.png")
+            dialog.close()
     finally:
         w.close()
         app.processEvents()

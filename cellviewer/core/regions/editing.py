@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from shapely.geometry import Polygon
 
 from cellviewer.core.regions.geometry import (
     RegionGeometryError,
+    check_polygon,
     polygon_from_points,
     rectangle,
     to_geojson,
@@ -68,9 +70,61 @@ def _next_name(store: ProjectStore, image_id: int) -> str:
 
 
 def reshape(store: ProjectStore, uuid: str, points) -> RegionEdit:
-    poly = polygon_from_points(points)
-    store.update_region(uuid, geometry=to_geojson(poly))
-    return RegionEdit(uuid, "changed the region's outline")
+    """Give a region a new outline through ``points`` (its holes dropped); see
+    :func:`set_geometry`, which keeps them."""
+    return set_geometry(store, uuid, polygon_from_points(points), "Reshape")
+
+
+def move_vertex(store: ProjectStore, uuid: str, index: int, x: float, y: float) -> RegionEdit:
+    """Move corner ``index`` of a region's outer ring to (``x``, ``y``) (level-0 px), as one
+    undoable action recorded with the user and the time (the region's history keeps the old
+    and the new outline). Holes are kept. An outline that then crosses itself is repaired when
+    the repair is one polygon, else refused (:class:`RegionGeometryError`, nothing changed).
+
+    Cells are left alone, their statuses included: moving a corner is not a statement about
+    the cells (only marking a region raises them). When the region's status is above
+    ``unreviewed`` and the new outline takes in cells below it, or proposals, the message
+    says how many, so the user can mark the region again."""
+    record = store.region(uuid)
+    rings = record.geometry["coordinates"]  # as stored: the indices the view shows
+    ring = np.asarray(rings[0], dtype=np.float64)
+    if len(ring) > 1 and (ring[0] == ring[-1]).all():
+        ring = ring[:-1]  # the closing vertex
+    if not 0 <= int(index) < len(ring):
+        raise RegionEditError(f"region {record.name!r} has no corner {index} "
+                              f"(it has {len(ring)})")
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise RegionGeometryError("a corner must be at finite coordinates")
+    ring[int(index)] = (float(x), float(y))
+    moved = check_polygon(Polygon(ring, [np.asarray(h, dtype=np.float64) for h in rings[1:]]))
+    return set_geometry(store, uuid, moved, "Move a corner of")
+
+
+def set_geometry(store: ProjectStore, uuid: str, poly: Polygon, verb: str = "Edit"
+                 ) -> RegionEdit:
+    """Store ``poly`` (checked: repaired or refused) as a region's outline, one undoable
+    action ("``verb`` region 'name'"); cells and statuses are not changed (see
+    :func:`move_vertex`)."""
+    poly = check_polygon(poly)
+    record = store.region(uuid)
+    geometry = to_geojson(poly)
+    if geometry == record.geometry:
+        return RegionEdit(uuid, f"region {record.name!r} is unchanged")
+    with store.batch(f"{verb} region {record.name!r}", action="region-edit"):
+        store.update_region(uuid, geometry=geometry)
+    message = f"changed the outline of region {record.name!r}"
+    level = REVIEW_STATUSES.index(record.status)
+    if level > 0:
+        cells, mask = cells_in_region(store, store.region(uuid))
+        below = int((mask & ~cells.proposed & (cells.review < level)).sum())
+        waiting = int((mask & cells.proposed).sum())
+        if below or waiting:
+            parts = ([f"{below:,} cell{'s' if below != 1 else ''} below {record.status}"]
+                     if below else []) + ([f"{waiting:,} proposal{'s' if waiting != 1 else ''}"]
+                                          if waiting else [])
+            message += (f"; it now takes in {' and '.join(parts)} (cells are not changed by "
+                        f"moving corners: mark the region {record.status} again to raise them)")
+    return RegionEdit(uuid, message)
 
 
 def rename(store: ProjectStore, uuid: str, name: str) -> RegionEdit:
@@ -118,5 +172,5 @@ def set_status(store: ProjectStore, uuid: str, status: str) -> RegionEdit:
 
 
 __all__ = ["SETTABLE_STATUSES", "RegionEdit", "RegionEditError", "RegionGeometryError",
-           "add_polygon", "add_rectangle", "delete", "rename", "reshape", "set_kind",
-           "set_status"]
+           "add_polygon", "add_rectangle", "delete", "move_vertex", "rename", "reshape",
+           "set_geometry", "set_kind", "set_status"]

@@ -41,6 +41,8 @@ VIEW_KEYS: list[tuple[str, str]] = [
     ("Slide view", "R", "Region tool on/off: drag a rectangle, or click a polygon's corners"),
     ("Region tool", "Double-click / Enter", "Close the polygon being drawn"),
     ("Region tool", "Backspace / Esc", "Take back the last corner / drop the region"),
+    ("Regions", "Drag a corner handle", "Move that corner of the selected region (every "
+     "region's with the region tool); Ctrl+Z undoes it"),
     ("Slide view", "+ / −", "Zoom in / out (or the mouse wheel)"),
     ("Slide view", "Arrow keys", "Pan"),
     ("Slide view", "Esc", "Select tool, clear the selection and the ruler"),

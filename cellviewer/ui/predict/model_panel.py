@@ -141,6 +141,9 @@ class ModelSession(QObject):
         when the model has classes the project does not (see ``ClassMatch.compatible``) and
         mapping by name is not allowed or gives nothing. A model not yet in the project is
         added to it (``store.add_model``, which matches the classes by name)."""
+        refusal = not_a_classifier(path, meta)
+        if refusal:
+            raise ValueError(refusal)
         match = self.check_classes(meta)
         if not match.compatible and not (allow_mapping and match.mappable):
             raise ValueError(match.describe())
@@ -503,6 +506,11 @@ class ModelPanel(QWidget):
 
     def _adopt(self, path: Path, meta: dict, model_id: int | None, name: str | None,
                ask: Callable[[ClassMatch], bool]) -> None:
+        refusal = not_a_classifier(path, meta)
+        if refusal:  # a cell detector: refused by name, not by its one class "cell"
+            self.info.setText(f"{_esc(path.name)} was refused: it is not a cell classifier.")
+            self.warn("Model refused", refusal)
+            return
         match = self.session.check_classes(meta)
         allow = match.compatible
         if not match.compatible:
@@ -743,6 +751,19 @@ class ModelPanel(QWidget):
 
         self.image_changed_dialog = ask_about_changed_image(
             self, store, error, resolved, work="the prediction")
+
+
+def not_a_classifier(path: str | Path, meta: dict) -> str:
+    """Why a model file cannot classify cells (a detector, by the task in its header), or ""."""
+    from trainer.formats.errors import BadModelError
+    from trainer.formats.model_header import require_task
+    from trainer.formats.model_schema import TASK_CLASSIFICATION
+
+    try:
+        require_task(path, meta, TASK_CLASSIFICATION)
+    except BadModelError as exc:
+        return str(exc)
+    return ""
 
 
 def _esc(text: str) -> str:

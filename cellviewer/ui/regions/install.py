@@ -2,7 +2,8 @@
 
 ``install(window)`` adds the "Regions" dock (tabbed with the other panels of the right-hand
 column), Edit → Accept selected proposals (Ctrl+Shift+A), and the glue: a region drawn on the
-view becomes the core's edit (:mod:`cellviewer.core.regions.editing`), the view outlines the
+view, or a corner handle dragged, becomes the core's edit
+(:mod:`cellviewer.core.regions.editing`), the view outlines the
 current image's regions, and the panel's counts follow every change of the project. The
 counts are computed in a worker from a copy of the open image's cells (vectorised, but
 O(cells)), newest request wins.
@@ -41,6 +42,7 @@ class RegionsTool(QObject):
         window.tabify_with("details", self.dock)
         self.runner = BackgroundRunner(1, self)
         self._generation = 0
+        self._choose_next: str | None = None  # a region just drawn: chosen once listed
         self._timer = QTimer(self, singleShot=True, interval=REFRESH_MS)
         self._timer.timeout.connect(self.refresh)
         self.accept_action = QAction("Accept selected &proposals", window)
@@ -58,6 +60,7 @@ class RegionsTool(QObject):
         self.detect_dialog = None
 
         self.view.regionDrawn.connect(self.add_drawn)
+        self.view.vertexMoved.connect(self.move_corner)
         p = self.panel
         p.regionChosen.connect(self._on_chosen)
         p.statusRequested.connect(lambda status: self.set_status(status))
@@ -110,7 +113,8 @@ class RegionsTool(QObject):
 
         def done(summaries: list[RegionSummary]) -> None:
             if generation == self._generation:
-                self.panel.set_summaries(summaries)
+                keep, self._choose_next = self._choose_next, None
+                self.panel.set_summaries(summaries, keep=keep)
 
         self.runner.submit(count, done, lambda msg: self.window.show_status(
             f"Regions: {msg}", 8000))
@@ -164,9 +168,19 @@ class RegionsTool(QObject):
         self.view.set_tool("select")
         if result is None:
             return None
+        self._choose_next = result.uuid  # chosen in the panel once its counts are listed
         self.refresh()
-        self.panel.choose(result.uuid)
+        self.view.selected_region = result.uuid  # (its corner handles show at once)
+        self.view.update()
         return result.uuid
+
+    def move_corner(self, uuid: str, index: int, x: float, y: float) -> bool:
+        """A corner handle dragged on the view: one undoable edit (a crossing outline is
+        repaired or refused with a message; cells are not changed)."""
+        result = self._do("Cannot move the region's corner", editing.move_vertex, uuid,
+                          index, x, y)
+        self.refresh()  # (refused: the handle goes back where it was)
+        return result is not None
 
     def set_status(self, status: str, uuid: str | None = None) -> int:
         uuid = uuid or self.panel.current_uuid()

@@ -5,6 +5,12 @@ edited here) and a :class:`RegionDrawing` while the region tool is active: a dra
 rectangle; clicks place a polygon's corners, closed by a double-click or Enter; Esc cancels,
 Backspace takes the last corner back. What was drawn leaves the view as a request
 (``SlideView.regionDrawn``); the tool turns it into the core's edit.
+
+Corner handles: the selected region's corners (every region's while the region tool is
+active) are drawn as small squares; dragging one shows the moved outline (a
+:class:`CornerDrag`) and, on release, leaves the view as ``SlideView.vertexMoved(uuid,
+index, x, y)``, which the tool makes the core's one undoable ``move_vertex`` edit. The index
+is the corner's place in the stored outer ring (the closing vertex not counted).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
 REGION_COLOUR = QColor("#00e5ff")
 SELECTED_REGION_COLOUR = QColor("#ffff00")
 DRAWING_COLOUR = QColor("#ff9100")
+HANDLE_PX = 7  # a corner handle's side on screen
+HANDLE_HIT_PX = 8  # how near (screen px) a press must be to take a handle
 
 
 @dataclass
@@ -103,3 +111,64 @@ def paint_drawing(p: QPainter, drawing: RegionDrawing, to_view) -> None:
     p.setBrush(DRAWING_COLOUR)
     for q in points[:len(drawing.corners)]:
         p.drawEllipse(QPointF(q), 4, 4)
+
+
+@dataclass
+class CornerDrag:
+    """A corner being dragged: which region and corner, and where it is now (level-0 px)."""
+
+    uuid: str
+    index: int
+    x: float
+    y: float
+
+
+def corners(shape: RegionShape) -> np.ndarray:
+    """A region's corners: its outer ring without the closing vertex."""
+    ring = np.asarray(shape.exterior, dtype=np.float64).reshape(-1, 2)
+    if len(ring) > 1 and (ring[0] == ring[-1]).all():
+        ring = ring[:-1]
+    return ring
+
+
+def handle_at(shapes: list[RegionShape], uuids: set[str], x: float, y: float, zoom: float
+              ) -> tuple[str, int] | None:
+    """The (region uuid, corner index) whose handle lies nearest the level-0 point (x, y)
+    within :data:`HANDLE_HIT_PX` screen pixels, among the regions in ``uuids``; None if
+    none."""
+    best: tuple[float, str, int] | None = None
+    reach = HANDLE_HIT_PX / max(zoom, 1e-12)
+    for shape in shapes:
+        if shape.uuid not in uuids:
+            continue
+        ring = corners(shape)
+        if not len(ring):
+            continue
+        d = np.hypot(ring[:, 0] - x, ring[:, 1] - y)
+        i = int(np.argmin(d))
+        if d[i] <= reach and (best is None or d[i] < best[0]):
+            best = (float(d[i]), shape.uuid, i)
+    return None if best is None else (best[1], best[2])
+
+
+def paint_handles(p: QPainter, shapes: list[RegionShape], uuids: set[str],
+                  drag: CornerDrag | None, to_view) -> None:
+    """The corner handles of the regions in ``uuids``, and the outline being reshaped."""
+    p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    half = HANDLE_PX / 2
+    for shape in shapes:
+        if shape.uuid not in uuids:
+            continue
+        ring = corners(shape)
+        if drag is not None and drag.uuid == shape.uuid and 0 <= drag.index < len(ring):
+            ring = ring.copy()
+            ring[drag.index] = (drag.x, drag.y)
+            p.setPen(QPen(DRAWING_COLOUR, 2, Qt.PenStyle.DashLine))
+            p.setBrush(QColor(255, 145, 0, 40))
+            p.drawPolygon(_path(ring, to_view))
+        p.setPen(QPen(QColor("#000000"), 1))
+        for i, (x, y) in enumerate(ring):
+            q = to_view(float(x), float(y))
+            moving = drag is not None and drag.uuid == shape.uuid and drag.index == i
+            p.setBrush(DRAWING_COLOUR if moving else QColor("#ffffff"))
+            p.drawRect(QRectF(q.x() - half, q.y() - half, HANDLE_PX, HANDLE_PX))

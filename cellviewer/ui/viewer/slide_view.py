@@ -26,7 +26,9 @@ Mouse and keys (the view emits requests; the main window applies them to the pro
   (top right) to jump there;
 - region tool (``R``): drag a rectangle, or click a polygon's corners and close it with a
   double-click or Enter; Esc cancels, Backspace takes back the last corner
-  (``regionDrawn``; see :mod:`cellviewer.ui.viewer.regions_layer`).
+  (``regionDrawn``; see :mod:`cellviewer.ui.viewer.regions_layer`);
+- corner handles (the selected region's; every region's with the region tool): drag one to
+  move that corner (``vertexMoved``; the tool makes it one undoable edit).
 
 Regions are drawn as outlines with their names (:meth:`SlideView.set_regions`); a detector's
 proposals as hollow markers until accepted (``markers.py``).
@@ -56,9 +58,12 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 from cellviewer.core.cells.image_cells import ImageCells
 from cellviewer.ui.viewer.markers import MarkerLayer, draw_sprites, marker_sprite, paint_markers
 from cellviewer.ui.viewer.regions_layer import (
+    CornerDrag,
     RegionDrawing,
     RegionShape,
+    handle_at,
     paint_drawing,
+    paint_handles,
     paint_regions,
 )
 from cellviewer.ui.viewer.ruler import Ruler, paint_ruler
@@ -102,6 +107,7 @@ class SlideView(QWidget):
     toolChanged = Signal(str)  # "select", "add", "measure" or "region"
     measured = Signal(str)  # the ruler's length, in words ("" once it is cleared)
     regionDrawn = Signal(str, object)  # "rectangle" or "polygon", level-0 corners (N, 2)
+    vertexMoved = Signal(str, int, float, float)  # region uuid, corner index, level-0 x, y
     tilesShown = Signal(float)  # every tile of the view loaded; seconds since set_source
 
     def __init__(self, loader: TileLoader | None = None, parent: QWidget | None = None,
@@ -140,6 +146,7 @@ class SlideView(QWidget):
         self.regions: list[RegionShape] = []
         self.selected_region: str | None = None
         self.drawing = RegionDrawing()
+        self._corner: CornerDrag | None = None  # a region's corner being dragged
         self._selected: list[str] = []
         self._selected_rows: np.ndarray | None = None
         self._sel_version = -1
@@ -376,8 +383,7 @@ class SlideView(QWidget):
         if tool != self.tool:
             self.tool = tool
             self.drawing.clear()
-            self.setCursor(Qt.CursorShape.ArrowCursor if tool == "select" else
-                           Qt.CursorShape.CrossCursor)
+            self.setCursor(self._tool_cursor())
             self.toolChanged.emit(tool)
             self.update()
 
@@ -387,6 +393,24 @@ class SlideView(QWidget):
         self.regions = list(shapes)
         self.selected_region = selected
         self.update()
+
+    def _tool_cursor(self) -> Qt.CursorShape:
+        return (Qt.CursorShape.ArrowCursor if self.tool == "select" else
+                Qt.CursorShape.CrossCursor)
+
+    def handle_regions(self) -> set[str]:
+        """The regions whose corners have handles: every region with the region tool (while
+        no polygon is being drawn), else the selected one."""
+        if self.tool == "region" and not self.drawing.active:
+            return {r.uuid for r in self.regions}
+        return {self.selected_region} if self.selected_region else set()
+
+    def corner_at(self, pos: QPointF) -> tuple[str, int] | None:
+        """The (region uuid, corner index) of the handle under a widget position."""
+        if not self.regions:
+            return None
+        x, y = self.view_to_image(QPointF(pos))
+        return handle_at(self.regions, self.handle_regions(), x, y, self._zoom)
 
     def finish_polygon(self) -> bool:
         """Close the polygon being drawn (double-click, Enter): False with under 3 corners."""
@@ -493,6 +517,8 @@ class SlideView(QWidget):
             self._paint_overlay(p)
         if self.regions:
             paint_regions(p, self.regions, self.selected_region, self.image_to_view)
+            paint_handles(p, self.regions, self.handle_regions(), self._corner,
+                          self.image_to_view)
         paint_drawing(p, self.drawing, self.image_to_view)
         self._paint_selection(p)
         if self._band is not None:
@@ -748,6 +774,12 @@ class SlideView(QWidget):
             self._jump_overview(pos)
             return
         mods = e.modifiers()
+        if self.tool in ("select", "region") and not mods & Qt.KeyboardModifier.ControlModifier:
+            hit = self.corner_at(pos)
+            if hit is not None:
+                self._drag = "corner"
+                self._corner = CornerDrag(hit[0], hit[1], *self._clamped(pos))
+                return
         if self.tool == "measure":
             x, y = self.view_to_image(pos)
             self.ruler = Ruler(x, y, x, y)
@@ -775,6 +807,9 @@ class SlideView(QWidget):
             self.drawing.hover = self._clamped(pos) if self.drawing.corners else None
             if self.drawing.corners:
                 self.update()
+        if self._press is None and self.regions and self.handle is not None:
+            over = self.tool in ("select", "region") and self.corner_at(pos) is not None
+            self.setCursor(Qt.CursorShape.SizeAllCursor if over else self._tool_cursor())
         if self._press is None:
             return
         if self._drag is None:
@@ -807,6 +842,9 @@ class SlideView(QWidget):
         elif self._drag == "region":
             self.drawing.rect_to = self._clamped(pos)
             self.update()
+        elif self._drag == "corner" and self._corner is not None:
+            self._corner.x, self._corner.y = self._clamped(pos)
+            self.update()
         elif self._drag == "band":
             self._band = QRectF(self._press, pos)
             self.update()
@@ -825,6 +863,14 @@ class SlideView(QWidget):
         drag, row = self._drag, self._press_row
         shift = bool(self._press_mods & Qt.KeyboardModifier.ShiftModifier)
         press, self._press, self._drag = self._press, None, None
+        if drag == "corner":
+            corner, self._corner = self._corner, None
+            self.update()
+            moved = (e.position() - press).manhattanLength() >= DRAG_THRESHOLD
+            if corner is not None and moved:
+                x, y = self._clamped(e.position())
+                self.vertexMoved.emit(corner.uuid, corner.index, x, y)
+            return
         if drag == "measure":
             if self.ruler is not None and self.ruler.length_px == 0:
                 self.clear_ruler()  # a click without a drag clears the last measurement
