@@ -3,6 +3,9 @@ project keeps them, regions) from every file the app imports — delimited table
 tables, QuPath measurement tables, napari points, CellViewer's cells and predict CSVs),
 GeoJSON (QuPath 0.4–0.6, CellViT, plain; also ``.geojson.gz`` and ``.zip``) and HoVer-Net
 JSON — as one undoable action, all or nothing (:mod:`cellviewer.core.io.cell_import`).
+A folder stands for the per-slide ``*.geojson`` files of a cohort run (``cellviewer detect``
+or ``predict`` with a manifest or ``--shard``): their cells keep their ids, so the folders of
+the shards of one cohort import as one unsharded run's would.
 
 A headless run never asks: each question the app's preview asks has a flag, and by default
 the command refuses with a message naming it (``../shared/design/cli.md``):
@@ -39,8 +42,9 @@ def add_parser(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("project", type=Path, help="a CellViewer project (.cvproj)")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE",
-                   help="tables (.csv .tsv .txt), GeoJSON (.geojson .json .geojson.gz .zip) "
-                        "or HoVer-Net JSON")
+                   help="tables (.csv .tsv .txt), GeoJSON (.geojson .json .geojson.gz .zip), "
+                        "HoVer-Net JSON, or a folder of cohort results (cellviewer detect or "
+                        "predict --out: its per-slide GeoJSON files)")
     p.add_argument("--image-folder", "--image-dir", dest="image_folder", type=Path,
                    default=None, help="where the files' images are")
     p.add_argument("--image", default=None,
@@ -141,7 +145,9 @@ def _import(store: Any, args: argparse.Namespace) -> Any:
     from cellviewer.core.io.cell_import import apply_import, plan_import
     from cellviewer.core.store import ProjectError
 
-    plan = plan_import(store, args.files, choices_of(store, args))
+    from cellviewer.core.cohort import result_files
+
+    plan = plan_import(store, result_files(args.files), choices_of(store, args))
     if not args.json:
         for line in plan.summary() + plan.notices:
             print(line, file=sys.stderr)
