@@ -142,10 +142,9 @@ def choices_of(store: Any, args: argparse.Namespace) -> Any:
 
 
 def _import(store: Any, args: argparse.Namespace) -> Any:
+    from cellviewer.core.cohort import result_files
     from cellviewer.core.io.cell_import import apply_import, plan_import
     from cellviewer.core.store import ProjectError
-
-    from cellviewer.core.cohort import result_files
 
     plan = plan_import(store, result_files(args.files), choices_of(store, args))
     if not args.json:

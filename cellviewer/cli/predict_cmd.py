@@ -85,12 +85,12 @@ def _load(path: Path, device: str) -> Any:
     from cellviewer.cli.main import CommandError
 
     try:
+        from cellviewer.cli.cohort_tasks import load_predictor
         from trainer.formats.errors import TrainerError
-        from trainer.predict import Predictor
+
+        return load_predictor(str(path), device)
     except ImportError as exc:  # a build without the trainer's dependencies
         raise CommandError(f"{path}: classifying needs the trainer (PyTorch): {exc}") from exc
-    try:
-        return Predictor.load(path, device=device)
     except (TrainerError, ValueError, RuntimeError) as exc:
         raise CommandError(f"{path}: cannot load the model ({exc})") from exc
 

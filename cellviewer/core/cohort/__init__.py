@@ -9,7 +9,8 @@ our own.
 Modules: :mod:`.manifest` (the items and shards), :mod:`.ids` (cell ids every run agrees on),
 :mod:`.results` (the per-slide files, written atomically), :mod:`.scoring` (one slide
 detected or classified: the unit a Dask task or a shard's loop runs), :mod:`.summary` (the
-cohort's totals). Qt-free; torch only inside :func:`predict_slide`, when it loads a model.
+cohort's totals). Qt-free and torch-free: :func:`predict_slide` is handed a loaded predictor
+(``cellviewer.cli.cohort_tasks`` loads one from a model file, for the command and for Dask).
 """
 
 from .ids import cell_ids
@@ -25,10 +26,10 @@ from .manifest import (
     slide_key,
 )
 from .results import SlideResult, is_done, read_cells, result_files, write_result
-from .scoring import SlideOutcome, detect_slide, load_predictor, predict_slide
+from .scoring import SlideOutcome, detect_slide, predict_slide
 from .summary import CohortSummary
 
 __all__ = ["CohortItem", "CohortSummary", "ManifestError", "SlideOutcome", "SlideResult",
-           "cell_ids", "detect_slide", "is_cohort_input", "is_done", "load_predictor",
-           "parse_shard", "predict_slide", "project_items", "read_cells", "read_inputs",
-           "read_manifest", "result_files", "shard", "slide_key", "write_result"]
+           "cell_ids", "detect_slide", "is_cohort_input", "is_done", "parse_shard",
+           "predict_slide", "project_items", "read_cells", "read_inputs", "read_manifest",
+           "result_files", "shard", "slide_key", "write_result"]

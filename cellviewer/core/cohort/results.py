@@ -117,28 +117,27 @@ def read_cells(folder: str | os.PathLike, key: str) -> tuple[list[str], np.ndarr
     """The ids and points of a slide's ``<key>.cells.csv`` (what ``cellviewer predict``
     classifies after ``cellviewer detect``); ``ValueError`` naming the file and line."""
     path = result_paths(folder, key)[0]
+    ids: list[str] = []
+    pts: list[tuple[float, float]] = []
     try:
-        fh = open(path, newline="", encoding="utf-8")
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"cell_id", "x", "y"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path}, line 1: no column {', '.join(sorted(missing))} "
+                                 "(not a cohort cells CSV)")
+            for row in reader:
+                try:
+                    pts.append((float(row["x"]), float(row["y"])))
+                except (TypeError, ValueError):
+                    raise ValueError(f"{path}, line {reader.line_num}: x or y is not a "
+                                     "number") from None
+                ids.append(row["cell_id"])
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file (no detections of this slide in "
                          f"{folder}; run cellviewer detect first)") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    ids: list[str] = []
-    pts: list[tuple[float, float]] = []
-    with fh:
-        reader = csv.DictReader(fh)
-        missing = {"cell_id", "x", "y"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}, line 1: no column {', '.join(sorted(missing))} (not a "
-                             "cohort cells CSV)")
-        for row in reader:
-            try:
-                pts.append((float(row["x"]), float(row["y"])))
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}, line {reader.line_num}: x or y is not a number"
-                                 ) from None
-            ids.append(row["cell_id"])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path}: cannot read it ({exc})") from None
     return ids, np.array(pts, dtype=np.float64).reshape(-1, 2)
 
 

@@ -10,12 +10,10 @@ written for a slide that fails. The arguments and the outcome are plain picklabl
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,21 +66,20 @@ def detect_slide(item: CohortItem, out: str | os.PathLike, params: Any = None, *
     return SlideOutcome(item.name, item.key, True, len(ids), elapsed_s=time.monotonic() - t0)
 
 
-def predict_slide(item: CohortItem, out: str | os.PathLike, model: Any, *,
+def predict_slide(item: CohortItem, out: str | os.PathLike, predictor: Any, *,
                   cells: str | os.PathLike | None = None, tta: bool = False,
-                  device: str = "auto", skip_done: bool = False,
-                  progress: SlideProgress | None = None) -> SlideOutcome:
+                  skip_done: bool = False, progress: SlideProgress | None = None
+                  ) -> SlideOutcome:
     """Classify the cells of one slide and write its two files (with the predicted class,
     confidence and probabilities) into ``out``. The cells: the project's, for an item of a
     project, else those of ``<key>.cells.csv`` in the ``cells`` folder (a ``cellviewer
-    detect`` results folder), with their ids. ``model``: a loaded ``trainer.predict.Predictor``
-    or a model file's path (loaded once per process and ``device``)."""
+    detect`` results folder), with their ids. ``predictor``: a loaded
+    ``trainer.predict.Predictor`` (the core never imports torch; a Dask task that starts from a
+    model file's path is :func:`cellviewer.cli.cohort_tasks.predict_slide_task`)."""
     t0 = time.monotonic()
     if skip_done and is_done(out, item.key):
         return _skipped(out, item, t0)
     try:
-        predictor = load_predictor(str(model), device) if isinstance(model, str | Path) \
-            else model
         ids, xy, record = _cells_of(item, cells)
         probs = _classify(item, record, xy, predictor, tta, progress)
         result = SlideResult(image_name(item.path, out), ids, xy, None,
@@ -93,15 +90,6 @@ def predict_slide(item: CohortItem, out: str | os.PathLike, model: Any, *,
                             elapsed_s=time.monotonic() - t0)
     return SlideOutcome(item.name, item.key, True, len(ids), result.class_counts(),
                         elapsed_s=time.monotonic() - t0)
-
-
-@functools.lru_cache(maxsize=2)
-def load_predictor(path: str, device: str = "auto") -> Any:
-    """The trainer's predictor of a model file, once per process (a Dask worker runs many
-    slides with one model). Imported here: only classifying needs torch."""
-    from trainer.predict import Predictor
-
-    return Predictor.load(path, device=device)
 
 
 def _skipped(out: str | os.PathLike, item: CohortItem, t0: float) -> SlideOutcome:
@@ -227,10 +215,12 @@ def _cells_of(item: CohortItem, cells: str | os.PathLike | None
     if cells is None:
         raise _SlideError(f"{item.where}: no cells to classify: give the folder of the "
                           "slides' detections (cellviewer predict --cells DIR)")
+    if not item.path.exists():  # the slide's own failure, not its detections' (if any)
+        raise _SlideError(f"{item.where}: {item.path}: no such file")
     try:
         ids, xy = read_cells(cells, item.key)
     except ValueError as exc:
-        raise _SlideError(str(exc)) from None
+        raise _SlideError(f"{item.where}: {exc}") from None
     return ids, xy, None
 
 

@@ -111,9 +111,9 @@ def test_a_shard_run_twice_writes_the_same_files_and_can_skip_what_is_done(tmp_p
     first = folder_files(out)
     # sorted by name: /…/boxes.tiff, /…/small.svs, tiles/t0.png, tiles/t1.png, tiles/t2.png
     assert sorted(first) == ["small.cells.csv", "small.geojson", "t1.cells.csv", "t1.geojson"]
-    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert main(args) == 0
     assert folder_files(out) == first
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     capsys.readouterr()
     assert main([*args, "--skip-done", "--json"]) == 0
     events = json_lines(capsys.readouterr().out)
