@@ -18,6 +18,13 @@ an existing file is refused unless ``--overwrite``. Exit codes: 0 done; 1 nothin
 input, every item failed, a refused output); 2 usage; 3 some inputs failed (each named on
 stderr): the others' detections are written. ``--json``: one JSON object per line on stdout
 (``started``, ``progress``, ``item-done``, ``item-failed``, ``finished``, ``error``).
+
+A cohort: INPUT a manifest CSV (``slide`` and optional ``regions`` columns) or a project, or
+``--shard i/N`` (the slides whose position in the sorted input is i mod N): ``--out`` is then
+a folder of per-slide results, ``<slide>.cells.csv`` and ``<slide>.geojson``, each written
+atomically as its slide is done, with cell ids that every run agrees on
+(:mod:`cellviewer.core.cohort`); a slide that fails is reported and the others go on (exit
+3); ``--skip-done`` leaves slides whose files exist as they are.
 """
 
 from __future__ import annotations
