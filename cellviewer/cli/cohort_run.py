@@ -11,9 +11,10 @@ and in ``finished``), 1 nothing to run or every slide failed.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,19 @@ def prepare_out(out: Path) -> None:
     except OSError as exc:
         raise CommandError(f"{out}: cannot make the results folder "
                            f"({exc.strerror or exc})") from exc
+
+
+@contextlib.contextmanager
+def error_events(as_json: bool) -> Iterator[None]:
+    """A refusal before the run starts (a bad manifest, a model of other classes) is also an
+    ``error`` event with ``--json``, as every failure of the protocol is."""
+    from cellviewer.cli.main import CommandError
+
+    try:
+        yield
+    except CommandError as exc:
+        if as_json:
+            from trainer.formats.protocol import encode_event
+
+            print(encode_event("error", kind="input", message=str(exc)), flush=True)
+        raise

@@ -314,14 +314,15 @@ def _write(out: Path, rows: list[tuple[str, float, float, float]]) -> None:
 def _run_cohort(args: argparse.Namespace, params: Any) -> int:
     """A manifest, a project or ``--shard``: per-slide results in the ``--out`` folder
     (:func:`cellviewer.core.cohort.detect_slide` per slide of the shard)."""
-    from cellviewer.cli.cohort_run import cohort_items, prepare_out, run_cohort
+    from cellviewer.cli.cohort_run import cohort_items, error_events, prepare_out, run_cohort
     from cellviewer.core.cohort import detect_slide
 
     try:
-        items, shard = cohort_items(list(args.inputs), args.shard)
+        with error_events(args.json):
+            items, shard = cohort_items(list(args.inputs), args.shard)
+            prepare_out(args.out)
     except ValueError as exc:
         return _usage_error(str(exc))
-    prepare_out(args.out)
     return run_cohort("detect", items, args.out, args.json,
                       lambda item, progress: detect_slide(item, args.out, params,
                                                           skip_done=args.skip_done,

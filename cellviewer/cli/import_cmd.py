@@ -103,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
          classes_added=list(result.classes_added), regions=len(result.regions),
          skipped=result.skipped, elapsed_s=round(time.monotonic() - t0, 3))
     if not args.json:
-        print(f"imported {result.n_cells:,} cells from {len(args.files)} file"
-              f"{'s' if len(args.files) != 1 else ''} into {args.project}", file=sys.stderr)
+        n_files = len(getattr(args, "read_files", args.files))
+        print(f"imported {result.n_cells:,} cells from {n_files} file"
+              f"{'s' if n_files != 1 else ''} into {args.project}", file=sys.stderr)
     return 0
 
 
@@ -146,7 +147,8 @@ def _import(store: Any, args: argparse.Namespace) -> Any:
     from cellviewer.core.io.cell_import import apply_import, plan_import
     from cellviewer.core.store import ProjectError
 
-    plan = plan_import(store, result_files(args.files), choices_of(store, args))
+    args.read_files = result_files(args.files)
+    plan = plan_import(store, args.read_files, choices_of(store, args))
     if not args.json:
         for line in plan.summary() + plan.notices:
             print(line, file=sys.stderr)

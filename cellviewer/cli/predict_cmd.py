@@ -52,25 +52,27 @@ def _usage_error(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cellviewer.cli.cohort_run import cohort_items, prepare_out, run_cohort
+    from cellviewer.cli.cohort_run import cohort_items, error_events, prepare_out, run_cohort
     from cellviewer.cli.main import CommandError
     from cellviewer.core.cohort import predict_slide
 
     if args.model.suffix.lower() != ".cvmodel":
         return _usage_error(f"--model {args.model}: not a model file (.cvmodel)")
     try:
-        items, shard = cohort_items(list(args.inputs), args.shard)
+        with error_events(args.json):
+            items, shard = cohort_items(list(args.inputs), args.shard)
     except ValueError as exc:
         return _usage_error(str(exc))
-    without = [i for i in items if i.project is None]
-    if without and args.cells is None:
-        raise CommandError(f"{without[0].where}: slide {without[0].name} has no cells to "
-                           "classify: give --cells DIR, the folder cellviewer detect wrote")
-    if args.cells is not None and not args.cells.is_dir():
-        raise CommandError(f"--cells {args.cells}: no such folder")
-    _check_classes(args.model, _model_classes(args.model), args.inputs)
-    predictor = _load(args.model, args.device)
-    prepare_out(args.out)
+    with error_events(args.json):
+        without = [i for i in items if i.project is None]
+        if without and args.cells is None:
+            raise CommandError(f"{without[0].where}: slide {without[0].name} has no cells to "
+                               "classify: give --cells DIR, the folder cellviewer detect wrote")
+        if args.cells is not None and not args.cells.is_dir():
+            raise CommandError(f"--cells {args.cells}: no such folder")
+        _check_classes(args.model, _model_classes(args.model), args.inputs)
+        predictor = _load(args.model, args.device)
+        prepare_out(args.out)
     return run_cohort("predict", items, args.out, args.json,
                       lambda item, progress: predict_slide(
                           item, args.out, predictor, cells=args.cells, tta=args.tta,

@@ -156,6 +156,26 @@ def test_a_model_of_other_classes_is_refused_before_any_work(tmp_path, capsys):
     assert str(model) in err and str(project) in err
     assert "tumour, stroma, immune" in err and "tumour, necrosis" in err
     assert not out.exists()
+    assert main(["predict", str(project), "--model", str(model), "--out", str(out),
+                 "--json"]) == 1
+    events = json_lines(capsys.readouterr().out)
+    assert [e["event"] for e in events] == ["error"] and "tumour, necrosis" in \
+        events[0]["message"]
+
+
+def test_the_terminal_line_shows_slides_rate_and_eta(tmp_path, capsys):
+    from cellviewer.cli.cohort_run import CohortReporter
+    from cellviewer.core.cohort import CohortItem, CohortSummary, SlideOutcome
+
+    summary = CohortSummary(4)
+    summary.add(SlideOutcome("a.svs", "a", True, 1000))
+    summary.add(SlideOutcome("b.svs", "b", False, message="b.svs: no such file"))
+    rep = CohortReporter("detect", False, summary)
+    rep.tty = True
+    rep.progress(CohortItem("c.svs", tmp_path / "c.svs"), 2, 0.5, 200)
+    line = capsys.readouterr().err
+    assert "[2/4 slides, 1 failed] c  50% 200 cells" in line
+    assert re.search(r"[\d,]+ cells/s, ETA \d+:\d\d:\d\d", line), line
 
 
 def test_predict_over_a_project_writes_its_cells_with_their_ids(tmp_path, torch_backend):
