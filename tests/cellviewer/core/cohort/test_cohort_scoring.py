@@ -63,8 +63,8 @@ def test_regions_restrict_the_cells_and_overlaps_count_once(tmp_path):
     found = rows(tmp_path / "a.cells.csv")
     assert sorted((round(float(r["x"])), round(float(r["y"]))) for r in found) == \
         [(30, 30), (130, 30)]
-    whole = detect_slide(CohortItem("a.png", tmp_path / "a.png"), tmp_path / "w"
-                         if (tmp_path / "w").mkdir() is None else None)
+    (tmp_path / "w").mkdir()
+    whole = detect_slide(CohortItem("a.png", tmp_path / "a.png"), tmp_path / "w")
     ids = {r["cell_id"] for r in rows(tmp_path / "w" / "a.cells.csv")}
     assert whole.cells == 4 and {r["cell_id"] for r in found} <= ids  # the same ids
 
