@@ -20,6 +20,8 @@ the command refuses with a message naming it (``../shared/design/cli.md``):
   when the file's name does not name one;
 - ``--units px|um``: override the file's units (µm are converted with each image's pixel size);
 - ``--polygons-as-cells``: annotation polygons become cells, not regions;
+- ``--on-existing-cell refuse|predictions``: cells whose ids the project already has (the
+  results of ``cellviewer predict PROJECT``): refused, or only their predictions taken;
 - ``--columns image=COL,x=COL,y=COL[,class=COL]``: the columns of a table that is not
   recognised.
 
@@ -53,6 +55,9 @@ def add_parser(sub: Any) -> None:
                    help="rows whose image is not in the project (default: refuse)")
     p.add_argument("--on-unknown-class", choices=("create", "skip", "refuse"),
                    default="refuse", help="class names the project lacks (default: refuse)")
+    p.add_argument("--on-existing-cell", choices=("refuse", "predictions"), default="refuse",
+                   help="cells whose ids the project has (cellviewer predict PROJECT's "
+                        "results): refuse (default), or take only their predictions")
     p.add_argument("--map-class", action="append", default=[], metavar="NAME=EXISTING",
                    help="import class NAME as the project's class EXISTING (repeatable)")
     p.add_argument("--class-set", default=None,
@@ -99,13 +104,16 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(message) from exc
     if result is None:  # a dry run
         return 0
-    _say(args.json, "finished", n_cells=result.n_cells, images_added=len(result.images_added),
+    _say(args.json, "finished", n_cells=result.n_cells, predictions_of_existing=result.updated,
+         images_added=len(result.images_added),
          classes_added=list(result.classes_added), regions=len(result.regions),
          skipped=result.skipped, elapsed_s=round(time.monotonic() - t0, 3))
     if not args.json:
         n_files = len(getattr(args, "read_files", args.files))
+        also = (f" (and predictions of {result.updated:,} cells it had)" if result.updated
+                else "")
         print(f"imported {result.n_cells:,} cells from {n_files} file"
-              f"{'s' if n_files != 1 else ''} into {args.project}", file=sys.stderr)
+              f"{'s' if n_files != 1 else ''} into {args.project}{also}", file=sys.stderr)
     return 0
 
 
@@ -139,7 +147,7 @@ def choices_of(store: Any, args: argparse.Namespace) -> Any:
         on_unknown_class=args.on_unknown_class, class_map=class_map,
         class_set=class_set_names(args.class_set) if args.class_set else None,
         units=args.units, polygons_as_cells=args.polygons_as_cells, image_id=image_id,
-        columns=columns)
+        columns=columns, existing_cells=getattr(args, "on_existing_cell", "refuse"))
 
 
 def _import(store: Any, args: argparse.Namespace) -> Any:

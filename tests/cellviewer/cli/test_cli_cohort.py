@@ -178,7 +178,8 @@ def test_the_terminal_line_shows_slides_rate_and_eta(tmp_path, capsys):
     assert re.search(r"[\d,]+ cells/s, ETA \d+:\d\d:\d\d", line), line
 
 
-def test_predict_over_a_project_writes_its_cells_with_their_ids(tmp_path, torch_backend):
+def test_predict_over_a_project_and_its_predictions_back_into_it(tmp_path, torch_backend,
+                                                                capsys):
     manifest = make_cohort(tmp_path, tiles=2)
     assert main(["detect", str(manifest), "--out", str(tmp_path / "res")]) == 0
     project = new_project(tmp_path / "p.cvproj", CLASSES)
@@ -188,6 +189,18 @@ def test_predict_over_a_project_writes_its_cells_with_their_ids(tmp_path, torch_
                  str(tmp_path / "scored"), "--tta"]) == 0
     rows = read_result_rows(tmp_path / "scored")
     assert rows.keys() == read_result_rows(tmp_path / "res").keys()
+    # back into the project the cells came from: their ids are there, so only predictions
+    assert main(["import", str(project), str(tmp_path / "scored")]) == 1
+    assert "already in the project" in capsys.readouterr().err
+    assert main(["import", str(project), str(tmp_path / "scored"),
+                 "--on-existing-cell", "predictions"]) == 0
+    assert f"(and predictions of {len(rows)} cells it had)" in capsys.readouterr().err
+    cells = project_cells(project)
+    assert cells.keys() == rows.keys()
+    for cell_id, (_, x, y, cls, probs) in cells.items():
+        row = rows[cell_id]
+        assert (x, y, cls) == (float(row["x"]), float(row["y"]), row["predicted_class"])
+        assert np.allclose(probs, [float(row[f"p_{c}"]) for c in CLASSES], atol=1e-6)
 
 
 def test_bad_shard_and_bad_manifest(tmp_path, capsys):
