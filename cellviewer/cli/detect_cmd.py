@@ -150,11 +150,7 @@ def run(args: argparse.Namespace) -> int:
         diameter=args.diameter_um if args.diameter_um is not None else args.diameter_px,
         unit="px" if args.diameter_px is not None else "um", sensitivity=args.sensitivity)
     if args.shard is not None or any(is_cohort_input(p) for p in args.inputs):
-        if trained is not None:
-            raise CommandError(f"--method {trained}: a trained detector runs over images and "
-                               "folders; over a manifest or with --shard only the classical "
-                               "detector runs so far")
-        return _run_cohort(args, params)
+        return _run_cohort(args, params, trained)
     if args.skip_done:
         return _usage_error("--skip-done: only with a manifest, a project or --shard (a "
                             "folder of per-slide results)")
@@ -311,7 +307,7 @@ def _write(out: Path, rows: list[tuple[str, float, float, float]]) -> None:
         raise CommandError(str(exc)) from exc
 
 
-def _run_cohort(args: argparse.Namespace, params: Any) -> int:
+def _run_cohort(args: argparse.Namespace, params: Any, trained: str | None) -> int:
     """A manifest, a project or ``--shard``: per-slide results in the ``--out`` folder
     (:func:`cellviewer.core.cohort.detect_slide` per slide of the shard)."""
     from cellviewer.cli.cohort_run import cohort_items, error_events, prepare_out, run_cohort
@@ -320,11 +316,15 @@ def _run_cohort(args: argparse.Namespace, params: Any) -> int:
     try:
         with error_events(args.json):
             items, shard = cohort_items(list(args.inputs), args.shard)
-            prepare_out(args.out)
     except ValueError as exc:
         return _usage_error(str(exc))
+    with error_events(args.json):  # a refused model or folder: nothing written
+        detector = _load_trained(trained, args.device) if trained is not None else None
+        prepare_out(args.out)
     return run_cohort("detect", items, args.out, args.json,
                       lambda item, progress: detect_slide(item, args.out, params,
+                                                          detector=detector,
                                                           skip_done=args.skip_done,
                                                           progress=progress),
-                      shard=shard, mode=args.mode)
+                      shard=shard, mode=args.mode if trained is None else "trained",
+                      method=args.method)

@@ -48,17 +48,18 @@ class _SlideError(Exception):
 
 
 def detect_slide(item: CohortItem, out: str | os.PathLike, params: Any = None, *,
-                 skip_done: bool = False, progress: SlideProgress | None = None
-                 ) -> SlideOutcome:
+                 detector: Any = None, skip_done: bool = False,
+                 progress: SlideProgress | None = None) -> SlideOutcome:
     """Detect the cells of one slide (in its regions, when the item names a regions file)
-    with the classical detector and write ``<key>.cells.csv`` and ``<key>.geojson`` into
-    ``out``. ``params``: a :class:`cellviewer.core.detect.DetectParams` (default settings when
-    None)."""
+    and write ``<key>.cells.csv`` and ``<key>.geojson`` into ``out``. The classical detector
+    with ``params`` (a :class:`cellviewer.core.detect.DetectParams`; default settings when
+    None), or a trained ``detector`` (``trainer.detect.infer``'s, loaded by the caller: its
+    ``detect_reader`` reads the slide tile by tile at full resolution)."""
     t0 = time.monotonic()
     if skip_done and is_done(out, item.key):
         return _skipped(out, item, t0)
     try:
-        ids, xy, scores = _detect(item, params, progress)
+        ids, xy, scores = _detect(item, params, detector, progress)
         write_result(out, item.key, SlideResult(image_name(item.path, out), ids, xy, scores))
     except _SlideError as exc:
         return SlideOutcome(item.name, item.key, False, message=str(exc),
@@ -121,7 +122,7 @@ def _open(item: CohortItem) -> Any:
         raise _SlideError(f"{item.where}: {exc}") from None
 
 
-def _detect(item: CohortItem, params: Any, progress: SlideProgress | None
+def _detect(item: CohortItem, params: Any, detector: Any, progress: SlideProgress | None
             ) -> tuple[list[str], np.ndarray, np.ndarray]:
     from cellviewer.core.detect import DetectParams, detect
     from cellviewer.core.sources import ImageOpenError
@@ -133,6 +134,9 @@ def _detect(item: CohortItem, params: Any, progress: SlideProgress | None
             raise _SlideError(f"{item.path}: the image does not give its pixel size, so a "
                               "diameter in µm cannot be converted; give --diameter-px")
         parts = []
+        if detector is not None:  # a trained detector: the whole slide, then the regions
+            parts.append(_detect_trained(item, source, detector, progress))
+            areas = []
         for k, area in enumerate(areas):
             def report(p: Any, k: int = k) -> None:
                 if progress is not None:
@@ -159,6 +163,23 @@ def _detect(item: CohortItem, params: Any, progress: SlideProgress | None
     else:
         s = s[order]
     return ids, xy, np.asarray(s, dtype=np.float32)
+
+
+def _detect_trained(item: CohortItem, source: Any, detector: Any,
+                    progress: SlideProgress | None) -> Any:
+    from cellviewer.core.sources import ImageOpenError
+
+    def read(x: int, y: int, w: int, h: int) -> np.ndarray:
+        return source.read_region(0, x, y, w, h)
+
+    def report(done: int, tiles: int, cells: int) -> None:
+        if progress is not None:
+            progress(done / max(tiles, 1), cells)
+
+    try:
+        return detector.detect_reader(source.width, source.height, read, progress=report)
+    except ImageOpenError as exc:
+        raise _SlideError(f"{item.where}: {exc}") from None
 
 
 def _regions(item: CohortItem) -> tuple[list[Any], Any]:

@@ -88,3 +88,37 @@ def test_a_bad_slide_or_regions_file_is_an_outcome_and_writes_nothing(tmp_path):
     for o in (gone, bad, none):
         summary.add(o)
     assert summary.lines()[0].startswith("3 slides: 0 done, 3 failed; 0 cells")
+
+
+class FakeTrainedDetector:
+    """What ``trainer.detect.infer``'s detector offers the cohort: ``detect_reader`` over a
+    reader of full-resolution regions (here: a cell at each dark pixel's blob centre)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def detect_reader(self, width, height, read, *, progress=None):
+        from types import SimpleNamespace
+
+        self.calls.append((width, height))
+        rgb = read(0, 0, width, height)
+        dark = rgb.mean(axis=2) < 128
+        pts = [(cx, cy) for cx, cy in CENTRES if dark[cy, cx]]
+        if progress is not None:
+            progress(1, 1, len(pts))
+        return SimpleNamespace(x=np.array([p[0] for p in pts], float),
+                               y=np.array([p[1] for p in pts], float),
+                               score=np.full(len(pts), 0.9, np.float32))
+
+
+def test_a_trained_detector_runs_over_the_slide_and_its_regions(tmp_path):
+    detector = FakeTrainedDetector()
+    square = [[0, 0], [80, 0], [80, 80], [0, 80], [0, 0]]
+    item = CohortItem("a.png", tile(tmp_path / "a.png"), regions(tmp_path / "r.geojson", square))
+    seen: list[float] = []
+    outcome = detect_slide(item, tmp_path, detector=detector,
+                           progress=lambda f, c: seen.append(f))
+    assert outcome.ok and outcome.cells == 1 and detector.calls == [(160, 160)]
+    assert seen == [1.0]
+    (found,) = rows(tmp_path / "a.cells.csv")
+    assert (float(found["x"]), float(found["y"]), found["score"]) == (30.0, 30.0, "0.9")
