@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from trainer.formats.errors import TrainerError
+
 from .ids import cell_ids
 from .manifest import CohortItem
 from .results import SlideResult, image_name, is_done, read_cells, write_result
@@ -60,7 +62,7 @@ def detect_slide(item: CohortItem, out: str | os.PathLike, params: Any = None, *
         return _skipped(out, item, t0)
     try:
         ids, xy, scores = _detect(item, params, detector, progress)
-        write_result(out, item.key, SlideResult(image_name(item.path, out), ids, xy, scores))
+        _write(out, item.key, SlideResult(image_name(item.path, out), ids, xy, scores))
     except _SlideError as exc:
         return SlideOutcome(item.name, item.key, False, message=str(exc),
                             elapsed_s=time.monotonic() - t0)
@@ -82,10 +84,13 @@ def predict_slide(item: CohortItem, out: str | os.PathLike, predictor: Any, *,
         return _skipped(out, item, t0)
     try:
         ids, xy, record = _cells_of(item, cells)
-        probs = _classify(item, record, xy, predictor, tta, progress)
+        try:
+            probs = _classify(item, record, xy, predictor, tta, progress)
+        except TrainerError as exc:  # the model's outputs are not numbers for these cells
+            raise _SlideError(f"{item.where}: {exc}") from None
         result = SlideResult(image_name(item.path, out), ids, xy, None,
                              list(predictor.classes), probs)
-        write_result(out, item.key, result)
+        _write(out, item.key, result)
     except _SlideError as exc:
         return SlideOutcome(item.name, item.key, False, message=str(exc),
                             elapsed_s=time.monotonic() - t0)
@@ -93,18 +98,28 @@ def predict_slide(item: CohortItem, out: str | os.PathLike, predictor: Any, *,
                         elapsed_s=time.monotonic() - t0)
 
 
+def _write(out: str | os.PathLike, key: str, result: SlideResult) -> None:
+    from cellviewer.core.export.atomic import ExportError
+
+    try:
+        write_result(out, key, result)
+    except ExportError as exc:  # disk full, a read-only folder: this slide fails, not the run
+        raise _SlideError(str(exc)) from None
+
+
 def _skipped(out: str | os.PathLike, item: CohortItem, t0: float) -> SlideOutcome:
+    """A finished slide's outcome, from its CSV (what it counted when it was done)."""
+    import csv
+
     from .results import result_paths
 
     counts: dict[str, int] = {}
     n = 0
-    with open(result_paths(out, item.key)[0], encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\n").split(",")
-        k = header.index("predicted_class") if "predicted_class" in header else None
-        for line in fh:
+    with open(result_paths(out, item.key)[0], newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
             n += 1
-            if k is not None:
-                name = line.rstrip("\n").split(",")[k]
+            name = row.get("predicted_class")
+            if name:
                 counts[name] = counts.get(name, 0) + 1
     return SlideOutcome(item.name, item.key, True, n, counts, skipped=True,
                         elapsed_s=time.monotonic() - t0)

@@ -122,3 +122,10 @@ def test_a_trained_detector_runs_over_the_slide_and_its_regions(tmp_path):
     assert seen == [1.0]
     (found,) = rows(tmp_path / "a.cells.csv")
     assert (float(found["x"]), float(found["y"]), found["score"]) == (30.0, 30.0, "0.9")
+
+
+def test_a_failed_write_is_the_slides_failure_not_an_exception(tmp_path):
+    item = CohortItem("a.png", tile(tmp_path / "a.png"))
+    outcome = detect_slide(item, tmp_path / "no-such-folder")
+    assert not outcome.ok and "does not exist" in outcome.message
+    assert "a.cells.csv" in outcome.message
