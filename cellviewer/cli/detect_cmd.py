@@ -18,6 +18,13 @@ an existing file is refused unless ``--overwrite``. Exit codes: 0 done; 1 nothin
 input, every item failed, a refused output); 2 usage; 3 some inputs failed (each named on
 stderr): the others' detections are written. ``--json``: one JSON object per line on stdout
 (``started``, ``progress``, ``item-done``, ``item-failed``, ``finished``, ``error``).
+
+A cohort: INPUT a manifest CSV (``slide`` and optional ``regions`` columns) or a project, or
+``--shard i/N`` (the slides whose position in the sorted input is i mod N): ``--out`` is then
+a folder of per-slide results, ``<slide>.cells.csv`` and ``<slide>.geojson``, each written
+atomically as its slide is done, with cell ids that every run agrees on
+(:mod:`cellviewer.core.cohort`); a slide that fails is reported and the others go on (exit
+3); ``--skip-done`` leaves slides whose files exist as they are.
 """
 
 from __future__ import annotations
@@ -53,6 +60,11 @@ def add_parser(sub: Any) -> None:
                    help="0 … 1, higher finds more (default: the mode's tuned value)")
     p.add_argument("--device", default="auto",
                    help="a trained detector's device: auto (CUDA, MPS, CPU), cpu, cuda, cuda:N")
+    p.add_argument("--shard", default=None, metavar="i/N",
+                   help="run the slides whose position in the sorted input is i mod N; "
+                        "--out is then a folder of per-slide results")
+    p.add_argument("--skip-done", action="store_true",
+                   help="per-slide results: leave slides whose files exist as they are")
     p.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
     p.set_defaults(func=run)
 
@@ -119,6 +131,7 @@ def _image_name(path: Path, out: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from cellviewer.cli.main import EXIT_OK, EXIT_PARTIAL, CommandError
+    from cellviewer.core.cohort import is_cohort_input
     from cellviewer.core.detect import DetectParams
 
     trained = None
@@ -132,6 +145,15 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--diameter-um", args.diameter_um), ("--diameter-px", args.diameter_px)):
         if value is not None and not value > 0:
             return _usage_error(f"{flag} {value:g}: must be a positive number")
+    params = DetectParams(
+        mode=args.mode, stain=args.stain,
+        diameter=args.diameter_um if args.diameter_um is not None else args.diameter_px,
+        unit="px" if args.diameter_px is not None else "um", sensitivity=args.sensitivity)
+    if args.shard is not None or any(is_cohort_input(p) for p in args.inputs):
+        return _run_cohort(args, params, trained)
+    if args.skip_done:
+        return _usage_error("--skip-done: only with a manifest, a project or --shard (a "
+                            "folder of per-slide results)")
     if args.out.is_dir():
         raise CommandError(f"{args.out}: is a folder; --out names the CSV file to write")
     if args.out.exists() and not args.overwrite:
@@ -141,10 +163,6 @@ def run(args: argparse.Namespace) -> int:
 
     if trained is not None:
         detector = _load_trained(trained, args.device)
-    params = DetectParams(
-        mode=args.mode, stain=args.stain,
-        diameter=args.diameter_um if args.diameter_um is not None else args.diameter_px,
-        unit="px" if args.diameter_px is not None else "um", sensitivity=args.sensitivity)
     rep = _Reporter(args.json)
     paths = _expand(list(args.inputs))
     if not paths:
@@ -287,3 +305,26 @@ def _write(out: Path, rows: list[tuple[str, float, float, float]]) -> None:
             w.writerows((name, f"{x:.2f}", f"{y:.2f}", f"{s:.4f}") for name, x, y, s in rows)
     except ExportError as exc:
         raise CommandError(str(exc)) from exc
+
+
+def _run_cohort(args: argparse.Namespace, params: Any, trained: str | None) -> int:
+    """A manifest, a project or ``--shard``: per-slide results in the ``--out`` folder
+    (:func:`cellviewer.core.cohort.detect_slide` per slide of the shard)."""
+    from cellviewer.cli.cohort_run import cohort_items, error_events, prepare_out, run_cohort
+    from cellviewer.core.cohort import detect_slide
+
+    try:
+        with error_events(args.json):
+            items, shard = cohort_items(list(args.inputs), args.shard)
+    except ValueError as exc:
+        return _usage_error(str(exc))
+    with error_events(args.json):  # a refused model or folder: nothing written
+        detector = _load_trained(trained, args.device) if trained is not None else None
+        prepare_out(args.out)
+    return run_cohort("detect", items, args.out, args.json,
+                      lambda item, progress: detect_slide(item, args.out, params,
+                                                          detector=detector,
+                                                          skip_done=args.skip_done,
+                                                          progress=progress),
+                      shard=shard, mode=args.mode if trained is None else "trained",
+                      method=args.method)

@@ -3,6 +3,9 @@ project keeps them, regions) from every file the app imports — delimited table
 tables, QuPath measurement tables, napari points, CellViewer's cells and predict CSVs),
 GeoJSON (QuPath 0.4–0.6, CellViT, plain; also ``.geojson.gz`` and ``.zip``) and HoVer-Net
 JSON — as one undoable action, all or nothing (:mod:`cellviewer.core.io.cell_import`).
+A folder stands for the per-slide ``*.geojson`` files of a cohort run (``cellviewer detect``
+or ``predict`` with a manifest or ``--shard``): their cells keep their ids, so the folders of
+the shards of one cohort import as one unsharded run's would.
 
 A headless run never asks: each question the app's preview asks has a flag, and by default
 the command refuses with a message naming it (``../shared/design/cli.md``):
@@ -17,6 +20,8 @@ the command refuses with a message naming it (``../shared/design/cli.md``):
   when the file's name does not name one;
 - ``--units px|um``: override the file's units (µm are converted with each image's pixel size);
 - ``--polygons-as-cells``: annotation polygons become cells, not regions;
+- ``--on-existing-cell refuse|predictions``: cells whose ids the project already has (the
+  results of ``cellviewer predict PROJECT``): refused, or only their predictions taken;
 - ``--columns image=COL,x=COL,y=COL[,class=COL]``: the columns of a table that is not
   recognised.
 
@@ -39,8 +44,9 @@ def add_parser(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("project", type=Path, help="a CellViewer project (.cvproj)")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE",
-                   help="tables (.csv .tsv .txt), GeoJSON (.geojson .json .geojson.gz .zip) "
-                        "or HoVer-Net JSON")
+                   help="tables (.csv .tsv .txt), GeoJSON (.geojson .json .geojson.gz .zip), "
+                        "HoVer-Net JSON, or a folder of cohort results (cellviewer detect or "
+                        "predict --out: its per-slide GeoJSON files)")
     p.add_argument("--image-folder", "--image-dir", dest="image_folder", type=Path,
                    default=None, help="where the files' images are")
     p.add_argument("--image", default=None,
@@ -49,6 +55,9 @@ def add_parser(sub: Any) -> None:
                    help="rows whose image is not in the project (default: refuse)")
     p.add_argument("--on-unknown-class", choices=("create", "skip", "refuse"),
                    default="refuse", help="class names the project lacks (default: refuse)")
+    p.add_argument("--on-existing-cell", choices=("refuse", "predictions"), default="refuse",
+                   help="cells whose ids the project has (cellviewer predict PROJECT's "
+                        "results): refuse (default), or take only their predictions")
     p.add_argument("--map-class", action="append", default=[], metavar="NAME=EXISTING",
                    help="import class NAME as the project's class EXISTING (repeatable)")
     p.add_argument("--class-set", default=None,
@@ -95,12 +104,16 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(message) from exc
     if result is None:  # a dry run
         return 0
-    _say(args.json, "finished", n_cells=result.n_cells, images_added=len(result.images_added),
+    _say(args.json, "finished", n_cells=result.n_cells, predictions_of_existing=result.updated,
+         images_added=len(result.images_added),
          classes_added=list(result.classes_added), regions=len(result.regions),
          skipped=result.skipped, elapsed_s=round(time.monotonic() - t0, 3))
     if not args.json:
-        print(f"imported {result.n_cells:,} cells from {len(args.files)} file"
-              f"{'s' if len(args.files) != 1 else ''} into {args.project}", file=sys.stderr)
+        n_files = len(getattr(args, "read_files", args.files))
+        also = (f" (and predictions of {result.updated:,} cells it had)" if result.updated
+                else "")
+        print(f"imported {result.n_cells:,} cells from {n_files} file"
+              f"{'s' if n_files != 1 else ''} into {args.project}{also}", file=sys.stderr)
     return 0
 
 
@@ -134,14 +147,16 @@ def choices_of(store: Any, args: argparse.Namespace) -> Any:
         on_unknown_class=args.on_unknown_class, class_map=class_map,
         class_set=class_set_names(args.class_set) if args.class_set else None,
         units=args.units, polygons_as_cells=args.polygons_as_cells, image_id=image_id,
-        columns=columns)
+        columns=columns, existing_cells=getattr(args, "on_existing_cell", "refuse"))
 
 
 def _import(store: Any, args: argparse.Namespace) -> Any:
+    from cellviewer.core.cohort import result_files
     from cellviewer.core.io.cell_import import apply_import, plan_import
     from cellviewer.core.store import ProjectError
 
-    plan = plan_import(store, args.files, choices_of(store, args))
+    args.read_files = result_files(args.files)
+    plan = plan_import(store, args.read_files, choices_of(store, args))
     if not args.json:
         for line in plan.summary() + plan.notices:
             print(line, file=sys.stderr)

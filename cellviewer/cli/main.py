@@ -26,11 +26,12 @@ from cellviewer.cli import (
     import_cmd,
     info,
     merge_cmd,
+    predict_cmd,
 )
 
 #: the command modules, in the order ``--help`` lists them
 COMMANDS = {"import": import_cmd, "export": export_cmd, "info": info, "detect": detect_cmd,
-            "copy-for": copy_for_cmd, "merge": merge_cmd,
+            "predict": predict_cmd, "copy-for": copy_for_cmd, "merge": merge_cmd,
             "annotator-agreement": agreement_cmd}
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3

@@ -300,3 +300,31 @@ def export_geojson(store: ProjectStore, path: str | os.PathLike, image_id: int, 
 def _chain(*parts: Iterable[dict]) -> Iterator[dict]:
     for part in parts:
         yield from part
+
+
+def float32_text(value: Any) -> str:
+    """A probability or score as text: the shortest decimal of its float32 (as the features
+    write it), so a CSV and a GeoJSON of the same cells agree digit for digit."""
+    return repr(_float32(value))
+
+
+def point_features(ids: Sequence[str], xy: np.ndarray, *, scores: np.ndarray | None = None,
+                   classes: Sequence[str] | None = None, probs: np.ndarray | None = None,
+                   label_source: str = "detector",
+                   options: GeoJsonOptions | None = None) -> Iterator[dict]:
+    """Features of cells that are in no project (a cohort run's): points with ids, the
+    detector's ``scores`` (a ``detection_score`` measurement) and a model's ``probs`` over
+    ``classes`` (classified by the prediction, as :func:`cell_features` writes an unlabelled
+    cell)."""
+    options = options or GeoJsonOptions()
+    pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    names = list(classes or [])
+    for i, cell_id in enumerate(ids):
+        predicted = None
+        if probs is not None and names:
+            p = np.asarray(probs[i])
+            k = int(p.argmax())
+            predicted = (names[k], name_color(names[k]), _float32(p[k]), p)
+        extra = {} if scores is None else {"detection_score": _float32(scores[i])}
+        yield _feature(str(cell_id), float(pts[i, 0]), float(pts[i, 1]), None, predicted,
+                       names, label_source, "unreviewed", extra, options)

@@ -44,6 +44,9 @@ from trainer.formats.cell_rows import CellFileError, CellRow, ParsedFile, Region
 
 MISSING_IMAGE_CHOICES = ("skip", "add", "refuse")
 UNKNOWN_CLASS_CHOICES = ("create", "skip", "refuse")
+# a cell whose id the project already has: a problem, or (its file's probabilities are a
+# model's predictions of that cell: ``cellviewer predict PROJECT``'s results) predictions only
+EXISTING_CELL_CHOICES = ("refuse", "predictions")
 IMPORTED_ARCH = "imported"
 NUMBER_KEYS = "1234567890"
 
@@ -58,7 +61,9 @@ class ImportChoices:
     ``""`` to create it, or None to skip its rows; names not in it follow
     ``on_unknown_class``. ``image_id``: the image of files that name none. ``units``: "px" or
     "um" to override what the file says. ``columns``: a column map for a table whose columns
-    are not recognised (one for all the files)."""
+    are not recognised (one for all the files). ``existing_cells``: cells whose ids the project
+    already has are a problem ("refuse"), or give only their probabilities, as predictions of
+    those cells ("predictions"; the cells themselves are left as they are)."""
 
     image_folder: Path | None = None
     on_missing_image: str = "refuse"
@@ -72,8 +77,12 @@ class ImportChoices:
     source: str = "imported"
     allow_outside: bool = False
     image_info: ImageInfoFn | None = None
+    existing_cells: str = "refuse"
 
     def __post_init__(self) -> None:
+        if self.existing_cells not in EXISTING_CELL_CHOICES:
+            raise ValueError(f"existing_cells={self.existing_cells!r} is not one of "
+                             f"{', '.join(EXISTING_CELL_CHOICES)}")
         if self.on_missing_image not in MISSING_IMAGE_CHOICES:
             raise ValueError(f"on_missing_image={self.on_missing_image!r} is not one of "
                              f"{', '.join(MISSING_IMAGE_CHOICES)}")
@@ -130,6 +139,7 @@ class ImportPlan:
     cells: list[PlannedCell] = field(default_factory=list)
     regions: list[tuple[RegionRow, ImageMatch]] = field(default_factory=list)
     images: list[ImageMatch] = field(default_factory=list)
+    known: list[PlannedCell] = field(default_factory=list)  # in the project: predictions only
     new_classes: dict[str, int] = field(default_factory=dict)  # name -> rows, to create
     mapped_classes: dict[str, str] = field(default_factory=dict)  # unknown -> existing
     unknown_classes: dict[str, int] = field(default_factory=dict)  # unanswered: name -> rows
@@ -176,6 +186,9 @@ class ImportPlan:
                 f"{n:,} {why}" for why, n in reasons.items()))
         if any(c.row.probs for c in self.cells):
             lines.append("predictions: the file's class probabilities, as a model's")
+        if self.known:
+            lines.append(f"predictions of {len(self.known):,} cells already in the project "
+                         "(the cells are left as they are)")
         return lines
 
 
@@ -515,11 +528,21 @@ def _check_cells(store: ProjectStore, plan: ImportPlan) -> None:
     given = [c.row.cell_id for c in plan.cells if c.row.cell_id]
     if given:
         clash = store.existing_cell_ids(given)
-        if clash:
+        if clash and plan.choices.existing_cells == "predictions":
+            there = set(clash)
+            for c in plan.cells:
+                if c.row.cell_id in there:
+                    if c.row.probs:
+                        plan.known.append(c)
+                    else:
+                        plan.skipped.append((c.file, c.row.where, "already in the project"))
+            plan.cells = [c for c in plan.cells if c.row.cell_id not in there]
+        elif clash:
             first = next(c for c in plan.cells if c.row.cell_id == clash[0])
             plan.problems.append(f"{first.file}, {first.row.where}: cell id {clash[0]} is "
                                  f"already in the project ({len(clash):,} of the file's ids "
-                                 f"are)")
+                                 f"are; --on-existing-cell predictions takes only their "
+                                 f"predictions)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,6 +598,10 @@ def apply_import(store: ProjectStore, plan: ImportPlan, *,
             result.model_id = _predictions(store, cells, ids) or result.model_id
             if progress is not None:
                 progress(done, total)
+        if plan.known:
+            ids = [str(c.row.cell_id) for c in plan.known]
+            result.model_id = _predictions(store, plan.known, ids) or result.model_id
+            result.updated = len(ids)
         _add_regions(store, plan, result)
     result.n_cells = len(result.ids)
     return result
