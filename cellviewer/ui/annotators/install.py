@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDockWidget
 
@@ -39,7 +39,10 @@ def _annotators_of(path: Path, cell: str) -> tuple[dict[str, str], int]:
 
 
 class AnnotatorTools(QObject):
-    """Everything ``install`` adds (see the module docstring)."""
+    """Everything ``install`` adds (see the module docstring). ``agreement_computed(list)``:
+    the agreement window has shown the figures of a scope (its Agreements)."""
+
+    agreement_computed = Signal(object)
 
     def __init__(self, window: Any) -> None:
         super().__init__(window)
@@ -151,6 +154,7 @@ class AnnotatorTools(QObject):
 
         if self.agreement_window is None:
             self.agreement_window = AgreementWindow(self.window)
+            self.agreement_window.computed.connect(self.agreement_computed)
         self.agreement_window.show()
         self.agreement_window.raise_()
         self.agreement_window.refresh()

@@ -51,6 +51,7 @@ REFRESH_MS = 100  # changes arriving together rebuild the queue once
 @dataclass(frozen=True)
 class QueueRow:
     cell: str
+    image_id: int | None
     image: str
     label: str  # the cell's class now ("(deleted)" where it is gone here)
     status: str
@@ -93,7 +94,7 @@ def build_rows(path: Path, queue: str, image_id: int | None) -> list[QueueRow]:
             label = names.get(cls, "(unlabelled)") if cls >= 0 else "(unlabelled)"
         else:
             img, label, status = image_of.get(u, -1), "(deleted)", ""
-        rows.append(QueueRow(u, images.get(int(img), str(img)) if img is not None else "",
+        rows.append(QueueRow(u, img, images.get(int(img), str(img)) if img is not None else "",
                              label, status, " ≠ ".join(sides.get(u, []))))
     return rows
 
@@ -151,6 +152,7 @@ class ProtocolPanel(QWidget):
         self.choice_runner = TaskRunner(NEWEST, 1, self)  # the current cell's choices
         self.rows: list[QueueRow] = []
         self.said: list[Said] = []
+        self.said_for: str | None = None  # the cell whose choices are shown
         self._done: dict[str, str] = {}
         self._ticket = 0
         self._keep: str | None = None  # the cell to stay on when the queue is rebuilt
@@ -343,7 +345,10 @@ class ProtocolPanel(QWidget):
             return
         r = self.rows[row]
         if r.label != "(deleted)":
-            self.host.centre_on_cell(r.cell)
+            shown = r.image_id == self.host.current_image_id()
+            self.host.centre_on_cell(r.cell)  # (on another image: selected once it is in)
+            if shown:
+                self.host.select_cells([r.cell])
         store = self.store
         if store is None:
             return
@@ -351,14 +356,14 @@ class ProtocolPanel(QWidget):
 
         def done(said: list[Said]) -> None:
             if self.current_id() == cell:
-                self._show_choices(said)
+                self._show_choices(said, cell)
 
         self.choice_runner.start(lambda _s: cell_choices(path, cell), done=done,
                                  failed=lambda m: self.status.setText(
                                      f"Cannot read what the annotators said: {m}"))
 
-    def _show_choices(self, said: list[Said]) -> None:
-        self.said = said
+    def _show_choices(self, said: list[Said], cell: str | None = None) -> None:
+        self.said, self.said_for = said, cell
         for b in self.choice_buttons:
             self.choice_layout.removeWidget(b)
             b.deleteLater()

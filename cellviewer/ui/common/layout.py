@@ -43,7 +43,8 @@ BOTTOM = Qt.DockWidgetArea.BottomDockWidgetArea
 #: skipped (a window without the tools installed).
 DEFAULT_COLUMNS: dict[Qt.DockWidgetArea, list[list[str]]] = {
     LEFT: [["images", "display"], ["classes"]],
-    RIGHT: [["details", "blur_preview", "model", "review", "regions", "training"]],
+    RIGHT: [["details", "blur_preview", "model", "review", "annotators", "regions",
+             "training"]],
     BOTTOM: [["gallery"]],
 }
 #: groups sized by share of their column (the others by their need): the class list gets
