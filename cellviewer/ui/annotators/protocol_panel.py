@@ -55,7 +55,7 @@ class QueueRow:
     image: str
     label: str  # the cell's class now ("(deleted)" where it is gone here)
     status: str
-    sides: str  # what the conflicts say ("ana: 6 ≠ ben: 8"), or "" for a checked cell
+    sides: str  # what the annotators said ("ana: 6 · ben: 8 · cy: deleted")
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,20 @@ class Said:
 
 
 def build_rows(path: Path, queue: str, image_id: int | None) -> list[QueueRow]:
-    """The queue's rows (a worker's job: one read-only connection, a few queries)."""
+    """The queue's rows (a worker's job: one read-only connection, a few queries). What the
+    annotators said of each cell: their own labels (the core's ``annotator_labels``), and the
+    deletions the conflicts record; for a cell gone here, the conflicts' sides."""
+    from cellviewer.core.merge.agreement import annotator_labels
     from cellviewer.core.store import ProjectStore
 
     with ProjectStore.open(path, readonly=True) as ro:
         ids = (protocol.conflict_queue(ro, image_id) if queue == CONFLICTS
                else protocol.pathologist_queue(ro, image_id))
+        labels = annotator_labels(ro)
         sides: dict[str, list[str]] = {}
+        image_of: dict[str, int] = {}
         for c in ro.conflicts():
+            image_of[c["cell_uuid"]] = c["image_id"]
             for side in ("ours", "theirs"):
                 said = (f"{c[f'{side}_by'] or side}: "
                         + ((c[f"{side}_class"] or "(unlabelled)") if c[f"{side}_present"]
@@ -86,7 +92,6 @@ def build_rows(path: Path, queue: str, image_id: int | None) -> list[QueueRow]:
         images = ro.image_names()
         found = {u: (int(table["image_id"][i]), int(table["class_id"][i]),
                      str(table["review_status"][i])) for i, u in enumerate(table["ids"])}
-        image_of = {c["cell_uuid"]: c["image_id"] for c in ro.conflicts()}
     rows = []
     for u in ids:
         if u in found:
@@ -94,8 +99,11 @@ def build_rows(path: Path, queue: str, image_id: int | None) -> list[QueueRow]:
             label = names.get(cls, "(unlabelled)") if cls >= 0 else "(unlabelled)"
         else:
             img, label, status = image_of.get(u, -1), "(deleted)", ""
+        said = [f"{who}: {name}" for who, name in sorted(labels.get(u, {}).items())]
+        deleted = [s for s in sides.get(u, []) if s.endswith(": deleted")]
+        text = " · ".join(said + deleted) if said else " ≠ ".join(sides.get(u, []))
         rows.append(QueueRow(u, img, images.get(int(img), str(img)) if img is not None else "",
-                             label, status, " ≠ ".join(sides.get(u, []))))
+                             label, status, text))
     return rows
 
 
@@ -143,7 +151,7 @@ class ProtocolPanel(QWidget):
     decided = Signal(str)
     rolesRequested = Signal()
 
-    HEADERS = ("#", "image", "label now", "status", "annotators said", "")
+    HEADERS = ("#", "label now", "annotators said", "status", "image", "")
 
     def __init__(self, host: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -303,9 +311,11 @@ class ProtocolPanel(QWidget):
         self.table.blockSignals(True)
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
-            for col, text in enumerate((str(i + 1), r.image, r.label, r.status, r.sides,
+            for col, text in enumerate((str(i + 1), r.label, r.sides, r.status, r.image,
                                         self._done.get(r.cell, ""))):
-                self.table.setItem(i, col, _item(text))
+                item = _item(text)
+                item.setToolTip(f"{r.sides}\ncell {r.cell} on {r.image}")
+                self.table.setItem(i, col, item)
         self.table.blockSignals(False)
         n = len(rows)
         self.status.setText(f"{n:,} cell{'' if n == 1 else 's'} in the queue "
