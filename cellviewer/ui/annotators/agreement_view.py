@@ -74,8 +74,20 @@ def _table(headers: list[str]) -> QTableWidget:
     return t
 
 
+def short_names(names: list[str], least: int = 4) -> list[str]:
+    """The shortest prefixes (at least ``least`` characters) that tell the names apart: the
+    matrix's column headers, so a dozen classes fit across (the full names are the rows')."""
+    for n in range(least, max((len(x) for x in names), default=0) + 1):
+        cut = [x[:n] for x in names]
+        if len(set(cut)) == len(names):
+            return cut
+    return list(names)
+
+
 def heat_colour(count: int, peak: int, diagonal: bool) -> QColor:
-    """White to blue by count (agreement, on the diagonal) or white to red (disagreement)."""
+    """White to blue by count (agreement, on the diagonal) or white to red (disagreement);
+    ``peak``: the largest count of its kind (diagonal or not), so a few disagreements show
+    beside a hundred agreements."""
     f = 0.0 if peak <= 0 else count / peak
     r, g, b = (33, 102, 172) if diagonal else (178, 24, 43)
     return QColor(round(255 + (r - 255) * f), round(255 + (g - 255) * f),
@@ -317,14 +329,19 @@ class AgreementWindow(QDialog):
         self.matrix.setRowCount(len(classes))
         self.matrix.setColumnCount(len(classes))
         self.matrix.setVerticalHeaderLabels(classes)
-        self.matrix.setHorizontalHeaderLabels(classes)
-        peak = int(m.max()) if m.size else 0
+        for j, short in enumerate(short_names(classes)):
+            header = QTableWidgetItem(short)
+            header.setToolTip(classes[j])
+            self.matrix.setHorizontalHeaderItem(j, header)
+        diagonal = np.eye(len(classes), dtype=bool)
+        peaks = {True: int(m[diagonal].max()) if m.size else 0,
+                 False: int(m[~diagonal].max()) if m.size > 1 else 0}
         for i in range(len(classes)):
             for j in range(len(classes)):
                 n = int(m[i, j])
                 item = _item(str(n) if n else "", True)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                colour = heat_colour(n, peak, i == j)
+                colour = heat_colour(n, peaks[i == j], i == j)
                 item.setBackground(QBrush(colour))
                 if colour.lightness() < 128:
                     item.setForeground(QBrush(QColor("white")))
@@ -338,7 +355,7 @@ class AgreementWindow(QDialog):
             f"Rows: {self.a_combo.currentText()}'s class; columns: "
             f"{self.b_combo.currentText()}'s. {p.n_cells:,} cells, agreement "
             f"{number(p.percent)}, Cohen's κ {number(p.kappa)}. Blue: both said the same; "
-            "red: they differ.")
+            "red: they differ (each shaded by the largest count of its kind).")
 
     # --- export ------------------------------------------------------------------------
     def _ask_export(self) -> None:

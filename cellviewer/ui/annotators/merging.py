@@ -63,10 +63,21 @@ def summarise(results: Sequence[MergeResult]) -> str:
             text += f"; {_plural(r.images_added, 'image')} added"
         lines.append(text)
     conflicts = sum(r.conflicts for r in results)
+    if len(results) > 1:
+        lines.append(totals(results))
     if conflicts:
         lines.append(f"{_plural(conflicts, 'conflict')} wait in the Annotators panel "
                      "(queue: conflicts).")
     return "\n".join(lines)
+
+
+def totals(results: Sequence[MergeResult]) -> str:
+    """One line for all the copies (the status bar's)."""
+    changed = sum(r.relabelled + r.status_changed + r.moved + r.accepted for r in results)
+    return (f"{_plural(len(results), 'copy').replace('copys', 'copies')}: "
+            f"{sum(r.added for r in results):,} added, {changed:,} changed, "
+            f"{sum(r.deleted for r in results):,} deleted, "
+            f"{_plural(sum(r.conflicts for r in results), 'conflict')}")
 
 
 class MergeFlow(QObject):
@@ -176,7 +187,7 @@ class MergeFlow(QObject):
         assert results is not None
         self.last_summary = summarise(results)
         changed = any(r.changed_anything for r in results)
-        self.window.show_status("Merged: " + self.last_summary.splitlines()[0] if changed
+        self.window.show_status("Merged " + totals(results) if changed
                                 else "Nothing new to merge", 10_000)
         box = QMessageBox(QMessageBox.Icon.Information, "Merge project",
                           "Merged into " + Path(store.path).name + "." if changed

@@ -62,6 +62,10 @@ def test_merge_project_menu_summary_details_and_undo(qtbot, monkeypatch, cohort)
            "1 deleted, 0 conflicts" in summary
     assert "ben.cvproj:" in summary and "4 conflicts" in summary
     assert "cy.cvproj:" in summary and "1 deleted, 1 conflict" in summary
+    assert "3 copies: 0 added, 11 changed, 2 deleted, 5 conflicts\n" in summary
+    assert summary.endswith("5 conflicts wait in the Annotators panel (queue: conflicts).")
+    assert w.statusBar().currentMessage() == \
+        "Merged 3 copies: 0 added, 11 changed, 2 deleted, 5 conflicts"
     box = w.findChild(QMessageBox, "merge_summary_box")
     assert box is not None and box.isVisible() and "Undo" in box.informativeText()
     box.close()
