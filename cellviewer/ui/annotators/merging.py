@@ -96,6 +96,19 @@ class MergeFlow(QObject):
         self.progress: QProgressDialog | None = None
         self.summary_box: QMessageBox | None = None
         self.last_summary = ""
+        window.add_close_guard(self.may_close)
+
+    def running(self) -> bool:
+        return not self.runner.is_idle()
+
+    def may_close(self, _reason: str) -> bool:
+        """A close guard: the project stays open while a merge writes to it (it is one
+        transaction of seconds at most; closing under it would lose the window's view of
+        what it did)."""
+        if self.running():
+            self.window.show_status("Wait until the merge has finished.", 8000)
+            return False
+        return True
 
     def ask_and_merge(self) -> bool:
         """File → Merge project…: choose the copies, then merge them."""

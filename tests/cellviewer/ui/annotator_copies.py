@@ -15,6 +15,8 @@ from cellviewer.core.store import ProjectStore
 
 CHULA = Path(__file__).resolve().parents[2] / "fixtures" / "chula"
 CLASSES = [str(i) for i in range(12)]
+#: a region over the top left of the image (its cells: the region scope of the agreement)
+SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [160, 0], [160, 120], [0, 120], [0, 0]]]}
 
 #: cells (by position order) -> what ana and ben set; where they differ it is a conflict
 ANA = {0: "5", 1: "6", 2: "2", 3: "7", 4: "5", 5: "6", 6: "2", 7: "7", 8: "5", 9: "6"}
@@ -40,6 +42,7 @@ def make_project(path: Path) -> Path:
         image = store.add_image(CHULA / "chula-10-crop.png", 320, 240, None)
         store.add_cells(image, [[float(r["x"]), float(r["y"])] for r in rows],
                         [ids[r["class_id"]] for r in rows], source="imported")
+        store.add_region(image, SQUARE, "top left", "tumour")
         store.wait_for_checkpoint()
     return path
 

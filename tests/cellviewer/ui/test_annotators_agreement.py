@@ -83,11 +83,23 @@ def test_agreement_view_shows_the_kappas(qtbot, merged, tmp_path):
     assert {(r[0], r[1]): r[2:] for r in _table(view.pairs)}[("ana", "ben")][2] == \
         f"{kappa:.3f}"
 
+    # per region: the cells inside it that two or more labelled
+    with qtbot.waitSignal(view.computed, timeout=30000):
+        view.set_scope("region")
+    assert [r.group for r in view.results] == ["project", "region top left"]
+    store = w.store
+    inside = [i for i in range(10) if store.cell(merged.order[i]).x < 160
+              and store.cell(merged.order[i]).y < 120]
+    assert 0 < len(inside) < 10
+    assert view.current().n_cells == len(inside)
+    assert view.summary.text().startswith(f"region top left: {len(inside)} cells labelled")
+
     # Export CSV: every figure of the scope, the command line's rows
     out = tmp_path / "agreement.csv"
     assert view.export_csv(out)
     with open(out, newline="") as f:
         found = list(csv.DictReader(f))
+    assert {r["group"] for r in found} == {"project", "region top left"}
     k = [r for r in found if r["figure"] == "cohen kappa" and r["annotators"] == "ana ben"
          and r["group"] == "project"]
     assert len(k) == 1 and float(k[0]["value"]) == pytest.approx(kappa)
