@@ -31,13 +31,26 @@ def open_window(qtbot, path) -> MainWindow:
     return w
 
 
-def merge_through_menu(qtbot, monkeypatch, w, paths) -> None:
+def merge_through_menu(qtbot, monkeypatch, w, paths, try_edit: str | None = None) -> None:
+    """File → Merge project… with the file dialog answering ``paths``; ``try_edit``: a cell
+    to delete while the merge runs (refused)."""
     monkeypatch.setattr(QFileDialog, "getOpenFileNames",
                         staticmethod(lambda *a, **k: ([str(p) for p in paths], "")))
     tools = w.annotator_tools
     with qtbot.waitSignal(tools.merge_flow.merged, timeout=30000):
         tools.merge_action.trigger()
+        # in the background: a progress dialog counts the copies, edits wait
+        assert tools.merge_flow.progress is not None
+        assert tools.merge_flow.progress.maximum() == len(paths)
+        assert w.edits_held()
+        if try_edit is not None:
+            w.select_cells([try_edit])
+            assert w.delete_selection() == 0
+            assert w.last_error.startswith("Wait until the merge of ana.cvproj")
+    assert tools.merge_flow.progress is None
     assert w.wait_idle(10000)
+    for box in w.findChildren(QMessageBox, "error_box"):
+        box.close()
 
 
 def class_names(w) -> dict[str, str | None]:
@@ -56,7 +69,8 @@ def test_merge_project_menu_summary_details_and_undo(qtbot, monkeypatch, cohort)
     assert tools.merge_action.isEnabled()
     assert tools.merge_action in w.menu("&File").actions()
 
-    merge_through_menu(qtbot, monkeypatch, w, [cohort.copies[u] for u in ("ana", "ben", "cy")])
+    merge_through_menu(qtbot, monkeypatch, w, [cohort.copies[u] for u in ("ana", "ben", "cy")],
+                       try_edit=order[5])
     summary = tools.merge_flow.last_summary
     assert "ana.cvproj: 0 added, 11 changed (10 relabelled, 1 review status, 0 moved), " \
            "1 deleted, 0 conflicts" in summary
