@@ -225,6 +225,7 @@ class ProtocolPanel(QWidget):
         ev.store_changed.connect(self._on_store_changed)
         ev.project.connect(lambda _s: self._on_project())
         ev.user.connect(lambda _u: self.show_role())
+        host.imageChanged.connect(lambda _i: self._on_image())
         self._show_choices([])
 
     # --- context -----------------------------------------------------------------------
@@ -254,6 +255,11 @@ class ProtocolPanel(QWidget):
             self._timer.start()
         if "settings" in event.kinds:
             self.show_role()
+
+    def _on_image(self) -> None:
+        """Another image: a queue of the current image's cells is built again."""
+        if self._active and self.scope_combo.currentData() == "image":
+            self._timer.start()
 
     def show_role(self) -> None:
         store, user = self.store, self.host.session.user

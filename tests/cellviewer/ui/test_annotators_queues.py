@@ -55,6 +55,9 @@ def test_resolve_by_key_by_choice_undo_and_the_pathologist(qtbot, window):
     ids = _build(qtbot, panel, protocol.CONFLICTS)
     assert ids == protocol.conflict_queue(store)
     assert set(ids) == {order[i] for i in (1, 2, 4, 7, 12)}
+    with qtbot.waitSignal(panel.built, timeout=30000) as built:  # the current image's
+        panel.scope_combo.setCurrentIndex(panel.scope_combo.findData("image"))
+    assert built.args[0] == protocol.conflict_queue(store, w.current_image_id()) == ids
     first = ids[0]
     assert first == order[1]
     said = _choices(qtbot, panel, first)
