@@ -174,18 +174,24 @@ class AnnotatorTools(QObject):
         dialog.open()
         return dialog
 
+    def is_idle(self) -> bool:
+        """No background work of the tools pending, no refresh scheduled."""
+        runners = [self.copy_runner, self.details_runner, self.merge_flow.runner,
+                   self.panel.runner, self.panel.choice_runner]
+        if self.agreement_window is not None:
+            runners.append(self.agreement_window.runner)
+        return all(r.is_idle() for r in runners) and not self._details_timer.isActive() \
+            and not self.panel.refresh_pending()
+
     def wait_idle(self, timeout_ms: int = 30_000) -> bool:
         """Process events until the tools' background work is done (tests)."""
         from PySide6.QtCore import QCoreApplication, QElapsedTimer
 
         timer = QElapsedTimer()
         timer.start()
-        runners = (self.copy_runner, self.details_runner, self.merge_flow.runner,
-                   self.panel.runner, self.panel.choice_runner)
         while timer.elapsed() < timeout_ms:
             QCoreApplication.processEvents()
-            if all(r.is_idle() for r in runners) and not self._details_timer.isActive() \
-                    and not self.panel._timer.isActive():
+            if self.is_idle():
                 QCoreApplication.processEvents()
                 return True
         return False

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QEvent,
+    QModelIndex,
+    QObject,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -32,8 +40,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -131,10 +138,49 @@ def cell_choices(path: Path, cell: str) -> list[Said]:
     return out
 
 
-def _item(text: str) -> QTableWidgetItem:
-    item = QTableWidgetItem(text)
-    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-    return item
+class QueueModel(QAbstractTableModel):
+    """The queue as a table, drawn from its rows on demand (a queue of 10,000 conflicts costs
+    the view what one of 20 does)."""
+
+    HEADERS = ("#", "label now", "annotators said", "status", "image", "")
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[QueueRow] = []
+        self.done: dict[str, str] = {}  # cell -> the decision shown in the last column
+
+    def set_rows(self, rows: list[QueueRow]) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def mark(self, row: int, text: str) -> None:
+        if 0 <= row < len(self.rows):
+            self.done[self.rows[row].cell] = text
+            last = len(self.HEADERS) - 1
+            self.dataChanged.emit(self.index(row, last), self.index(row, last))
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # Qt naming
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # Qt naming
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() < len(self.rows):
+            return None
+        r = self.rows[index.row()]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{r.sides}\ncell {r.cell} on {r.image}"
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        return (str(index.row() + 1), r.label, r.sides, r.status, r.image,
+                self.done.get(r.cell, ""))[index.column()]
 
 
 class ProtocolPanel(QWidget):
@@ -151,8 +197,6 @@ class ProtocolPanel(QWidget):
     decided = Signal(str)
     rolesRequested = Signal()
 
-    HEADERS = ("#", "label now", "annotators said", "status", "image", "")
-
     def __init__(self, host: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host
@@ -161,7 +205,6 @@ class ProtocolPanel(QWidget):
         self.rows: list[QueueRow] = []
         self.said: list[Said] = []
         self.said_for: str | None = None  # the cell whose choices are shown
-        self._done: dict[str, str] = {}
         self._ticket = 0
         self._keep: str | None = None  # the cell to stay on when the queue is rebuilt
         self._keep_row = 0
@@ -177,15 +220,17 @@ class ProtocolPanel(QWidget):
         self.scope_combo.addItem("current image", "image")
         self.build_button = QPushButton("Build queue")
         self.roles_button = QPushButton("Roles…")
-        self.table = QTableWidget(0, len(self.HEADERS))
-        self.table.setHorizontalHeaderLabels(list(self.HEADERS))
+        self.model = QueueModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        # interactive widths, fitted to the first rows after each build (_fit_columns)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.installEventFilter(self)
         self.choice_box = QGroupBox("Pick one annotator's label")
@@ -220,7 +265,8 @@ class ProtocolPanel(QWidget):
         self.roles_button.clicked.connect(self.rolesRequested)
         self.queue_combo.currentIndexChanged.connect(lambda _i: self.build())
         self.scope_combo.currentIndexChanged.connect(lambda _i: self.build())
-        self.table.currentCellChanged.connect(lambda row, *_: self._on_row(row))
+        self.table.selectionModel().currentRowChanged.connect(
+            lambda current, _previous: self._on_row(current.row()))
         ev = host.session.events
         ev.store_changed.connect(self._on_store_changed)
         ev.project.connect(lambda _s: self._on_project())
@@ -242,8 +288,8 @@ class ProtocolPanel(QWidget):
     def _on_project(self) -> None:
         self._active = False
         self.rows = []
-        self._done.clear()
-        self.table.setRowCount(0)
+        self.model.done.clear()
+        self.model.set_rows([])
         self._show_choices([])
         self.status.setText("Build a queue to start.")
         self.show_role()
@@ -255,6 +301,10 @@ class ProtocolPanel(QWidget):
             self._timer.start()
         if "settings" in event.kinds:
             self.show_role()
+
+    def refresh_pending(self) -> bool:
+        """A rebuild of the queue is scheduled (changes arriving together)."""
+        return self._timer.isActive()
 
     def _on_image(self) -> None:
         """Another image: a queue of the current image's cells is built again."""
@@ -288,7 +338,7 @@ class ProtocolPanel(QWidget):
             return
         current = self.current_id()
         if current is not None:
-            self._keep, self._keep_row = current, self.table.currentRow()
+            self._keep, self._keep_row = current, self.current_row()
         image_id = (self.host.current_image_id() if self.scope_combo.currentData() == "image"
                     else None)
         if self.scope_combo.currentData() == "image" and image_id is None:
@@ -314,15 +364,8 @@ class ProtocolPanel(QWidget):
         keep, keep_row = self._keep, self._keep_row
         self._keep = None
         self.rows = rows
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(rows))
-        for i, r in enumerate(rows):
-            for col, text in enumerate((str(i + 1), r.label, r.sides, r.status, r.image,
-                                        self._done.get(r.cell, ""))):
-                item = _item(text)
-                item.setToolTip(f"{r.sides}\ncell {r.cell} on {r.image}")
-                self.table.setItem(i, col, item)
-        self.table.blockSignals(False)
+        self.model.set_rows(rows)
+        self._fit_columns()
         n = len(rows)
         self.status.setText(f"{n:,} cell{'' if n == 1 else 's'} in the queue "
                             f"({QUEUES[self.queue()]})." if n else
@@ -336,25 +379,39 @@ class ProtocolPanel(QWidget):
         self.built.emit(ids)
 
     # --- walking -----------------------------------------------------------------------
+    def _fit_columns(self, rows: int = 40) -> None:
+        """Column widths from the first rows' texts (fitting to every row would read them
+        all on the UI thread)."""
+        metrics = self.table.fontMetrics()
+        model = self.model
+        for col, header in enumerate(model.HEADERS[:-1]):
+            texts = [header] + [str(model.index(r, col).data() or "")
+                                for r in range(min(rows, model.rowCount()))]
+            self.table.setColumnWidth(col, max(metrics.horizontalAdvance(t) for t in texts)
+                                      + 16)
+
+    def current_row(self) -> int:
+        return self.table.currentIndex().row()
+
     def current_id(self) -> str | None:
-        row = self.table.currentRow()
+        row = self.current_row()
         return self.rows[row].cell if 0 <= row < len(self.rows) else None
 
     def go_to(self, row: int, force: bool = False) -> None:
         if not self.rows:
             return
         row = max(0, min(row, len(self.rows) - 1))
-        if row == self.table.currentRow() and force:
+        if row == self.current_row() and force:
             self._on_row(row)
         else:
-            self.table.setCurrentCell(row, 0)
-        self.table.scrollToItem(self.table.item(row, 0))
+            self.table.setCurrentIndex(self.model.index(row, 0))
+        self.table.scrollTo(self.model.index(row, 0))
 
     def next(self) -> None:
-        self.go_to(self.table.currentRow() + 1)
+        self.go_to(self.current_row() + 1)
 
     def previous(self) -> None:
-        self.go_to(self.table.currentRow() - 1)
+        self.go_to(self.current_row() - 1)
 
     def _on_row(self, row: int) -> None:
         if not 0 <= row < len(self.rows):
@@ -410,7 +467,7 @@ class ProtocolPanel(QWidget):
 
     def confirm(self) -> bool:
         """The pathologist confirms the current label (reviewed)."""
-        row = self.table.currentRow()
+        row = self.current_row()
         if self.queue() != PATHOLOGIST or not 0 <= row < len(self.rows):
             return False
         label = self.rows[row].label
@@ -434,9 +491,7 @@ class ProtocolPanel(QWidget):
         except (ProjectError, ValueError, NoUserError) as exc:  # nothing was changed
             self.status.setText(str(exc))
             return False
-        self._done[cell] = mark
-        row = self.table.currentRow()
-        self.table.setItem(row, len(self.HEADERS) - 1, _item(mark))
+        self.model.mark(self.current_row(), mark)
         self.host.show_status(message)
         self.decided.emit(message)
         self.next()
