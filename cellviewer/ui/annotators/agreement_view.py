@@ -68,7 +68,8 @@ def _table(headers: list[str]) -> QTableWidget:
     t.verticalHeader().hide()
     t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    # fitted once after each fill (ResizeToContents measured every row at every insert)
+    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     t.horizontalHeader().setStretchLastSection(True)
     t.verticalHeader().setDefaultSectionSize(22)
     return t
@@ -128,10 +129,7 @@ class AgreementWindow(QDialog):
         self.a_combo, self.b_combo = QComboBox(), QComboBox()
         self.matrix = QTableWidget(0, 0)
         self.matrix.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.matrix.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
-        self.matrix.verticalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
+        self.matrix.verticalHeader().setDefaultSectionSize(22)
         self.matrix_note = QLabel("")
         self.matrix_note.setStyleSheet("color: gray")
         self.matrix_note.setWordWrap(True)
@@ -272,6 +270,8 @@ class AgreementWindow(QDialog):
             for col, (text_, right) in enumerate(((name, False), (number(value), True),
                                                   (f"{n:,}", True))):
                 self.classes.setItem(row, col, _item(text_, right))
+        self.pairs.resizeColumnsToContents()
+        self.classes.resizeColumnsToContents()
         self._set_annotators(r.annotators)
 
     def _set_annotators(self, names: list[str]) -> None:
@@ -348,6 +348,7 @@ class AgreementWindow(QDialog):
                 item.setToolTip(f"{self.a_combo.currentText()}: {classes[i]}, "
                                 f"{self.b_combo.currentText()}: {classes[j]}: {n:,} cells")
                 self.matrix.setItem(i, j, item)
+        self.matrix.resizeColumnsToContents()
         found = self.pair()
         assert found is not None
         p = found[0]

@@ -176,12 +176,12 @@ class AnnotatorTools(QObject):
 
     def is_idle(self) -> bool:
         """No background work of the tools pending, no refresh scheduled."""
-        runners = [self.copy_runner, self.details_runner, self.merge_flow.runner,
-                   self.panel.runner, self.panel.choice_runner]
+        runners = [self.copy_runner, self.details_runner, self.panel.runner,
+                   self.panel.choice_runner]
         if self.agreement_window is not None:
             runners.append(self.agreement_window.runner)
         return all(r.is_idle() for r in runners) and not self._details_timer.isActive() \
-            and not self.panel.refresh_pending()
+            and not self.panel.refresh_pending() and not self.merge_flow.running()
 
     def wait_idle(self, timeout_ms: int = 30_000) -> bool:
         """Process events until the tools' background work is done (tests)."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
 
 from cellviewer.core.merge import MergeResult, merge_into
@@ -96,10 +96,12 @@ class MergeFlow(QObject):
         self.progress: QProgressDialog | None = None
         self.summary_box: QMessageBox | None = None
         self.last_summary = ""
+        self._summary_pending = False
         window.add_close_guard(self.may_close)
 
     def running(self) -> bool:
-        return not self.runner.is_idle()
+        """A merge is running, or its summary is about to show."""
+        return not self.runner.is_idle() or self._summary_pending
 
     def may_close(self, _reason: str) -> bool:
         """A close guard: the project stays open while a merge writes to it (it is one
@@ -202,6 +204,13 @@ class MergeFlow(QObject):
         changed = any(r.changed_anything for r in results)
         self.window.show_status("Merged " + totals(results) if changed
                                 else "Nothing new to merge", 10_000)
+        # the box in the event loop's next turn: the project's refresh and the box are two
+        # short blocks of the UI thread, not one long one
+        self._summary_pending = True
+        QTimer.singleShot(0, self, lambda: self._show_summary(store, results, changed))
+
+    def _show_summary(self, store: Any, results: list[MergeResult], changed: bool) -> None:
+        self._summary_pending = False
         box = QMessageBox(QMessageBox.Icon.Information, "Merge project",
                           "Merged into " + Path(store.path).name + "." if changed
                           else "Nothing new: these copies were merged already.",
@@ -222,7 +231,7 @@ class MergeFlow(QObject):
         timer.start()
         while timer.elapsed() < timeout_ms:
             QCoreApplication.processEvents()
-            if self.runner.is_idle():
+            if not self.running():
                 QCoreApplication.processEvents()
                 return True
         return False
