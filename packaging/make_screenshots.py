@@ -118,6 +118,95 @@ def show_image(w, name_end: str) -> None:
     settle(w, 1.5)
 
 
+#: the annotators' pictures (issue 19): made on their own, after the copies are merged
+ANNOTATOR_SHOTS = ("annotators-conflicts-1366x768.png", "agreement-1366x768.png")
+
+
+def annotate_copy(path: Path, user: str, image: str, change: float, seed: int,
+                  only: int | None = None) -> None:
+    """One annotator's pass over an image's cells in their copy: most labels confirmed (marked
+    checked), some relabelled, as often to a look-alike class as not: a share ``change`` of
+    the cells, and half of the hard ones (a fifth of the image, the same for everybody)."""
+    from cellviewer.core.store import ProjectStore
+
+    rng = np.random.default_rng(seed)
+    with ProjectStore.open(path) as s:
+        s.user = user
+        image_id = next(r.id for r in s.images() if r.name == image)
+        classes = s.classes()
+        t = s.cell_table(image_ids=[image_id])
+        ids = [str(i) for i in t["ids"]][:only]
+        hard = set(np.flatnonzero(np.random.default_rng(0).random(len(t["ids"])) < 0.2))
+        confirm = []
+        for i, (cid, cls) in enumerate(zip(ids, t["class_id"].tolist(), strict=False)):
+            if rng.random() < (0.5 if i in hard else change):
+                others = [c.id for c in classes if c.id != cls]
+                s.set_labels([cid], int(rng.choice(others[:4] if rng.random() < 0.5
+                                                   else others)))
+            else:
+                confirm.append(cid)
+        s.set_review_status(confirm, "checked")
+        s.wait_for_checkpoint()
+
+
+def annotator_pictures(w, out: Path, wanted: Callable[[str], bool]) -> None:
+    """Three annotators' copies of the demo (made and edited with the core API), merged
+    through File → Merge project…; the conflicts queue, then the agreement window."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from cellviewer.core.merge import copy_for, protocol
+
+    image = "222.jpg"
+    w.resize(1366, 768)
+    settle(w)
+    w.reset_layout_action.trigger()  # the default layout of a laptop's screen
+    show_image(w, image)
+    w.set_color_mode("label")
+    project = Path(w.store.path)
+    copies = []
+    for user, change, seed, only in (("ana", 0.04, 1, None), ("ben", 0.08, 2, None),
+                                     ("cy", 0.10, 3, 70)):
+        out_path = project.with_name(f"demo-{user}.cvproj")
+        out_path.unlink(missing_ok=True)
+        copies.append(copy_for(project, out_path, user))
+        annotate_copy(out_path, user, image, change, seed, only)
+    tools = w.annotator_tools
+    assert tools.merge_flow.merge(copies)
+    assert tools.merge_flow.wait_idle(120_000)
+    for box in w.findChildren(QMessageBox):
+        box.close()
+    for user, role in (("ana", "annotator"), ("ben", "checker"), ("cy", "annotator"),
+                       ("A. Pathologist", "pathologist")):
+        protocol.set_role(w.store, user, role)
+    settle(w, 1.0)
+    tools.dock.show()
+    tools.dock.raise_()
+    panel = tools.panel
+    panel.set_queue(protocol.CONFLICTS)
+    panel.build()
+    wait_for(lambda: bool(panel.rows), 60)
+    panel.go_to(0)
+    wait_for(lambda: bool(panel.choice_buttons) and panel.said_for == panel.current_id())
+    panel.show_role()
+    settle(w, 1.5)
+    if wanted(ANNOTATOR_SHOTS[0]):
+        save(w, out, ANNOTATOR_SHOTS[0])
+    view = tools.show_agreement()
+    assert view.wait_idle(120_000)
+    view.set_pair("ana", "ben")
+    view.resize(1060, 640)
+    view.move(w.geometry().center() - view.rect().center())
+    settle(w, 1.0)
+    if wanted(ANNOTATOR_SHOTS[1]):
+        # the screen, so the window shows beside the main window it belongs to (offscreen:
+        # the agreement window alone)
+        screen = QApplication.primaryScreen()
+        shot = screen.grabWindow(0) if QApplication.platformName() == "xcb" else view.grab()
+        shot.save(str(out / ANNOTATOR_SHOTS[1]))
+        print("wrote", out / ANNOTATOR_SHOTS[1])
+    view.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "resources" / "screenshots")
@@ -151,6 +240,9 @@ def main() -> int:
     wait_for(lambda: w.current_image_source() is not None)
     settle(w, 1.0)
     try:
+        if args.only and all(any(o in n for n in ANNOTATOR_SHOTS) for o in args.only):
+            annotator_pictures(w, args.out, wanted)  # these alone: no prediction first
+            return 0
         if wanted("viewer-full.png"):
             save(w, args.out, "viewer-full.png")
 
@@ -295,6 +387,9 @@ def main() -> int:
             settle(w, 1.0)
             save_with_dialog(w, dialog, args.out, "detect-dialog-methods.png")
             dialog.close()
+
+        # Three annotators' copies merged: the conflicts queue, the agreement window.
+        annotator_pictures(w, args.out, wanted)
     finally:
         w.close()
         app.processEvents()

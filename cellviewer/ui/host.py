@@ -32,6 +32,7 @@ class Host(Protocol):
     session: ProjectSession
     view: Any  # the SlideView (its ``viewChanged`` signal: the visible area moved)
     close_action: Any  # File → Close project (tools insert their File actions before it)
+    details: Any  # the cell details panel (CellDetails: tools add what they know of a cell)
 
     projectChanged: SignalInstance
     imageChanged: SignalInstance

@@ -353,8 +353,9 @@ class MainWindow(QMainWindow):
         return all(guard(reason) for guard in list(self._close_guards))
 
     def install_tools(self) -> None:
-        """Add the model, blur-preview, review and export tools and the training panels (they
-        dock in through this surface). The app calls it once after creating the window."""
+        """Add the model, blur-preview, review and export tools, the training panels and the
+        annotators' tools (they dock in through this surface). The app calls it once after
+        creating the window."""
         from cellviewer.ui.predict.install import install as install_prediction
         from cellviewer.ui.train.install import install as install_training
 
@@ -366,6 +367,10 @@ class MainWindow(QMainWindow):
             from cellviewer.ui.regions.install import install as install_regions
 
             self.regions_tool = install_regions(self)
+        if not hasattr(self, "annotator_tools"):
+            from cellviewer.ui.annotators.install import install as install_annotators
+
+            self.annotator_tools = install_annotators(self)  # (after the Review dock)
         self._install_daily_use()
         freeze_long_lived()
 

@@ -2,6 +2,6 @@
 their work back into one project, and how much they agree. Qt-free."""
 
 from cellviewer.core.merge.copying import copy_for
-from cellviewer.core.merge.three_way import MergeError, MergeResult, merge
+from cellviewer.core.merge.three_way import MergeError, MergeResult, merge, merge_into
 
-__all__ = ["MergeError", "MergeResult", "copy_for", "merge"]
+__all__ = ["MergeError", "MergeResult", "copy_for", "merge", "merge_into"]

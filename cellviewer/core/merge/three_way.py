@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,15 +73,30 @@ def merge(target: str | os.PathLike, others: list[str | os.PathLike], user: str,
           tolerance_um: float = 2.0, tolerance_px: float = 4.0) -> list[MergeResult]:
     """Merge the copies ``others`` into ``target`` as ``user``, in one undoable action.
     MergeError (nothing changed) when one of them is not a copy of ``target``."""
-    results = []
     with ProjectStore.open(target) as store:
         store.user = user
-        names = ", ".join(Path(o).name for o in others)
-        with store.batch(f"Merge {names}", action="merge"):
-            for other in others:
-                results.append(_merge_one(store, Path(other).absolute(), tolerance_um,
-                                          tolerance_px))
+        results = merge_into(store, others, tolerance_um=tolerance_um,
+                             tolerance_px=tolerance_px)
         store.wait_for_checkpoint()
+    return results
+
+
+def merge_into(store: ProjectStore, others: list[str | os.PathLike], *,
+               tolerance_um: float = 2.0, tolerance_px: float = 4.0,
+               on_copy: Callable[[int, Path], None] | None = None) -> list[MergeResult]:
+    """Merge the copies ``others`` into the open ``store`` (as its user), in one undoable
+    action of that store's own: the app merges on a worker's connection lent the window's
+    session (``connection_for_worker``), so the window's Undo takes the merge back.
+    ``on_copy(i, path)`` is called before the ``i``-th copy is merged (progress).
+    MergeError (nothing changed) when one of them is not a copy of the store's project."""
+    results = []
+    names = ", ".join(Path(o).name for o in others)
+    with store.batch(f"Merge {names}", action="merge"):
+        for i, other in enumerate(others):
+            path = Path(other).absolute()
+            if on_copy is not None:
+                on_copy(i, path)
+            results.append(_merge_one(store, path, tolerance_um, tolerance_px))
     return results
 
 

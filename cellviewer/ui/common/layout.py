@@ -43,7 +43,8 @@ BOTTOM = Qt.DockWidgetArea.BottomDockWidgetArea
 #: skipped (a window without the tools installed).
 DEFAULT_COLUMNS: dict[Qt.DockWidgetArea, list[list[str]]] = {
     LEFT: [["images", "display"], ["classes"]],
-    RIGHT: [["details", "blur_preview", "model", "review", "regions", "training"]],
+    RIGHT: [["details", "blur_preview", "model", "review", "annotators", "regions",
+             "training"]],
     BOTTOM: [["gallery"]],
 }
 #: groups sized by share of their column (the others by their need): the class list gets
@@ -85,7 +86,28 @@ def apply_default_layout(window: QMainWindow) -> None:
             for d in docks[1:]:
                 window.tabifyDockWidget(first, d)
             first.raise_()
+    hide_stale_tab_bars(window)
     size_columns(window)
+
+
+def hide_stale_tab_bars(window: QMainWindow) -> None:
+    """Hide the tab bars Qt leaves behind, visible, when tabbed docks are taken apart and
+    grouped again: each still shows its old group's titles, and one drew itself over the
+    Annotators panel at 1366 × 768. A tab bar is live when its titles are those of one
+    current tab group."""
+    groups = []
+    for d in window.findChildren(QDockWidget):
+        if d.isFloating() or window.dockWidgetArea(d) == Qt.DockWidgetArea.NoDockWidgetArea:
+            continue
+        group = [d, *window.tabifiedDockWidgets(d)]
+        if len(group) > 1:
+            groups.append(sorted(g.windowTitle() for g in group))
+    for bar in window.findChildren(QTabBar):
+        if bar.parent() is not window:
+            continue  # (a tab widget's own bar)
+        titles = sorted(bar.tabText(i) for i in range(bar.count()))
+        if titles not in groups:
+            bar.hide()
 
 
 def size_columns(window: QMainWindow) -> None:

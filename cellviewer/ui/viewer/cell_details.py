@@ -1,5 +1,6 @@
 """The cell-details dock: the selected cell's patch, label, source, review status, who changed it
-and when, and its full history (append-only in the store)."""
+and when, each annotator's label (after a merge of their copies, filled in the background by
+cellviewer.ui.annotators), and its full history (append-only in the store)."""
 
 from __future__ import annotations
 
@@ -31,10 +32,10 @@ class CellDetails(QWidget):
         self.fields: dict[str, QLabel] = {}
         form = QFormLayout()
         for name in ("Cell", "Position", "Class", "Source", "Review", "Changed by", "When",
-                     "Crop"):
+                     "Annotators", "Crop"):
             label = QLabel("", self)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            label.setWordWrap(name == "Crop")
+            label.setWordWrap(name in ("Crop", "Annotators"))
             form.addRow(name + ":", label)
             self.fields[name] = label
         self.history = QTreeWidget(self)
@@ -64,6 +65,8 @@ class CellDetails(QWidget):
 
     def show_cell(self, cell, class_name: str, history, mpp: float | None = None) -> None:
         """``cell``: a CellRecord; ``history``: HistoryRecords, oldest first."""
+        if self.cell_id != str(cell.id):
+            self.fields["Annotators"].setText("")  # another cell: its own come later
         self.cell_id = str(cell.id)
         pos = f"{cell.x:.1f}, {cell.y:.1f} px"
         if mpp:
@@ -85,6 +88,18 @@ class CellDetails(QWidget):
             item = QTreeWidgetItem([str(h.at).replace("T", " ")[:19], h.user, h.action, change])
             item.setToolTip(3, f"source: {h.source}")
             self.history.addTopLevelItem(item)
+
+    def set_annotators(self, cell_id: str, labels: dict[str, str],
+                       open_conflicts: int = 0) -> None:
+        """Each annotator's label of the cell (``{annotator: class name}``, from their own
+        label or confirm actions), and whether its disagreement is still open."""
+        if cell_id != self.cell_id:
+            return  # the selection moved on meanwhile
+        text = " · ".join(f"{who}: {name}" for who, name in sorted(labels.items()))
+        if open_conflicts:
+            text += (" — " if text else "") + (
+                f"{open_conflicts} open conflict{'s' if open_conflicts != 1 else ''}")
+        self.fields["Annotators"].setText(text)
 
     def show_many(self, n: int, padded: int | None = None) -> None:
         """``padded``: how many of them have crops that leave the image (reflect-padded)."""
