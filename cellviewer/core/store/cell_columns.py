@@ -9,7 +9,9 @@ blocks of those cells (``prediction_blocks.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sqlite3
 
 import numpy as np
 
@@ -32,11 +34,37 @@ _DTYPE = np.dtype([("row", np.int64), ("uuid", object), ("image", np.int64), ("x
                    ("y", np.float64), ("packed", np.int64)])
 
 
+#: From this many cells an image's columns are kept in ``column_cache``.
+CACHE_CELLS_FROM = 20_000
+_SEP = "\n"  # between the cached cell ids (UUIDs: never contain it)
+
+
+def _from_packed(ids: np.ndarray, rows: np.ndarray, image_id: np.ndarray, xy: np.ndarray,
+                 packed: np.ndarray) -> CellColumns:
+    n = len(rows)
+    return CellColumns(
+        ids=ids,
+        rows=rows,
+        image_id=image_id,
+        xy=xy,
+        class_id=packed >> 8,  # arithmetic shift: -1 stays -1
+        source=((packed >> 3) & 15).astype(np.int8),
+        review=(packed & 7).astype(np.int8),
+        pred_class=np.full(n, -1, dtype=np.int64),
+        confidence=np.full(n, np.nan, dtype=np.float32),
+        proposed=((packed >> 7) & 1).astype(bool),
+    )
+
+
 class CellColumnsMixin(StoreBase):
     """The column reads of ProjectStore (see project.py)."""
 
     def _columns(self, where: str, args: tuple, model_id: int | None,
                  hint: str = "") -> CellColumns:
+        return self._with_prediction(self._read_columns(where, args, hint), model_id)
+
+    def _read_columns(self, where: str, args: tuple, hint: str = "") -> CellColumns:
+        """The cells matching ``where``, in key order, without a prediction."""
         rows = self._conn.execute(
             f"SELECT c.id, c.uuid, c.image_id, c.x, c.y, {_PACKED}"
             f" FROM cells c{hint} WHERE {where} ORDER BY c.id", args
@@ -48,39 +76,89 @@ class CellColumnsMixin(StoreBase):
         xy = np.empty((len(table), 2), dtype=np.float64)
         xy[:, 0] = table["x"]
         xy[:, 1] = table["y"]
-        packed = table["packed"]
-        keys = table["row"].copy()
-        pred_class = np.full(len(keys), -1, dtype=np.int64)
-        confidence = np.full(len(keys), np.nan, dtype=np.float32)
-        if model_id is not None:
-            class_ids = [r[0] for r in self._conn.execute(
-                "SELECT class_id FROM model_classes WHERE model_id = ? ORDER BY idx",
-                (int(model_id),))]
-            if class_ids:
-                found, probs = blocks.read(self._conn, int(model_id), len(class_ids), keys)
-                predicted, confidence = blocks.predicted_and_confidence(probs, found)
-                mapping = np.array([-1 if c is None else c for c in class_ids], dtype=np.int64)
-                pred_class = np.where(predicted >= 0, mapping[np.clip(predicted, 0, None)], -1)
-        return CellColumns(
-            ids=table["uuid"].copy(),
-            rows=keys,
-            image_id=table["image"].copy(),
-            xy=xy,
-            class_id=packed >> 8,  # arithmetic shift: -1 stays -1
-            source=((packed >> 3) & 15).astype(np.int8),
-            review=(packed & 7).astype(np.int8),
-            pred_class=pred_class,
-            confidence=confidence,
-            proposed=((packed >> 7) & 1).astype(bool),
-        )
+        return _from_packed(table["uuid"].copy(), table["row"].copy(), table["image"].copy(),
+                            xy, table["packed"])
+
+    def _with_prediction(self, cols: CellColumns, model_id: int | None) -> CellColumns:
+        """``cols`` with ``model_id``'s predicted project class and confidence (read from its
+        prediction blocks); -1 / NaN where none."""
+        if model_id is None or not len(cols):
+            return cols
+        class_ids = [r[0] for r in self._conn.execute(
+            "SELECT class_id FROM model_classes WHERE model_id = ? ORDER BY idx",
+            (int(model_id),))]
+        if not class_ids:
+            return cols
+        found, probs = blocks.read(self._conn, int(model_id), len(class_ids), cols.rows)
+        predicted, confidence = blocks.predicted_and_confidence(probs, found)
+        mapping = np.array([-1 if c is None else c for c in class_ids], dtype=np.int64)
+        pred_class = np.where(predicted >= 0, mapping[np.clip(predicted, 0, None)], -1)
+        return dataclasses.replace(cols, pred_class=pred_class, confidence=confidence)
+
+    # ------------------------------------------------------------ the column cache (v5)
+    def _cached_columns(self, image_id: int) -> CellColumns | None:
+        """An image's columns from ``column_cache`` (kept true by triggers on ``cells``), or
+        None when it has none."""
+        row = self._conn.execute(
+            "SELECT n, rows, xy, packed, uuids FROM column_cache WHERE image_id = ?",
+            (image_id,)).fetchone()
+        if row is None:
+            return None
+        n, rows, xy, packed, uuids = row
+        ids = np.array(bytes(uuids).decode("utf-8").split(_SEP), dtype=object)
+        if len(ids) != n:
+            return None
+        return _from_packed(ids, np.frombuffer(rows, "<i8").copy(),
+                            np.full(n, image_id, dtype=np.int64),
+                            np.frombuffer(xy, "<f8").reshape(n, 2).copy(),
+                            np.frombuffer(packed, "<i8"))
+
+    def _keep_columns(self, image_id: int, hint: str) -> CellColumns:
+        """Read an image's columns and keep them in ``column_cache``, consistently: the cache
+        is written only if no other connection committed anything since before the read
+        (SQLite's ``data_version``). (Upgrading the read transaction to a write would fail at
+        once, without waiting, whenever the checkpointer holds the write lock.)"""
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        cols = self._read_columns("c.image_id = ?", (image_id,), hint)
+        if self._readonly or self._conn.in_transaction or len(cols) < CACHE_CELLS_FROM:
+            return cols
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._conn.execute("PRAGMA data_version").fetchone()[0] == version:
+                    self._store_columns(image_id, cols)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError:  # busy: no cache this time
+            pass
+        return cols
+
+    def _store_columns(self, image_id: int, cols: CellColumns) -> None:
+        packed = ((cols.class_id << 8) | (cols.proposed.astype(np.int64) << 7)
+                  | (cols.source.astype(np.int64) << 3) | cols.review)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO column_cache (image_id, n, rows, xy, packed, uuids)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (image_id, len(cols), cols.rows.astype("<i8").tobytes(),
+             np.ascontiguousarray(cols.xy, "<f8").tobytes(),
+             packed.astype("<i8").tobytes(), _SEP.join(cols.ids.tolist()).encode()))
 
     def image_columns(self, image_id: int, model_id: int | None = None) -> CellColumns:
         """Every cell of one image with ``model_id``'s prediction (none: -1 / NaN), in
-        insertion order."""
+        insertion order. From ``CACHE_CELLS_FROM`` cells on, the columns come from the
+        column cache (one row of BLOBs: ~30x fewer steps than handing SQLite's rows to
+        Python), made on the first read after a change."""
         image_id = int(image_id)
-        hint = self._scan_instead(image_id)
-        return self._columns("c.image_id = ?", (image_id,), model_id,
-                             " NOT INDEXED" if hint else "")
+        cols = self._cached_columns(image_id)
+        if cols is None:
+            hint = " NOT INDEXED" if self._scan_instead(image_id) else ""
+            if self.image_cell_count(image_id) >= CACHE_CELLS_FROM:
+                cols = self._keep_columns(image_id, hint)
+            else:
+                cols = self._read_columns("c.image_id = ?", (image_id,), hint)
+        return self._with_prediction(cols, model_id)
 
     def columns_of_rows(self, rows: np.ndarray, model_id: int | None = None) -> CellColumns:
         """The cells among ``rows`` (internal keys, e.g. a ChangeEvent's ``cell_rows``) that

@@ -69,7 +69,8 @@ def _stored(conn: sqlite3.Connection, model_id: int, k: int, blocks: np.ndarray
         probs.append(blob)
     if not keys:
         return np.empty(0, np.int64), np.empty((0, k), np.float32)
-    return np.concatenate(keys), np.frombuffer(b"".join(probs), _PROB).reshape(-1, k)
+    return (np.concatenate(keys),
+            np.frombuffer(bytearray(b"".join(probs)), _PROB).reshape(-1, k))  # writable
 
 
 def read(conn: sqlite3.Connection, model_id: int, k: int, keys: np.ndarray
@@ -77,10 +78,12 @@ def read(conn: sqlite3.Connection, model_id: int, k: int, keys: np.ndarray
     """One model's probabilities for cell ``keys`` (any order, repeats allowed): a mask of the
     keys that have one and an (n, k) float32 array (NaN where none)."""
     keys = np.asarray(keys, dtype=np.int64)
-    out = np.full((len(keys), k), np.nan, dtype=np.float32)
     if not len(keys):
-        return np.zeros(0, dtype=bool), out
+        return np.zeros(0, dtype=bool), np.empty((0, k), dtype=np.float32)
     stored_keys, stored = _stored(conn, model_id, k, np.unique(keys >> BLOCK_BITS))
+    if np.array_equal(stored_keys, keys):  # an image's every cell, in key order: as stored
+        return np.ones(len(keys), dtype=bool), stored
+    out = np.full((len(keys), k), np.nan, dtype=np.float32)
     if not len(stored_keys):
         return np.zeros(len(keys), dtype=bool), out
     at = np.clip(np.searchsorted(stored_keys, keys), 0, len(stored_keys) - 1)
@@ -173,6 +176,9 @@ def count(conn: sqlite3.Connection, model_id: int) -> int:
 def predicted_and_confidence(probs: np.ndarray, found: np.ndarray
                              ) -> tuple[np.ndarray, np.ndarray]:
     """The predicted index (-1 where none) and its probability (NaN where none)."""
+    if found.all():
+        predicted = probs.argmax(axis=1)
+        return predicted, np.take_along_axis(probs, predicted[:, None], axis=1)[:, 0]
     predicted = np.full(len(probs), -1, dtype=np.int64)
     confidence = np.full(len(probs), np.nan, dtype=np.float32)
     if found.any():
