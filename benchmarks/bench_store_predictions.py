@@ -108,7 +108,7 @@ def store_figures(folder: str, n: int, k: int, rng) -> dict[str, tuple]:
         "put_predictions, fresh": _timed(lambda: store.put_predictions(model, rows, probs)),
         "put_predictions, replacing": _timed(lambda: store.put_predictions(model, rows, probs)),
     }
-    store._conn.execute("DELETE FROM column_cache")
+    store._conn.execute("DELETE FROM column_cache_valid")
     store.wait_for_checkpoint(60)
     out["image_columns + prediction, from the cells table"] = _timed(
         lambda: store.image_columns(image, model))  # (and fills the cache)

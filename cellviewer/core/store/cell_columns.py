@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
 
 import numpy as np
@@ -100,8 +101,9 @@ class CellColumnsMixin(StoreBase):
         """An image's columns from ``column_cache`` (kept true by triggers on ``cells``), or
         None when it has none."""
         row = self._conn.execute(
-            "SELECT n, rows, xy, packed, uuids FROM column_cache WHERE image_id = ?",
-            (image_id,)).fetchone()
+            "SELECT c.n, c.rows, c.xy, c.packed, c.uuids FROM column_cache_valid v"
+            " JOIN column_cache c ON c.image_id = v.image_id AND c.token = v.token"
+            " WHERE v.image_id = ?", (image_id,)).fetchone()
         if row is None:
             return None
         n, rows, xy, packed, uuids = row
@@ -138,10 +140,13 @@ class CellColumnsMixin(StoreBase):
     def _store_columns(self, image_id: int, cols: CellColumns) -> None:
         packed = ((cols.class_id << 8) | (cols.proposed.astype(np.int64) << 7)
                   | (cols.source.astype(np.int64) << 3) | cols.review)
+        token = int.from_bytes(os.urandom(7), "little")
+        self._conn.execute("INSERT OR REPLACE INTO column_cache_valid (image_id, token)"
+                           " VALUES (?, ?)", (image_id, token))
         self._conn.execute(
-            "INSERT OR REPLACE INTO column_cache (image_id, n, rows, xy, packed, uuids)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (image_id, len(cols), cols.rows.astype("<i8").tobytes(),
+            "INSERT OR REPLACE INTO column_cache (image_id, token, n, rows, xy, packed, uuids)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (image_id, token, len(cols), cols.rows.astype("<i8").tobytes(),
              np.ascontiguousarray(cols.xy, "<f8").tobytes(),
              packed.astype("<i8").tobytes(), _SEP.join(cols.ids.tolist()).encode()))
 

@@ -43,8 +43,7 @@ def _settled(store: ProjectStore) -> None:
 
 
 def _cached(store: ProjectStore, image: int) -> bool:
-    return store._conn.execute("SELECT count(*) FROM column_cache WHERE image_id = ?",
-                               (image,)).fetchone()[0] == 1
+    return store._cached_columns(image) is not None
 
 
 def test_a_large_image_is_read_from_the_cache_after_its_first_read(project):
