@@ -16,6 +16,8 @@ Each row is ``(lam, y0, y1, x0, x1)``: outside the box ``[y0, y1) x [x0, x1)`` a
 timm uses). Mixup rows have an empty box; CutMix rows have ``lam = 1``. The label weight of
 the first sample is the mean of that per-pixel weight (``1 - box area / S^2`` for CutMix).
 With both enabled, each step is mixup or CutMix with probability 1/2 (as timm's ``Mixup``).
+Under DDP every rank uses the step's row on its own share of the batch, so the partners are
+drawn within a rank's share (the same distribution; not bit for bit one process's pairs).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ setting).
 
 As for mixing (``trainer.data.mixing``), the draws are a per-epoch table made on the host from
 ``(seed, epoch)``: (entries, 6) float32 rows ``(alpha_h, alpha_e, alpha_d, beta_h, beta_e,
-beta_d)``, read on the device by the position in the epoch, so the step stays capturable and a
-resumed run sees the same draws.
+beta_d)``, one per entry of the augmented plan, read on the device by the batch's entries, so
+the step stays capturable, a resumed run sees the same draws, and under DDP each sample is
+jittered as in one process.
 """
 
 from __future__ import annotations

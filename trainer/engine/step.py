@@ -122,18 +122,18 @@ class StepData:
     def n_entries(self) -> int:
         return int(self.plan.shape[0] if self.plan is not None else self.inputs.shape[0])
 
-    def batch(self, sel: torch.Tensor,
-              positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch of plan rows ``sel``; ``positions`` (their places in the epoch) pick the
-        stain-jitter rows when colour jitter is on."""
+    def batch(self, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of plan rows ``sel``, stain-jittered by the epoch's rows of those plan
+        entries when colour jitter is on (by entry, not by place in the batch: every rank
+        split of an epoch jitters each sample alike)."""
         if self.plan is None:
             return self.inputs[sel], self.labels[sel]
-        if self.jitter is None or positions is None:
+        if self.jitter is None:
             return gather_batch(self.inputs, self.labels, self.plan, sel, self.orient_table,
                                 self.colour_table, self.mean, self.augment)
         x, y = gather_batch(self.inputs, self.labels, self.plan, sel, self.orient_table,
                             self.colour_table, None, self.augment)
-        x = stain_jitter(x, self.jitter[positions], self.stain)
+        x = stain_jitter(x, self.jitter[sel], self.stain)
         if self.mean is not None:
             x = x - self.mean
         return x, y
@@ -213,9 +213,8 @@ class TrainStepper:
         self._graph: torch.cuda.CUDAGraph | None = None
 
     # the differentiable part --------------------------------------------------------------
-    def _loss(self, sel: torch.Tensor, positions: torch.Tensor,
-              step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.data.batch(sel, positions)
+    def _loss(self, sel: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.data.batch(sel)
         y2 = w = None
         if self.mix is not None:  # mixup / CutMix with the batch rolled by one
             x, y2, w = mix_batch(x, y, self.mix[step])
@@ -232,8 +231,7 @@ class TrainStepper:
     def _body(self) -> None:
         # modulo: warm-up and capture checks may run past the end of a small epoch, and an
         # out-of-range index on CUDA is a device-side assert that kills the context
-        positions = (self.pos + self.ar) % self.n_entries
-        sel = self.perm[positions]
+        sel = self.perm[(self.pos + self.ar) % self.n_entries]
         step = torch.div(self.pos, self.batch_size, rounding_mode="floor") % self.steps_per_epoch
         self.pos += self.batch_size
         if self.cuda_graph:  # the learning rate is a device tensor, updated inside the graph
@@ -241,7 +239,7 @@ class TrainStepper:
             for group in self.optimizer.param_groups:
                 group["lr"].copy_(lr)
             self.gstep += 1
-        loss, correct = self._loss_fn(sel, positions, step)
+        loss, correct = self._loss_fn(sel, step)
         loss.backward()
         self.optimizer.step()
         self.loss_acc += loss.detach()
@@ -290,7 +288,7 @@ class TrainStepper:
                          jitter: np.ndarray | None = None) -> None:
         """Copy the epoch's random draws to the device (before :meth:`start_epoch`): ``mix``
         (steps, 5) rows of ``trainer.data.mixing.mix_table``, ``jitter`` (n, 6) rows of
-        ``trainer.data.stain_jitter.jitter_table`` (n: at most the entries)."""
+        ``trainer.data.stain_jitter.jitter_table`` (one row per plan entry)."""
         if mix is not None and self.mix is not None:
             self.mix.copy_(torch.from_numpy(np.ascontiguousarray(mix[: len(self.mix)],
                                                                  dtype=np.float32)))

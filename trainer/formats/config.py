@@ -195,10 +195,9 @@ class RunConfig:
               " or ".join(f'"{k}"' for k in SCHEDULES) + " or null")
         check("warmup_epochs", self.warmup_epochs is None or (
             is_int(self.warmup_epochs) and self.warmup_epochs >= 0), "an integer >= 0 or null")
-        if (is_int(self.warmup_epochs) and is_int(self.epochs) and self.warmup_epochs
-                and self.warmup_epochs >= self.epochs):
-            out.append(f"warmup_epochs ({self.warmup_epochs}) must be fewer than epochs "
-                       f"({self.epochs})")
+        warmup, epochs = self.warmup_epochs, self.epochs
+        if isinstance(warmup, int) and isinstance(epochs, int) and 0 < epochs <= warmup:
+            out.append(f"warmup_epochs ({warmup}) must be fewer than epochs ({epochs})")
         return out
 
     def validate(self) -> RunConfig:
