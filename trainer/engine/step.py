@@ -290,8 +290,11 @@ class TrainStepper:
         (steps, 5) rows of ``trainer.data.mixing.mix_table``, ``jitter`` (n, 6) rows of
         ``trainer.data.stain_jitter.jitter_table`` (one row per plan entry)."""
         if mix is not None and self.mix is not None:
-            self.mix.copy_(torch.from_numpy(np.ascontiguousarray(mix[: len(self.mix)],
-                                                                 dtype=np.float32)))
+            # one row per step actually run: under DDP fewer than this buffer's (it is sized
+            # for the whole epoch walked at this rank's batch size)
+            rows = min(len(mix), len(self.mix))
+            self.mix[:rows].copy_(torch.from_numpy(np.ascontiguousarray(mix[:rows],
+                                                                        dtype=np.float32)))
         buf = self.data.jitter
         if jitter is not None and buf is not None:
             rows = min(len(jitter), len(buf))
