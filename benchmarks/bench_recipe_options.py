@@ -140,7 +140,7 @@ def summarise(phase: str, name: str, rows: list[dict]) -> dict:
     for k in keys:
         v = np.array([r[k] for r in rows], dtype=float)
         out[k] = float(v.mean())
-        sd[k] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        sd[k] = float(v.std(ddof=1)) if len(v) > 1 else ""  # one seed: no spread
     return {"mean": out, "sd": sd}
 
 
@@ -232,11 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         flags = [f for n in kept for f in OPTIONS[n]]
         run_phase("final", "+".join(kept), flags, sets["train"], sets["validation"], final_seeds)
     print(f"done in {time.monotonic() - t0:.0f} s; {args.csv}", flush=True)
+    def pm(m: dict, d: dict, key: str) -> str:
+        return f"{m[key]:.4f}" + (f"±{d[key]:.4f}" if d[key] != "" else "")
+
     for s in summary:
         m, d = s["mean"], s["sd"]
-        print(f"{m['phase']:9s} {m['options']:28s} acc {m['accuracy']:.4f}±{d['accuracy']:.4f}"
-              f"  macro-F1 {m['macro_f1']:.4f}±{d['macro_f1']:.4f}  weighted F1 "
-              f"{m['weighted_f1']:.4f}±{d['weighted_f1']:.4f}")
+        print(f"{m['phase']:9s} {m['options']:28s} acc {pm(m, d, 'accuracy')}  macro-F1 "
+              f"{pm(m, d, 'macro_f1')}  weighted F1 {pm(m, d, 'weighted_f1')}")
     return 0
 
 
