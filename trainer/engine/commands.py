@@ -56,6 +56,27 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", metavar="MODEL", help="start from this model file's weights "
                    "(same architecture; head rows carried over by class name): fine-tuning a "
                    "saved model on new or corrected labels")
+    g = p.add_argument_group("training options for small patches (default: the study's "
+                             "recipe)")
+    g.add_argument("--label-smoothing", type=float, metavar="E",
+                   help="cross-entropy label smoothing in [0, 1) (default 0)")
+    g.add_argument("--class-balanced-loss", dest="class_balance",
+                   choices=["none", "inverse", "effective"],
+                   help="per-class loss weights: inverse frequency or the effective number of "
+                        "samples (default none)")
+    g.add_argument("--class-balance-beta", type=float, metavar="BETA",
+                   help="beta of the effective number (default 0.999)")
+    g.add_argument("--mixup", type=float, metavar="ALPHA",
+                   help="mixup with Beta(ALPHA, ALPHA) weights (default 0: off)")
+    g.add_argument("--cutmix", type=float, metavar="ALPHA",
+                   help="CutMix with Beta(ALPHA, ALPHA) areas (default 0: off; with --mixup "
+                        "half the steps each)")
+    g.add_argument("--color-jitter", type=float, metavar="S",
+                   help="HED stain jitter strength (0.05 light, 0.2 strong; default 0: off)")
+    g.add_argument("--schedule", choices=["constant", "cosine"],
+                   help="learning-rate schedule after the warm-up (default: the model's)")
+    g.add_argument("--warmup-epochs", type=int, metavar="K",
+                   help="linear learning-rate warm-up epochs (default: the model's)")
     p.add_argument("--resume", nargs="?", const="", metavar="PATH",
                    help="continue from a run's last model file (a run folder or a .cvmodel; "
                         "without PATH: the configuration's run folder)")
@@ -67,7 +88,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 _CONFIG_FLAGS = ("patchset", "val_patchset", "out_dir", "model", "flag_limit", "epochs",
                  "batch_size", "lr", "weight_decay", "device", "seed", "patience", "augment",
                  "mode", "weights", "compile", "cuda_graph", "amp", "eval_batch_size",
-                 "heartbeat_s", "num_threads", "init_from")
+                 "heartbeat_s", "num_threads", "init_from", "label_smoothing",
+                 "class_balance", "class_balance_beta", "mixup", "cutmix", "color_jitter",
+                 "schedule", "warmup_epochs")
 
 
 def _train_config(args: argparse.Namespace):

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainer.data.mixing import mix_table
+from trainer.data.stain_jitter import jitter_table
 from trainer.engine import modelfile as mfile
 from trainer.engine.dataset import prepare_data, save_split
 from trainer.engine.device import (
@@ -49,6 +51,7 @@ from trainer.engine.early_stopping import EarlyStopping
 from trainer.engine.events import EventSink, MetricsCsv, stderr_log
 from trainer.engine.infer import features_of, forward_batches
 from trainer.engine.init_from import apply_initial_weights, load_init_file
+from trainer.engine.loss import class_weights
 from trainer.engine.step import (
     LrSchedule,
     StepData,
@@ -106,6 +109,12 @@ def check_config(cfg: RunConfig):
     elif cfg.mode is not None:
         raise ConfigError(f"model {cfg.model!r} is trained from scratch: it takes no mode "
                           f"(got {cfg.mode!r})")
+    if spec.kind == "foundation" and (cfg.mode or "lp") == "lp":
+        on = [n for n in ("mixup", "cutmix", "color_jitter") if getattr(cfg, n)]
+        if on:
+            raise ConfigError(f"{', '.join(on)}: linear probing trains the head on backbone "
+                              "features computed once, so image-level augmentation cannot "
+                              "apply (use mode ft_last, or leave them at 0)")
     return spec
 
 
@@ -120,6 +129,9 @@ def resolve_config(cfg: RunConfig, spec: ModelSpec) -> tuple[RunConfig, TrainDef
         epochs=cfg.epochs if cfg.epochs is not None else defaults.epochs,
         lr=cfg.lr if cfg.lr is not None else defaults.lr,
         weight_decay=cfg.weight_decay if cfg.weight_decay is not None else defaults.weight_decay,
+        schedule=cfg.schedule if cfg.schedule is not None else defaults.schedule,
+        warmup_epochs=(cfg.warmup_epochs if cfg.warmup_epochs is not None
+                       else defaults.warmup_epochs),
     )
     return resolved, defaults
 
@@ -267,6 +279,10 @@ class _Run:
         plan_t = torch.from_numpy(plan).to(device)
         self.val_y = torch.from_numpy(data.val_y).to(device)
         self.n_train_augmented = len(plan)
+        weights = class_weights(data.train_y, len(data.classes), cfg.class_balance,
+                                cfg.class_balance_beta)
+        class_weight = None if weights is None else torch.from_numpy(weights).to(device)
+        self.class_weights = None if weights is None else [float(w) for w in weights]
         if self.lp:
             # The backbone is frozen (and in eval mode): its features of every augmented entry
             # are computed once and the head trains on them: the study's result at a fraction
@@ -279,12 +295,16 @@ class _Run:
             self.val_inputs = features_of(self.model, data.val_u8, device, mean=None,
                                           amp_dtype=self.amp, batch_size=cfg.eval_batch_size)
             self.model.train()
-            self.step_data = StepData(inputs=feats, labels=train_y[plan_t[:, 0]])
+            self.step_data = StepData(inputs=feats, labels=train_y[plan_t[:, 0]],
+                                      class_weight=class_weight,
+                                      label_smoothing=cfg.label_smoothing)
             self.val_kind = "features"
             del train_u8
         else:
             self.step_data = StepData(inputs=train_u8, labels=train_y, plan=plan_t, mean=mean_t,
-                                      augment=cfg.augment)
+                                      augment=cfg.augment, class_weight=class_weight,
+                                      label_smoothing=cfg.label_smoothing,
+                                      color_jitter=cfg.color_jitter > 0)
             self.val_inputs = torch.from_numpy(data.val_u8).to(device)
             self.val_kind = "patches"
         if self.dist.active:
@@ -322,8 +342,8 @@ class _Run:
         self.batch = batch  # the global batch: every rank steps batch / world of it
         self.rank_batch = batch // world
         self.steps = m // batch
-        schedule_kind = getattr(self.defaults, "schedule", "constant")
-        warmup_epochs = int(getattr(self.defaults, "warmup_epochs", 0))
+        schedule_kind = cfg.schedule or "constant"  # resolve_config filled both in
+        warmup_epochs = int(cfg.warmup_epochs or 0)
         self.schedule = LrSchedule(self.lr, schedule_kind, warmup_epochs * self.steps,
                                    self.epochs * self.steps)
         opt_kind = getattr(self.defaults, "optimizer", "adamw")
@@ -376,7 +396,7 @@ class _Run:
             forward="head" if self.lp else "model", want_compile=want_compile,
             want_graph=want_graph, optimizer_state=opt_state, global_step=self.global_step,
             notice=self.notice, channels_last=self.channels_last,
-            forward_module=self.forward_module)
+            forward_module=self.forward_module, mixing=cfg.mixup > 0 or cfg.cutmix > 0)
 
     # -- model files ----------------------------------------------------------------------
     def _meta(self, metrics: dict, train_state: dict | None) -> dict:
@@ -393,6 +413,7 @@ class _Run:
             "metrics": metrics,
             "best_metrics": self.best_metrics,
             "n_params": self.n_params,
+            "class_weights": self.class_weights,
             "data": self._data_meta(metrics),
         }
         if train_state is not None:
@@ -477,6 +498,7 @@ class _Run:
             processes=self.dist.world, batch_per_process=self.rank_batch,
             epochs=cfg.epochs, start_epoch=self.start_epoch, lr=cfg.lr,
             weight_decay=cfg.weight_decay, schedule=self.schedule.kind,
+            warmup_steps=self.schedule.warmup_steps, class_weights=self.class_weights,
             resumed_from=str(self.resume_from) if self.resume_from else None,
             init_from=str(self.init_report.path) if self.init_report else None,
             init_classes_matched=self.init_report.matched if self.init_report else [],
@@ -527,6 +549,7 @@ class _Run:
         for epoch in range(self.start_epoch, self.epochs + 1):
             start_step = self.start_step if epoch == self.start_epoch else 0
             sums = self.partial_sums if epoch == self.start_epoch else (0.0, 0)
+            self.set_epoch_tables(epoch)
             stepper.start_epoch(self.epoch_entries(epoch, n_entries), start_step, *sums)
             self.position = (epoch, start_step)
             t_epoch = time.monotonic()
@@ -624,6 +647,19 @@ class _Run:
         from trainer.engine.distributed import rank_share
 
         return rank_share(perm, self.steps, self.batch, self.dist.world, self.dist.rank)
+
+    def set_epoch_tables(self, epoch: int) -> None:
+        """The epoch's mixing and stain-jitter draws: functions of (seed, epoch) only, the
+        same on every rank and after a resume."""
+        cfg = self.cfg
+        mix = jitter = None
+        if cfg.mixup > 0 or cfg.cutmix > 0:
+            mix = mix_table(cfg.seed, epoch, self.steps, self.step_data.inputs.shape[1],
+                            cfg.mixup, cfg.cutmix)
+        if cfg.color_jitter > 0:
+            jitter = jitter_table(cfg.seed, epoch, self.step_data.n_entries, cfg.color_jitter)
+        if mix is not None or jitter is not None:
+            self.stepper.set_epoch_tables(mix, jitter)
 
     def agree(self, beat_due: bool) -> tuple[bool, bool]:
         """(stop, heartbeat) as all ranks agree: a stop asked for on any rank, rank 0's

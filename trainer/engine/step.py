@@ -33,11 +33,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from trainer.data.augment import tables
 from trainer.data.loader import gather_batch
+from trainer.data.mixing import mix_batch
+from trainer.data.stain_jitter import stain_jitter, stain_matrices
 from trainer.engine.device import autocast
+from trainer.engine.loss import training_loss
 
 if TYPE_CHECKING:
     from trainer.models.layers import CellClassifier
@@ -98,21 +100,43 @@ class StepData:
     plan: torch.Tensor | None = None
     mean: torch.Tensor | None = None  # (3, S, S): subtract (whitened models); None: [0, 1]
     augment: bool = True
+    # the loss (trainer.engine.loss): per-class weights (K,) on the device, label smoothing
+    class_weight: torch.Tensor | None = None
+    label_smoothing: float = 0.0
+    color_jitter: bool = False  # stain jitter from the epoch's table (patches mode only)
 
     def __post_init__(self) -> None:
+        self.jitter: torch.Tensor | None = None
         if self.plan is not None:
             self.orient_table, self.colour_table = tables(self.inputs.device,
                                                           self.inputs.shape[1])
+        if self.color_jitter:
+            if self.plan is None:
+                raise ValueError("colour jitter needs patches (not cached features)")
+            self.stain = stain_matrices(self.inputs.device)
+            self.jitter = torch.zeros((self.n_entries, 6), dtype=torch.float32,
+                                      device=self.inputs.device)
+            self.jitter[:, :3] = 1.0  # identity rows until the first epoch's table comes
 
     @property
     def n_entries(self) -> int:
         return int(self.plan.shape[0] if self.plan is not None else self.inputs.shape[0])
 
     def batch(self, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of plan rows ``sel``, stain-jittered by the epoch's rows of those plan
+        entries when colour jitter is on (by entry, not by place in the batch: every rank
+        split of an epoch jitters each sample alike)."""
         if self.plan is None:
             return self.inputs[sel], self.labels[sel]
-        return gather_batch(self.inputs, self.labels, self.plan, sel, self.orient_table,
-                            self.colour_table, self.mean, self.augment)
+        if self.jitter is None:
+            return gather_batch(self.inputs, self.labels, self.plan, sel, self.orient_table,
+                                self.colour_table, self.mean, self.augment)
+        x, y = gather_batch(self.inputs, self.labels, self.plan, sel, self.orient_table,
+                            self.colour_table, None, self.augment)
+        x = stain_jitter(x, self.jitter[sel], self.stain)
+        if self.mean is not None:
+            x = x - self.mean
+        return x, y
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -146,6 +170,7 @@ class TrainStepper:
         name: str = "eager",
         channels_last: bool = False,
         forward_module: torch.nn.Module | None = None,
+        mixing: bool = False,
     ) -> None:
         if cuda_graph and device.type != "cuda":
             raise ValueError("CUDA graphs need a CUDA device")
@@ -167,6 +192,14 @@ class TrainStepper:
         self.correct_acc = torch.zeros((), dtype=torch.int64, device=device)
         self.gstep = torch.zeros((), dtype=torch.int64, device=device)
         self.global_step = 0
+        # the epoch's mixing rows (trainer.data.mixing), one per step; None: no mixing
+        self.mix: torch.Tensor | None = None
+        if mixing:
+            if forward != "model":
+                raise ValueError("mixup/CutMix need image batches (not cached features)")
+            self.mix = torch.zeros((self.steps_per_epoch, 5), dtype=torch.float32,
+                                   device=device)
+            self.mix[:, 0] = 1.0  # identity rows until the first epoch's table comes
         # forward_module: the model as the step calls it (wrapped in DistributedDataParallel
         # when training on several processes); ``model`` stays the plain module
         target: Callable[[torch.Tensor], torch.Tensor] = (
@@ -180,14 +213,18 @@ class TrainStepper:
         self._graph: torch.cuda.CUDAGraph | None = None
 
     # the differentiable part --------------------------------------------------------------
-    def _loss(self, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, sel: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.data.batch(sel)
+        y2 = w = None
+        if self.mix is not None:  # mixup / CutMix with the batch rolled by one
+            x, y2, w = mix_batch(x, y, self.mix[step])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.amp_dtype, cache=not self.cuda_graph):
             logits = self._fwd(x)
         logits = logits.float()
-        loss = F.cross_entropy(logits, y)
+        loss = training_loss(logits, y, self.data.class_weight, self.data.label_smoothing,
+                             y2, w)
         correct = (logits.argmax(dim=1) == y).sum()
         return loss, correct
 
@@ -195,13 +232,14 @@ class TrainStepper:
         # modulo: warm-up and capture checks may run past the end of a small epoch, and an
         # out-of-range index on CUDA is a device-side assert that kills the context
         sel = self.perm[(self.pos + self.ar) % self.n_entries]
+        step = torch.div(self.pos, self.batch_size, rounding_mode="floor") % self.steps_per_epoch
         self.pos += self.batch_size
         if self.cuda_graph:  # the learning rate is a device tensor, updated inside the graph
             lr = self.schedule.tensor_at(self.gstep)
             for group in self.optimizer.param_groups:
                 group["lr"].copy_(lr)
             self.gstep += 1
-        loss, correct = self._loss_fn(sel)
+        loss, correct = self._loss_fn(sel, step)
         loss.backward()
         self.optimizer.step()
         self.loss_acc += loss.detach()
@@ -245,6 +283,23 @@ class TrainStepper:
         if all(torch.equal(b, p.detach()) for b, p in zip(before, trainable, strict=True)):
             raise RuntimeError("the captured step does not update the weights")
         self._restore(snap)
+
+    def set_epoch_tables(self, mix: np.ndarray | None = None,
+                         jitter: np.ndarray | None = None) -> None:
+        """Copy the epoch's random draws to the device (before :meth:`start_epoch`): ``mix``
+        (steps, 5) rows of ``trainer.data.mixing.mix_table``, ``jitter`` (n, 6) rows of
+        ``trainer.data.stain_jitter.jitter_table`` (one row per plan entry)."""
+        if mix is not None and self.mix is not None:
+            # one row per step actually run: under DDP fewer than this buffer's (it is sized
+            # for the whole epoch walked at this rank's batch size)
+            rows = min(len(mix), len(self.mix))
+            self.mix[:rows].copy_(torch.from_numpy(np.ascontiguousarray(mix[:rows],
+                                                                        dtype=np.float32)))
+        buf = self.data.jitter
+        if jitter is not None and buf is not None:
+            rows = min(len(jitter), len(buf))
+            buf[:rows].copy_(torch.from_numpy(np.ascontiguousarray(jitter[:rows],
+                                                                   dtype=np.float32)))
 
     def start_epoch(self, perm: np.ndarray, start_step: int = 0, loss_sum: float = 0.0,
                     correct: int = 0) -> None:
@@ -368,6 +423,7 @@ def build_stepper(
     notice: Callable[[str], None] | None = None,
     channels_last: bool = False,
     forward_module: torch.nn.Module | None = None,
+    mixing: bool = False,
 ) -> TrainStepper:
     """The fastest working :class:`TrainStepper`; each variant that fails is reported through
     ``notice`` with its reason and the next is tried (eager always remains)."""
@@ -389,7 +445,7 @@ def build_stepper(
             stepper = TrainStepper(model, optimizer, data, batch_size, device, amp_dtype,
                                    schedule, forward=forward, compile_scope=scope,
                                    cuda_graph=graph, name=name, channels_last=channels_last,
-                                   forward_module=forward_module)
+                                   forward_module=forward_module, mixing=mixing)
             stepper.global_step = global_step
             stepper.prepare()
             return stepper

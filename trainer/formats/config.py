@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_VERSION = 1
+CLASS_BALANCE_KINDS = ("none", "inverse", "effective")  # as trainer.engine.loss defines them
+SCHEDULES = ("constant", "cosine")  # as trainer.engine.step.LrSchedule defines them
 
 
 class ConfigError(ValueError):
@@ -54,6 +56,15 @@ class RunConfig:
     # a saved model on new or corrected labels; head rows carried over by class name). None:
     # the model's own initialisation. Ignored when a run is resumed (its last file wins).
     init_from: str | None = None
+    # ---- training options for small patches (issue 18); the defaults are today's recipe ----
+    label_smoothing: float = 0.0  # cross-entropy label smoothing, in [0, 1)
+    class_balance: str = "none"  # loss weights per class: "none", "inverse", "effective"
+    class_balance_beta: float = 0.999  # beta of the effective number (class_balance effective)
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha); 0: off
+    cutmix: float = 0.0  # CutMix's Beta(alpha, alpha); 0: off (both on: half the steps each)
+    color_jitter: float = 0.0  # HED stain jitter strength (0.05 light, 0.2 strong); 0: off
+    schedule: str | None = None  # learning rate: "constant" or "cosine"; None: the model's
+    warmup_epochs: int | None = None  # linear warm-up epochs; None: the model's
 
     # ---- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +180,24 @@ class RunConfig:
         check("num_threads", self.num_threads is None or (is_int(self.num_threads)
                                                            and self.num_threads > 0),
               "a positive integer or null")
+        check("label_smoothing", is_num(self.label_smoothing)
+              and 0 <= self.label_smoothing < 1, "a number in [0, 1)")
+        check("class_balance", self.class_balance in CLASS_BALANCE_KINDS,
+              " or ".join(f'"{k}"' for k in CLASS_BALANCE_KINDS))
+        check("class_balance_beta", is_num(self.class_balance_beta)
+              and 0 < self.class_balance_beta < 1, "a number between 0 and 1 (exclusive)")
+        for name in ("mixup", "cutmix"):
+            check(name, is_num(getattr(self, name)) and 0 <= getattr(self, name) <= 10,
+                  "a Beta alpha in [0, 10] (0: off)")
+        check("color_jitter", is_num(self.color_jitter) and 0 <= self.color_jitter <= 0.5,
+              "a strength in [0, 0.5] (0: off)")
+        check("schedule", self.schedule in (None, *SCHEDULES),
+              " or ".join(f'"{k}"' for k in SCHEDULES) + " or null")
+        check("warmup_epochs", self.warmup_epochs is None or (
+            is_int(self.warmup_epochs) and self.warmup_epochs >= 0), "an integer >= 0 or null")
+        warmup, epochs = self.warmup_epochs, self.epochs
+        if isinstance(warmup, int) and isinstance(epochs, int) and 0 < epochs <= warmup:
+            out.append(f"warmup_epochs ({warmup}) must be fewer than epochs ({epochs})")
         return out
 
     def validate(self) -> RunConfig:

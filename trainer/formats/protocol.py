@@ -12,7 +12,8 @@ prints to stdout must not break the reader). The events and their fields:
   ``amp`` (``"bfloat16"`` or ``"off"``), ``channels_last``, ``model``, ``params``,
   ``trainable_params``, ``classes``, ``excluded_classes``, ``n_train``, ``n_train_augmented``,
   ``n_val``, ``batch_size``, ``steps_per_epoch``, ``epochs``, ``start_epoch`` (> 1 on resume),
-  ``lr``, ``weight_decay``, ``schedule``, ``resumed_from`` (a model file or null),
+  ``lr``, ``weight_decay``, ``schedule``, ``warmup_steps``, ``class_weights`` (the loss's
+  per-class weights, or null), ``resumed_from`` (a model file or null),
   ``init_from`` (the model file whose weights started the run, or null),
   ``init_classes_matched`` and ``init_classes_new`` (classes whose head rows it carried over,
   and classes it did not know).

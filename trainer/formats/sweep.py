@@ -51,7 +51,9 @@ ALL = "all"  # the FlagLimit of a run on every labelled cell
 #: RunConfig fields a sweep passes through to every run's training (the grid sets the rest)
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "device", "patience", "augment",
                 "compile", "cuda_graph", "amp", "eval_batch_size", "heartbeat_s",
-                "num_threads", "val_fraction", "weights")
+                "num_threads", "val_fraction", "weights", "label_smoothing", "class_balance",
+                "class_balance_beta", "mixup", "cutmix", "color_jitter", "schedule",
+                "warmup_epochs")
 
 
 @dataclass(frozen=True)
