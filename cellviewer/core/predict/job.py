@@ -190,11 +190,24 @@ def _open_recorded(cells: _ImageCells) -> Any:
 
 
 def _default_crop(source: Any, xy: np.ndarray, fov_px: float,
-                  keep_source_crops: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                  keep_source_crops: bool = False, workers: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
     from cellviewer.core.cells.crop import crop_patches
 
-    result = crop_patches(source, xy, fov_px, keep_source_crops=keep_source_crops)
+    result = crop_patches(source, xy, fov_px, keep_source_crops=keep_source_crops,
+                          workers=workers)
     return result.patches, (result.source_crops if keep_source_crops else None)
+
+
+def crop_workers_for(predictor: Any) -> int | None:
+    """Threads for cropping beside ``predictor``: one when the model runs on the CPU, else the
+    cropper's default (a few). On the CPU the model's intra-op threads already fill the cores;
+    cropping is a few percent of the work there and the producer thread overlaps it anyway, so
+    a pool of croppers only takes cores from the model in turns (oversubscription) and costs a
+    pool per chunk. On an accelerator cropping sets the pace, and the pool is what keeps up."""
+    device = getattr(predictor, "device", None)
+    kind = getattr(device, "type", device)
+    return 1 if kind is None or str(kind) == "cpu" else None
 
 
 CropFn = Callable[[Any, np.ndarray, float, bool], "tuple[np.ndarray, np.ndarray | None]"]
@@ -317,6 +330,7 @@ def run_prediction(
     open_source: Callable[[Any], Any] | None = None,
     crop: CropFn | None = None,
     check_images: bool = True,
+    crop_workers: int | None = None,
 ) -> PredictSummary:
     """Predict the cells of ``image_ids`` (or only ``cell_ids`` among them) with ``predictor``.
 
@@ -330,6 +344,7 @@ def run_prediction(
     crops as ``source_crops`` (pre-resize blur needs them). With ``parallel_store`` (and a
     store that can be opened again from its path) the writes run in a third thread on a
     connection of their own; progress is still reported in this thread, once a chunk is stored.
+    ``crop_workers``: threads of the default cropper (default: :func:`crop_workers_for`).
     """
     cancelled = _as_cancel(cancel)
     if store_results and model_id is None:
@@ -365,8 +380,14 @@ def run_prediction(
     else:
         def open_cells(cells: _ImageCells) -> Any:
             return _default_open(cells.path)
+    if crop is None:
+        workers = crop_workers if crop_workers is not None else crop_workers_for(predictor)
+
+        def crop(source: Any, xy: np.ndarray, fov: float, keep: bool
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+            return _default_crop(source, xy, fov, keep, workers)
     producer = _Producer(images, fov_px, chunks, should_stop, target,
-                         open_cells, crop or _default_crop, keep_source_crops)
+                         open_cells, crop, keep_source_crops)
     writer = None
     if store_results and parallel_store and _can_reopen(store):
         writer = _Writer(lambda: type(store).open(store.path), model_id)
