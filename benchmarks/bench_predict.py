@@ -16,7 +16,10 @@
    ``run_prediction(..., store_results=False)`` (open, crop, infer, hand over per chunk); (c)
    *end to end*: the same, storing into the project (the store write as it is today). Each
    figure is the median over ``--rounds`` of wall-clock cells/s, with the process CPU seconds
-   per 1,000 cells beside it, and the ratios are medians of the per-round ratios to (a).
+   per 1,000 cells beside it, and the ratios are medians of the per-round ratios to (a): of
+   cells/s (wall) and of CPU per cell (bare's over the path's: how much work the pipeline adds;
+   on a machine loaded by others the wall ratio flatters the path with more threads, which
+   gets more of the cores; on an idle machine whose cores the model fills, wall follows CPU).
 
 The model is an untrained CustomViT written with the trainer's model-file writer (speed does
 not depend on the weights). Offscreen Qt; no display needed.
@@ -198,11 +201,15 @@ def bench_ratio(model_path: Path, n: int, batch_size: int, rounds: int, folder: 
         for start in range(0, n, batch_size):
             predictor.predict(patches[start:start + batch_size], batch_size=batch_size)
 
+    stages: dict[str, list[tuple[float, float, float]]] = {"e2e_nostore": [], "e2e": []}
+
     def e2e(store_results: bool) -> Callable[[], None]:
         def run() -> None:
             s = run_prediction(store, predictor, [image_id], model_id=model_id,
                                batch_size=batch_size, store_results=store_results)
             assert s.done == n, (s.done, n)
+            stages["e2e" if store_results else "e2e_nostore"].append(
+                (s.crop_s, s.infer_s, s.store_s))
         return run
 
     paths = {"bare": bare, "e2e_nostore": e2e(False), "e2e": e2e(True)}
@@ -222,6 +229,14 @@ def bench_ratio(model_path: Path, n: int, batch_size: int, rounds: int, folder: 
         out[name + "_cpu_ms_per_1k"] = statistics.median(cpu[name])
         out[name + "_ratio"] = statistics.median(
             r / b for r, b in zip(rates[name], rates["bare"], strict=True))
+        # CPU efficiency: bare's CPU per cell over this path's, per round. On a loaded machine
+        # a path with more runnable threads gets a larger share of the cores, so its wall
+        # ratio flatters it; on an idle machine whose cores the model fills, wall follows CPU.
+        out[name + "_cpu_ratio"] = statistics.median(
+            b / c for c, b in zip(cpu[name], cpu["bare"], strict=True))
+        if name in stages:
+            columns = zip(*stages[name], strict=True)
+            out[name + "_stages"] = tuple(statistics.median(v) for v in columns)
     return out
 
 
@@ -252,11 +267,15 @@ def main() -> int:
             r = bench_ratio(model, args.cells, args.batch_size, args.rounds, folder)
             print(f"{r['cells']:,} cells, {r['rounds']} interleaved rounds, {r['backend']}, "
                   f"batch {args.batch_size} (medians; CPU ms per 1,000 cells)")
+            print(f"  {'':22s} {'cells/s':>8s}  {'cpu/1k':>7s}  {'wall ratio':>10s}  "
+                  f"{'cpu ratio':>9s}  crop / model / store s (summary)")
             for name, label in (("bare", "bare (pre-cropped)"),
                                 ("e2e_nostore", "end to end, no store"),
                                 ("e2e", "end to end, stored")):
-                print(f"  {label:22s} {r[name]:8,.0f} cells/s  cpu "
-                      f"{r[name + '_cpu_ms_per_1k']:6.0f} ms  ratio {r[name + '_ratio']:.3f}")
+                st = r.get(name + "_stages")
+                stages = f"{st[0]:.2f} / {st[1]:.2f} / {st[2]:.2f}" if st else ""
+                print(f"  {label:22s} {r[name]:8,.0f}  {r[name + '_cpu_ms_per_1k']:5.0f} ms  "
+                      f"{r[name + '_ratio']:10.3f}  {r[name + '_cpu_ratio']:9.3f}  {stages}")
             return 0
         if not args.skip_slider:
             r = bench_slider(model, args.device, args.moves)
