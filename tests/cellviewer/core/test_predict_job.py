@@ -180,6 +180,7 @@ def test_cropping_takes_one_thread_beside_a_cpu_model(demo_store, predictor, mon
     assert crop_workers_for(predictor) == 1
     assert crop_workers_for(type("Gpu", (), {"device": type("D", (), {"type": "cuda"})()})()) \
         is None
+    assert crop_workers_for(object()) is None  # a predictor that does not say: the default
     real, workers = crop.crop_patches, []
 
     def recording(*args, **kwargs):
