@@ -27,6 +27,7 @@ not depend on the weights). Offscreen Qt; no display needed.
     .venv/bin/python benchmarks/bench_predict.py                  # CPU, 100,000 cells
     .venv/bin/python benchmarks/bench_predict.py --cells 20000 --moves 40
     python benchmarks/bench_predict.py --device cuda --batch-size 8192   # on a GPU machine
+    .venv/bin/python benchmarks/bench_predict.py --ratio --cells 20000 --threads 2  # e2e / bare
 """
 
 from __future__ import annotations

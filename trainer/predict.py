@@ -28,6 +28,10 @@ at batch 256 (about 1.6x) but moved probabilities by up to 0.005 (0.03 for the C
 up to 9% of the argmaxes; OpenVINO in float32 was on a par with ONNX Runtime (10-20% faster at
 batch 256, mixed at batch 1; by default it runs bf16 where the CPU has it, 0.02 off).
 
+ONNX Runtime gets at most ``ORT_CPU_BATCH`` (64) patches a call whatever ``batch_size`` asks:
+CustomViT's activations at batch 1024 spill out of the CPU's caches (1.6x more time per cell
+on 2 threads than at 16-64); the demo CNN does not care.
+
 Torch eager stays the fallback: when onnxruntime or onnx does not import, the export fails, or
 the model is a foundation model (exporting a ViT-L at every load is not worth it), with the
 reason logged and kept in ``backend_note``; embeddings (``return_embeddings``) always come from
