@@ -9,6 +9,17 @@
    fresh project, predicted end to end by ``cellviewer.core.predict.job.run_prediction`` exactly
    as the GUI's job runs it (crop in a producer thread, infer, store the probabilities in the
    project): cells/s, with the time spent cropping (overlapped), in the model and in the store.
+3. **End to end / bare** (``--ratio``; issue 17, goal >= 0.9 on the CPU): in one process, in
+   interleaved rounds (so the load of a shared machine hits all alike), (a) *bare*: the same
+   ``Predictor`` (backend, threads, batch size) on the same cells pre-cropped in memory, one
+   ``predict`` call per ``--batch-size`` as the job makes; (b) *end to end without the store*:
+   ``run_prediction(..., store_results=False)`` (open, crop, infer, hand over per chunk); (c)
+   *end to end*: the same, storing into the project (the store write as it is today). Each
+   figure is the median over ``--rounds`` of wall-clock cells/s, with the process CPU seconds
+   per 1,000 cells beside it, and the ratios are medians of the per-round ratios to (a): of
+   cells/s (wall) and of CPU per cell (bare's over the path's: how much work the pipeline adds;
+   on a machine loaded by others the wall ratio flatters the path with more threads, which
+   gets more of the cores; on an idle machine whose cores the model fills, wall follows CPU).
 
 The model is an untrained CustomViT written with the trainer's model-file writer (speed does
 not depend on the weights). Offscreen Qt; no display needed.
@@ -16,6 +27,7 @@ not depend on the weights). Offscreen Qt; no display needed.
     .venv/bin/python benchmarks/bench_predict.py                  # CPU, 100,000 cells
     .venv/bin/python benchmarks/bench_predict.py --cells 20000 --moves 40
     python benchmarks/bench_predict.py --device cuda --batch-size 8192   # on a GPU machine
+    .venv/bin/python benchmarks/bench_predict.py --ratio --cells 20000 --threads 2  # e2e / bare
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +173,74 @@ def bench_batch(model_path: Path, device: str, n: int, batch_size: int, folder: 
     }
 
 
+def bench_ratio(model_path: Path, n: int, batch_size: int, rounds: int, folder: Path) -> dict:
+    """Bare vs end-to-end cells/s, interleaved per round (see the module docstring, 3.)."""
+    from cellviewer.core.cells.crop import crop_patches
+    from cellviewer.core.predict.job import cells_to_predict, run_prediction
+    from cellviewer.core.sources import open_image
+    from cellviewer.core.store import ProjectStore
+    from trainer.predict import Predictor
+
+    source = open_image(SLIDE)
+    width, height = source.dimensions
+    rng = np.random.default_rng(1)
+    xy = np.column_stack([rng.uniform(0, width, n), rng.uniform(0, height, n)])
+    store = ProjectStore.create(folder / "ratio.cvproj")
+    for name in CLASSES:
+        store.add_class(name)
+    image_id = store.add_image(SLIDE, width, height)
+    store.add_cells(image_id, xy)
+    model_id = store.add_model("m", str(model_path), "m", CLASSES)
+    predictor = Predictor.load(model_path, device="cpu")
+    # The job's cells in the job's order, cropped once: what "bare" is given.
+    cells = cells_to_predict(store, [image_id])[0]
+    patches = crop_patches(source, cells.xy, 40).patches
+    source.close()
+    predictor.predict(patches[:batch_size], batch_size=batch_size)  # warm-up
+
+    def bare() -> None:
+        for start in range(0, n, batch_size):
+            predictor.predict(patches[start:start + batch_size], batch_size=batch_size)
+
+    stages: dict[str, list[tuple[float, float, float]]] = {"e2e_nostore": [], "e2e": []}
+
+    def e2e(store_results: bool) -> Callable[[], None]:
+        def run() -> None:
+            s = run_prediction(store, predictor, [image_id], model_id=model_id,
+                               batch_size=batch_size, store_results=store_results)
+            assert s.done == n, (s.done, n)
+            stages["e2e" if store_results else "e2e_nostore"].append(
+                (s.crop_s, s.infer_s, s.store_s))
+        return run
+
+    paths = {"bare": bare, "e2e_nostore": e2e(False), "e2e": e2e(True)}
+    rates: dict[str, list[float]] = {k: [] for k in paths}
+    cpu: dict[str, list[float]] = {k: [] for k in paths}
+    for _ in range(rounds):
+        for name, fn in paths.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            rates[name].append(n / dt)
+            cpu[name].append(1e6 * dc / n)
+    store.close()
+    out: dict = {"cells": n, "rounds": rounds, "backend": predictor.backend_note}
+    for name in paths:
+        out[name] = statistics.median(rates[name])
+        out[name + "_cpu_ms_per_1k"] = statistics.median(cpu[name])
+        out[name + "_ratio"] = statistics.median(
+            r / b for r, b in zip(rates[name], rates["bare"], strict=True))
+        # CPU efficiency: bare's CPU per cell over this path's, per round. On a loaded machine
+        # a path with more runnable threads gets a larger share of the cores, so its wall
+        # ratio flatters it; on an idle machine whose cores the model fills, wall follows CPU.
+        out[name + "_cpu_ratio"] = statistics.median(
+            b / c for c, b in zip(cpu[name], cpu["bare"], strict=True))
+        if name in stages:
+            columns = zip(*stages[name], strict=True)
+            out[name + "_stages"] = tuple(statistics.median(v) for v in columns)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps, auto")
@@ -170,6 +251,9 @@ def main() -> int:
     p.add_argument("--arch", default="custom_vit")
     p.add_argument("--skip-slider", action="store_true")
     p.add_argument("--skip-batch", action="store_true")
+    p.add_argument("--ratio", action="store_true",
+                   help="only the end-to-end / bare ratio on the CPU (interleaved rounds)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of the --ratio measurement")
     args = p.parse_args()
     import torch
 
@@ -180,6 +264,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model = make_model(folder, args.arch)
+        if args.ratio:
+            r = bench_ratio(model, args.cells, args.batch_size, args.rounds, folder)
+            print(f"{r['cells']:,} cells, {r['rounds']} interleaved rounds, {r['backend']}, "
+                  f"batch {args.batch_size} (medians; CPU ms per 1,000 cells)")
+            print(f"  {'':22s} {'cells/s':>8s}  {'cpu/1k':>7s}  {'wall ratio':>10s}  "
+                  f"{'cpu ratio':>9s}  crop / model / store s (summary)")
+            for name, label in (("bare", "bare (pre-cropped)"),
+                                ("e2e_nostore", "end to end, no store"),
+                                ("e2e", "end to end, stored")):
+                st = r.get(name + "_stages")
+                stages = f"{st[0]:.2f} / {st[1]:.2f} / {st[2]:.2f}" if st else ""
+                print(f"  {label:22s} {r[name]:8,.0f}  {r[name + '_cpu_ms_per_1k']:5.0f} ms  "
+                      f"{r[name + '_ratio']:10.3f}  {r[name + '_cpu_ratio']:9.3f}  {stages}")
+            return 0
         if not args.skip_slider:
             r = bench_slider(model, args.device, args.moves)
             print(f"slider -> bars repainted: median {r['median_ms']:.1f} ms, p90 "

@@ -3,8 +3,9 @@
 1. **Time to window**: a fresh process (``python -c``, as ``cellviewer --demo`` runs it) from
    spawn to the main window's first paint with the demo open, median of ``--repeat`` runs;
    beside it the bare interpreter (``python -c pass``) and the import of the window's modules,
-   so a loaded machine reads as ratios. Warm: the demo project exists and the files are cached
-   (one untimed run first).
+   so a loaded machine reads as ratios. Warm: the demo project exists, the files are cached
+   and the modules byte-compiled (one untimed run first; PYTHONDONTWRITEBYTECODE is not passed
+   on unless ``--no-bytecode``).
 2. **Training dialog**: in that process, Training → New run until the dialog can start a run
    (label counts, models and start-from choices in; the GPU probe, a subprocess that imports
    torch, may still be on its way: "devices" is timed apart).
@@ -79,10 +80,18 @@ app.exec()
 """
 
 
+#: With False (``--no-bytecode``), the children inherit PYTHONDONTWRITEBYTECODE when it is
+#: set: every start then compiles the app's ~150 modules from source again (0.5-1 s on a
+#: loaded 2-core machine), which is not "warm": an installed app has its byte code.
+KEEP_BYTECODE = True
+
+
 def child_env(home: Path) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), QT_QPA_PLATFORM="offscreen",
                CELLVIEWER_DATA_DIR=str(home / "data"),
                CELLVIEWER_SETTINGS_DIR=str(home / "settings"), CELLVIEWER_USER="bench")
+    if KEEP_BYTECODE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -162,7 +171,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cells", type=int, default=500_000)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help="let PYTHONDONTWRITEBYTECODE through (modules compiled at every start)")
+    ap.add_argument("--skip-cells", action="store_true", help="skip the 500,000-cell load")
     args = ap.parse_args()
+    global KEEP_BYTECODE
+    KEEP_BYTECODE = not args.no_bytecode
     with tempfile.TemporaryDirectory(prefix="cellviewer-startup-") as tmp:
         home = Path(tmp)
         time_window(home)  # untimed: builds the demo project, warms the file cache
@@ -174,7 +188,8 @@ def main() -> int:
     result = {key: statistics.median(r[key] for r in runs)
               for key in ("imports_s", "window_s", "dialog_s", "devices_s")}
     result.update(bare_python_s=bare, import_qt_s=qt)
-    result.update(time_cells(args.cells, args.repeat))
+    result.update({"columns_s": float("nan"), "load_s": float("nan")} if args.skip_cells
+                  else time_cells(args.cells, args.repeat))
     print(f"\nstart-up (median of {args.repeat}; this machine's load inflates every figure)")
     print(f"  bare python -c pass            {bare:6.2f} s")
     print(f"  python -c 'import QtWidgets'    {qt:6.2f} s")

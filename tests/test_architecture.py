@@ -6,7 +6,7 @@
   (import-linter contracts in pyproject.toml); the headless commands (`cellviewer.cli`) never
   import Qt;
 - the GUI's start-up path (the window and its tools) imports neither torch, timm, pandas nor
-  the charting and scientific libraries (pyqtgraph, scipy, scikit-image, matplotlib);
+  the charting and scientific libraries (pyqtgraph, scipy, scikit-image, matplotlib, shapely);
 - the code is ruff clean.
 """
 
@@ -67,7 +67,7 @@ import sys
 import cellviewer.app, cellviewer.ui.application, cellviewer.ui.main_window
 import cellviewer.ui.predict.install, cellviewer.ui.train.install, cellviewer.ui.regions.install
 heavy = sorted(m for m in ("torch", "timm", "pandas", "torchvision", "pyqtgraph", "scipy",
-                           "skimage", "matplotlib") if m in sys.modules)
+                           "skimage", "matplotlib", "shapely") if m in sys.modules)
 print(",".join(heavy))
 """
 

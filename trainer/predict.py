@@ -28,6 +28,10 @@ at batch 256 (about 1.6x) but moved probabilities by up to 0.005 (0.03 for the C
 up to 9% of the argmaxes; OpenVINO in float32 was on a par with ONNX Runtime (10-20% faster at
 batch 256, mixed at batch 1; by default it runs bf16 where the CPU has it, 0.02 off).
 
+ONNX Runtime gets at most ``ORT_CPU_BATCH`` (64) patches a call whatever ``batch_size`` asks:
+CustomViT's activations at batch 1024 spill out of the CPU's caches (1.6x more time per cell
+on 2 threads than at 16-64); the demo CNN does not care.
+
 Torch eager stays the fallback: when onnxruntime or onnx does not import, the export fails, or
 the model is a foundation model (exporting a ViT-L at every load is not worth it), with the
 reason logged and kept in ``backend_note``; embeddings (``return_embeddings``) always come from
@@ -64,6 +68,12 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 #: Set to "torch" to keep CPU prediction on torch eager (or "onnxruntime" to insist on it).
 BACKEND_ENV = "CELLVIEWER_CPU_BACKEND"
 
+
+#: The largest batch one ONNX Runtime call gets on the CPU (a larger ``batch_size`` is split).
+#: Its activations then stay in the CPU's caches: CustomViT on 2 threads of a 2-core EPYC ran
+#: 790 cells/s at batch 16-64 against 650 at 128 and 480 at 1024 (1.6x; CPU time per cell
+#: likewise), the demo CNN the same at every size.
+ORT_CPU_BATCH = 64
 
 #: the orientations of the dihedral group of the square: 4 rotations, each also mirrored
 DIHEDRAL = 8
@@ -156,6 +166,7 @@ class _OnnxRuntimeCPU:
 
     def __call__(self, patches_u8: np.ndarray, batch_size: int) -> np.ndarray:
         out = []
+        batch_size = max(1, min(batch_size, ORT_CPU_BATCH))
         for start in range(0, len(patches_u8), batch_size):
             chunk = np.ascontiguousarray(patches_u8[start:start + batch_size])
             out.append(self.session.run(["probs"], {"patches": chunk})[0])

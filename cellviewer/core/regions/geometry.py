@@ -9,17 +9,22 @@ Containment is vectorised: the polygon is *prepared* once and ``shapely.intersec
 every candidate point in C; a bounding-box test in numpy first keeps the candidates to those
 that can be inside. Points on the boundary count as inside (a cell on a rectangle's edge
 belongs to it). ``benchmarks/bench_regions.py`` measures 500,000 cells.
+
+shapely is imported by the functions that use it, not with the module: the GUI imports this
+module (through the regions tool) on start-up, and shapely's import (about 0.1 s) is not needed
+before the first region is drawn or read.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import shapely
-from shapely.geometry import Polygon, mapping, shape
-from shapely.validation import make_valid
+
+if TYPE_CHECKING:
+    from shapely.geometry import Polygon
 
 MIN_AREA_PX = 1.0  # a region smaller than one pixel is a slip of the mouse
 
@@ -35,6 +40,8 @@ def rectangle(x0: float, y0: float, x1: float, y1: float) -> Polygon:
     if bx - ax <= 0 or by - ay <= 0:
         raise RegionGeometryError("a rectangle needs a width and a height: drag from one "
                                   "corner to the other")
+    import shapely
+
     return check_polygon(shapely.box(ax, ay, bx, by))
 
 
@@ -48,12 +55,17 @@ def polygon_from_points(points: Sequence[Sequence[float]] | np.ndarray) -> Polyg
         raise RegionGeometryError(f"a polygon needs at least 3 corners (got {len(pts)})")
     if not np.isfinite(pts).all():
         raise RegionGeometryError("a polygon's corners must be finite numbers")
+    from shapely.geometry import Polygon
+
     return check_polygon(Polygon(pts))
 
 
 def check_polygon(poly: Polygon) -> Polygon:
     """``poly`` if it is a valid polygon of some area; a self-crossing one repaired into one
     polygon; else :class:`RegionGeometryError` naming the problem."""
+    import shapely
+    from shapely.validation import make_valid
+
     if not poly.is_valid:
         reason = shapely.is_valid_reason(poly)
         fixed = make_valid(poly)
@@ -70,6 +82,8 @@ def check_polygon(poly: Polygon) -> Polygon:
 
 def _polygons(geom) -> list[Polygon]:
     """The polygons with an area in what make_valid returned (lines and points dropped)."""
+    from shapely.geometry import Polygon
+
     if isinstance(geom, Polygon):
         return [geom] if geom.area > 0 else []
     parts = getattr(geom, "geoms", [])
@@ -78,11 +92,15 @@ def _polygons(geom) -> list[Polygon]:
 
 def to_geojson(poly: Polygon) -> dict:
     """The GeoJSON Polygon of ``poly`` (coordinates as lists: JSON-ready)."""
+    from shapely.geometry import mapping
+
     return json.loads(json.dumps(mapping(poly)))
 
 
 def from_geojson(geometry: dict | str) -> Polygon:
     """A stored region's polygon (a GeoJSON Polygon dict or text)."""
+    from shapely.geometry import Polygon, shape
+
     value = json.loads(geometry) if isinstance(geometry, str) else geometry
     geom = shape(value)
     if not isinstance(geom, Polygon):
@@ -106,6 +124,8 @@ def inside(poly: Polygon, xy: np.ndarray) -> np.ndarray:
     if not poly.interiors and abs(poly.area - box_area) <= 1e-9 * box_area:
         mask[near] = True  # a rectangle (its own bounding box): the box test was the test
         return mask
+    import shapely
+
     shapely.prepare(poly)
     mask[near] = shapely.intersects_xy(poly, x[near], y[near])
     return mask

@@ -63,6 +63,7 @@ class SerialisedPredictor:
         self.predictor = predictor
         self.lock = lock
         self.fov_px = getattr(predictor, "fov_px", None)
+        self.device = getattr(predictor, "device", None)  # the job crops by it (one thread: CPU)
         self.classes = list(getattr(predictor, "classes", []))
 
     def predict(self, patches: Any, **kwargs: Any) -> Any:

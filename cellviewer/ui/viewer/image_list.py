@@ -1,10 +1,16 @@
-"""The project's images: name, size and cell count, with a thumbnail made in a worker thread."""
+"""The project's images: name, size and cell count, with a thumbnail made in a worker thread.
+
+The thumbnails are read once the list has been painted (a zero timer from its first paint
+after new images came): at start-up the demo's 40 reads would otherwise compete for the cores
+with the main window's first paint (they decode images and hold the GIL in parts), and an
+icon is no use before the list is on screen.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
 
@@ -42,6 +48,8 @@ class ImageList(QListWidget):
         self._records: dict = {}  # image id -> the ImageRecord shown
         self._thumbs: dict[str, QIcon] = {}  # by path: survives a refresh
         self._placeholder = _placeholder()
+        self._unread: list = []  # image paths whose thumbnails wait for the list's paint
+        self._read_scheduled = False
         self.currentItemChanged.connect(self._on_current)
 
     def set_images(self, records) -> None:
@@ -61,9 +69,9 @@ class ImageList(QListWidget):
             self._items[int(rec.id)] = item
             if key not in self._thumbs:
                 self._thumbs[key] = self._placeholder
-                self.runner.submit(lambda p=rec.path: _read_thumbnail(p),
-                                   lambda img, k=key: self._got_thumbnail(k, img),
-                                   lambda _msg, k=key: self._no_thumbnail(k))
+                self._unread.append(rec.path)
+        if self._unread:
+            self.viewport().update()  # its paint starts the reads
         if current in self._items:
             self.setCurrentItem(self._items[current])
         self.blockSignals(False)
@@ -84,6 +92,21 @@ class ImageList(QListWidget):
         rec = self._records.get(int(image_id))
         if rec is not None and rec.cell_count != n:
             self.update_counts([dataclasses.replace(rec, cell_count=int(n))])
+
+    def paintEvent(self, e) -> None:  # Qt override
+        super().paintEvent(e)
+        if self._unread and not self._read_scheduled:
+            self._read_scheduled = True
+            QTimer.singleShot(0, self._read_thumbnails)
+
+    def _read_thumbnails(self) -> None:
+        self._read_scheduled = False
+        paths, self._unread = self._unread, []
+        for path in paths:
+            key = str(path)
+            self.runner.submit(lambda p=path: _read_thumbnail(p),
+                               lambda img, k=key: self._got_thumbnail(k, img),
+                               lambda _msg, k=key: self._no_thumbnail(k))
 
     def _got_thumbnail(self, key: str, img) -> None:
         icon = QIcon(QPixmap.fromImage(img))

@@ -78,8 +78,10 @@ class Legend(QLabel):
     def show_for(self, mode: str, classes: Sequence) -> None:
         self.mode = mode
         self.entries = legend_entries(mode, classes)
-        self.setText(legend_html(mode, classes))
-        self.adjustSize()
+        html = legend_html(mode, classes)
+        if html != self.text():  # laying out the rich text is the cost (tens of ms at start-up,
+            self.setText(html)  # where the window's signals ask for the same legend again)
+            self.adjustSize()
         self._place()
 
     def _place(self) -> None:

@@ -168,3 +168,30 @@ def test_blur_sensitivity_is_total_variation():
     clean = np.array([[1.0, 0.0], [0.5, 0.5]])
     blurred = np.array([[0.0, 1.0], [0.5, 0.5]])
     np.testing.assert_allclose(blur_sensitivity(clean, blurred), [1.0, 0.0])
+
+
+def test_cropping_takes_one_thread_beside_a_cpu_model(demo_store, predictor, monkeypatch):
+    # On the CPU the model's intra-op threads fill the cores: a pool of croppers per chunk
+    # would only take them from the model in turns. Beside an accelerator the cropper's own
+    # default (a few threads) stays: cropping sets the pace there.
+    from cellviewer.core.cells import crop
+    from cellviewer.core.predict.job import crop_workers_for
+
+    assert crop_workers_for(predictor) == 1
+    assert crop_workers_for(type("Gpu", (), {"device": type("D", (), {"type": "cuda"})()})()) \
+        is None
+    assert crop_workers_for(object()) is None  # a predictor that does not say: the default
+    real, workers = crop.crop_patches, []
+
+    def recording(*args, **kwargs):
+        workers.append(kwargs.get("workers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(crop, "crop_patches", recording)
+    image_ids = [r.id for r in demo_store.images()]
+    summary = run_prediction(demo_store, predictor, image_ids, store_results=False)
+    assert summary.done == summary.total > 0
+    assert workers and set(workers) == {1}
+    workers.clear()
+    run_prediction(demo_store, predictor, image_ids[:1], store_results=False, crop_workers=3)
+    assert workers and set(workers) == {3}
