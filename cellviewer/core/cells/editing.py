@@ -153,8 +153,10 @@ def redo(session: ProjectSession) -> EditResult:
 
 #: An undo or redo that touches more cells than this runs on a worker's connection (see
 #: :func:`flip_store` and ``ProjectStore.connection_for_worker``): reverting a 200,000-cell
-#: import takes seconds of SQLite work, which must not freeze the window.
-BACKGROUND_FLIP_CELLS = 20_000
+#: import takes seconds of SQLite work, which must not freeze the window, and an undo costs
+#: about 20 µs a cell on this kind of machine, so from a few thousand cells it would pass the
+#: 50 ms a window may stall (issue 13; a merge of annotators' copies undid in ~270 ms).
+BACKGROUND_FLIP_CELLS = 2_000
 
 
 def flip_in_background(session: ProjectSession, which: str) -> bool:
