@@ -11,9 +11,9 @@ waiting is not fully annotated, and saying it is would make them look verified.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from shapely.geometry import Polygon
 
 from cellviewer.core.regions.geometry import (
     RegionGeometryError,
@@ -24,6 +24,9 @@ from cellviewer.core.regions.geometry import (
 )
 from cellviewer.core.regions.summary import cells_in_region
 from cellviewer.core.store import REVIEW_STATUSES, ProjectStore
+
+if TYPE_CHECKING:  # shapely loads when a region is edited, not at the window's start-up
+    from shapely.geometry import Polygon
 
 #: the region statuses a person sets (unreviewed is where a region starts)
 SETTABLE_STATUSES = REVIEW_STATUSES[1:]
@@ -96,6 +99,8 @@ def move_vertex(store: ProjectStore, uuid: str, index: int, x: float, y: float) 
     if not (np.isfinite(x) and np.isfinite(y)):
         raise RegionGeometryError("a corner must be at finite coordinates")
     ring[int(index)] = (float(x), float(y))
+    from shapely.geometry import Polygon
+
     moved = check_polygon(Polygon(ring, [np.asarray(h, dtype=np.float64) for h in rings[1:]]))
     return set_geometry(store, uuid, moved, "Move a corner of")
 
