@@ -18,30 +18,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from cellviewer.cli.output import Output
 from cellviewer.core.cohort import CohortItem, CohortSummary, SlideOutcome
 
 PROGRESS_EVERY_S = 0.2
 
 
-class CohortReporter:
+class CohortReporter(Output):
     """Progress of one shard on stderr (a redrawn line on a terminal) or as JSON lines."""
 
     def __init__(self, command: str, as_json: bool, summary: CohortSummary) -> None:
-        self.command, self.as_json, self.summary = command, as_json, summary
-        self.tty = sys.stderr.isatty()
+        super().__init__(as_json)
+        self.command, self.summary = command, summary
         self._last = 0.0
-
-    def event(self, event: str, **fields: Any) -> None:
-        if self.as_json:
-            from trainer.formats.protocol import encode_event
-
-            print(encode_event(event, **fields), flush=True)
-
-    def say(self, text: str) -> None:
-        if not self.as_json:
-            if self.tty:
-                sys.stderr.write("\r\x1b[K")
-            print(text, file=sys.stderr, flush=True)
 
     def progress(self, item: CohortItem, index: int, fraction: float, cells: int) -> None:
         now = time.monotonic()

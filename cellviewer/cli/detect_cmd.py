@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cellviewer.cli.output import Output
+
 CLASSICAL = "classical"
 
 
@@ -69,24 +71,8 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-class _Reporter:
+class _Reporter(Output):
     """Progress on stderr (a bar on a terminal, a line per image otherwise) or JSON lines."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self.tty = sys.stderr.isatty()
-
-    def event(self, event: str, **fields: Any) -> None:
-        if self.as_json:
-            from trainer.formats.protocol import encode_event
-
-            print(encode_event(event, **fields), flush=True)
-
-    def say(self, text: str) -> None:
-        if not self.as_json:
-            if self.tty:
-                sys.stderr.write("\r\x1b[K")
-            print(text, file=sys.stderr, flush=True)
 
     def bar(self, name: str, fraction: float, cells: int, mp_per_s: float) -> None:
         if self.as_json or not self.tty:
