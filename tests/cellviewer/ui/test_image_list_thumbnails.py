@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PIL import Image
+from PySide6.QtCore import QCoreApplication
 
 from cellviewer.core.store.records import ImageRecord
 from cellviewer.ui.viewer.image_list import ImageList
@@ -29,7 +30,7 @@ def test_thumbnails_are_read_after_the_list_is_painted(qtbot, tmp_path):
     listing.runner.submit = lambda *a, **k: (submitted.append(a), real_submit(*a, **k))[1]
     listing.set_images([_record(i + 1, p) for i, p in enumerate(paths)])
     placeholder = listing.item_for(1).icon().cacheKey()
-    qtbot.wait(50)
+    QCoreApplication.processEvents()  # whatever is queued runs; a read would be submitted
     assert submitted == []  # not on screen yet: nothing read
     listing.show()
     qtbot.waitExposed(listing)
@@ -41,5 +42,5 @@ def test_thumbnails_are_read_after_the_list_is_painted(qtbot, tmp_path):
     qtbot.waitUntil(arrived, timeout=10000)
     listing.set_images([_record(i + 1, p) for i, p in enumerate(paths)])  # known: not again
     listing.repaint()
-    qtbot.wait(50)
+    QCoreApplication.processEvents()
     assert len(submitted) == 3

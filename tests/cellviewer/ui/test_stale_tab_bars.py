@@ -32,7 +32,7 @@ def test_only_live_tab_groups_show_their_tab_bars(qtbot):
     w.install_tools()
     w.resize(1366, 768)
     w.show()
-    qtbot.wait(50)
+    qtbot.waitExposed(w)
     live = _shown(w)
     assert live and all(titles in _live_groups(w) for titles in live)
     assert any("Annotators" in titles for titles in live)

@@ -246,7 +246,7 @@ def test_a_large_image_loads_its_cells_in_a_worker(qtbot, tmp_path, monkeypatch)
     qtbot.waitUntil(lambda: w.view.handle is not None, timeout=30000)
     assert any(m.startswith(f"Loading {n:,} cells") for m in messages)
     w.view.grab()  # a paint of every marker: queries the index
-    qtbot.wait(50)
+    qtbot.waitUntil(lambda: bool(built_on), timeout=30000)
     w.view.grab()
     assert built_on and not any(built_on), built_on  # built, and only in the worker
     # and editing works on it as on a small one
