@@ -125,7 +125,8 @@ def chula(a: argparse.Namespace, work: Path) -> None:
     fin = train("chula", ["--points", str(bd.CHULA / "points.csv"), "--images",
                           str(bd.CHULA / "Dataset"), "--image-list", str(names),
                           "--diameter-px", "45", "--downsample", str(a.chula_downsample),
-                          "--width", str(a.width), "--crop-px", "64", "--batch-size", "8",
+                          "--width", str(a.width), "--depth", str(a.depth), "--crop-px", "64",
+                          "--batch-size", str(a.batch_size), "--lr", str(a.lr),
                           "--epochs", str(a.chula_epochs), "--steps-per-epoch", str(a.steps),
                           "--match-radius-px", str(bd.CHULA_RADIUS)],
                 work, a.max_minutes, a.threads)
@@ -146,8 +147,10 @@ def crc(a: argparse.Namespace, work: Path) -> None:
     partial = ["--no-partial-labels"] if a.crc_full_background else ["--partial-labels"]
     fin = train("crc-full" if a.crc_full_background else "crc", [
         "--points", str(bd.CRC / "points.csv"), "--images", str(bd.CRC / "tiles"),
-        "--image-list", str(names), "--diameter-px", str(a.crc_diameter), "--crop-px", "96",
-        "--width", str(a.width), "--batch-size", "8", "--epochs", str(a.crc_epochs),
+        "--image-list", str(names), "--diameter-px", str(a.crc_diameter),
+        "--crop-px", str(a.crc_crop),
+        "--width", str(a.width), "--depth", str(a.depth), "--batch-size", str(a.batch_size),
+        "--lr", str(a.lr), "--epochs", str(a.crc_epochs),
         "--steps-per-epoch", str(a.steps),
         "--match-radius-px", str(bd.CRC_RADIUS), *partial], work, a.max_minutes, a.threads)
     print(f"CRC training: {fin['wall_s'] / 60:.1f} min wall, {fin['epochs_run']} epochs, "
@@ -166,6 +169,10 @@ def main() -> None:
     p.add_argument("--chula-downsample", type=int, default=5)
     p.add_argument("--crc-epochs", type=int, default=8)
     p.add_argument("--width", type=int, default=12, help="the U-Net's first-level channels")
+    p.add_argument("--depth", type=int, default=2, help="the U-Net's levels")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--crc-crop", type=int, default=96, help="CRC training crop (px)")
     p.add_argument("--crc-diameter", type=float, default=14.0)
     p.add_argument("--crc-full-background", action="store_true",
                    help="CRC: unlabelled pixels far from labels are background (not ignored)")

@@ -53,6 +53,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,12 +167,109 @@ class Measurement:
     ticks: int
 
 
-def measure(w, action: Callable[[], object]) -> Measurement:
+def _stack_of(frame, depth: int) -> list[str]:
+    """``file:line function`` of ``frame`` and its callers, innermost first."""
+    stack = []
+    while frame is not None and len(stack) < depth:
+        code = frame.f_code
+        stack.append(f"{Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    return stack
+
+
+class StallProbe:
+    """Where the GUI thread is while it blocks (``--probe``): a thread that, every 2 ms, looks
+    at the 1 ms ticker's last tick and, when it is over 20 ms old, samples the main thread's
+    Python stack (``sys._current_frames``). The counts say which code a stall spends its
+    time in; sampling is off unless asked, so it never perturbs the figures."""
+
+    def __init__(self, ticks: list[float]) -> None:
+        import threading
+
+        self.ticks = ticks
+        self.samples: Counter[tuple[str, ...]] = Counter()
+        self._main = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.collections: list[tuple[int, float, str, int]] = []  # gen, ms, thread, freed
+        self.timeline: list[tuple[float, list[str], dict[str, list[str]]]] = []
+        self._gc_start = 0.0
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        import threading
+
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            ms = 1e3 * (time.perf_counter() - self._gc_start)
+            self.collections.append((info["generation"], ms, threading.current_thread().name,
+                                     info["collected"]))
+
+    def __enter__(self) -> StallProbe:
+        import gc
+
+        gc.callbacks.append(self._on_gc)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import gc
+
+        self._stop.set()
+        self._thread.join()
+        gc.callbacks.remove(self._on_gc)
+
+    def _run(self) -> None:
+        import threading
+
+        names = {}
+        while not self._stop.wait(0.002):
+            now = time.perf_counter()
+            if self.ticks and now - self.ticks[-1] > 0.020:
+                frames = sys._current_frames()
+                stack = _stack_of(frames.get(self._main), 40)
+                self.samples[tuple(stack)] += 1
+                if len(names) != len(frames):
+                    names = {t.ident: t.name for t in threading.enumerate()}
+                others = {names.get(ident, str(ident)): _stack_of(f, 4)
+                          for ident, f in frames.items()
+                          if ident not in (self._main, threading.get_ident())}
+                self.timeline.append((now, stack[:6], others))
+
+    def report_gap(self, start: float, end: float) -> None:
+        """The samples taken inside the gap (start, end): every thread's innermost frames."""
+        print(f"   longest gap {1e3 * (end - start):.0f} ms:")
+        for t, main, others in self.timeline:
+            if start <= t <= end + 0.003:
+                print(f"   +{1e3 * (t - start):5.1f} ms main: {' < '.join(main[:4])}")
+                for who, st in others.items():
+                    if st and not any(w in st[0] for w in ("wait", "select", "_wait_for")):
+                        print(f"            {who}: {' < '.join(st[:3])}")
+
+    def report(self, name: str, top: int = 6) -> None:
+        slow = [c for c in self.collections if c[1] > 5.0]
+        print(f"\n-- {name}: {len(self.collections)} collections, "
+              f"{sum(c[1] for c in self.collections):.0f} ms in all; over 5 ms: "
+              + ", ".join(f"gen {g} {ms:.0f} ms on {t} ({n:,} collected)"
+                          for g, ms, t, n in slow[:8]))
+        if not self.samples:
+            return
+        total = sum(self.samples.values())
+        print(f"\n-- {name}: {total} samples (2 ms each) while the GUI thread was blocked")
+        for stack, n in self.samples.most_common(top):
+            print(f"   {n:4d}  " + "\n         ".join(stack[:14]))
+
+
+PROBE = {"on": False}
+
+
+def measure(w, action: Callable[[], object], name: str = "") -> Measurement:
     """Run ``action()`` on the GUI thread, then the event loop until the window is idle (and
     stays so for SETTLE_S); the longest gap between the 1 ms timer's ticks meanwhile."""
     from PySide6.QtCore import QEventLoop, Qt, QTimer
 
-    ticks: list[float] = []
+    ticks: list[float] = [time.perf_counter()]
+    probe = StallProbe(ticks) if PROBE["on"] and name else None
     ticker = QTimer(interval=1, timerType=Qt.TimerType.PreciseTimer)
     ticker.timeout.connect(lambda: ticks.append(time.perf_counter()))
     loop = QEventLoop()
@@ -193,10 +291,19 @@ def measure(w, action: Callable[[], object]) -> Measurement:
     checker.timeout.connect(check)
     ticker.start()
     t0 = time.perf_counter()
+    ticks.append(t0)
+    if probe is not None:
+        probe.__enter__()
     action()
     checker.start()
     loop.exec()
     t_end = time.perf_counter()
+    if probe is not None:
+        probe.__exit__()
+        probe.report(name)
+        times = np.array([t0] + [t for t in ticks if t > t0] + [t_end])
+        k = int(np.argmax(np.diff(times)))
+        probe.report_gap(times[k], times[k + 1])
     ticker.stop()
     checker.stop()
     if state["timed_out"]:
@@ -305,7 +412,7 @@ def run_actions(w, data: BenchData, n_cells: int, repeat: int,
     def timed(name: str, action: Callable[[], object]) -> None:
         if only and not any(o in name for o in only):
             return
-        rows.setdefault(name, Row(name)).runs.append(measure(w, action))
+        rows.setdefault(name, Row(name)).runs.append(measure(w, action, name))
 
     big, small = (r.id for r in w.store.images())
     assert w.current_image_id() == big and len(w.view.layer) == n_cells
@@ -374,7 +481,10 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, metavar="OUT")
     ap.add_argument("--only", action="append", default=[], metavar="TEXT",
                     help="time only the actions whose name contains TEXT (repeatable)")
+    ap.add_argument("--probe", action="store_true",
+                    help="sample the GUI thread while it blocks over 20 ms (StallProbe)")
     args = ap.parse_args()
+    PROBE["on"] = args.probe
     if args.quick:
         args.cells, args.import_points = 10_000, 20_000
 

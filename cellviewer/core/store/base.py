@@ -64,6 +64,7 @@ class StoreBase:
     _op: _undo.PendingOp | None  # the action being recorded, if any
     _counts: dict[int, int] | None  # cells per image, cached (None: read again)
     _data_version: int  # SQLite's data_version when _counts was read
+    _one_count: dict[int, tuple[int, int]]  # image id → (data_version, cells): _counts stale
 
     if TYPE_CHECKING:
         # project.py: the file, transactions and change events.
@@ -84,6 +85,10 @@ class StoreBase:
         def _cell_counts(self) -> dict[int, int]: ...
 
         def _counts_fresh(self) -> bool: ...
+
+        def _image_count(self, image_id: int) -> int: ...
+
+        def _forget_counts(self) -> None: ...
 
         # cell_columns.py
         def image_cell_count(self, image_id: int) -> int: ...

@@ -179,11 +179,7 @@ class CellColumnsMixin(StoreBase):
         """How many cells one image has: an index-only count, without the whole project's
         per-image counts (which another connection's import makes stale); those when they
         are fresh (no change since they were counted)."""
-        counts = self._counts
-        if counts is not None and self._counts_fresh():
-            return int(counts.get(int(image_id), 0))
-        return int(self._conn.execute(
-            "SELECT count(*) FROM cells WHERE image_id = ?", (int(image_id),)).fetchone()[0])
+        return self._image_count(int(image_id))
 
     def images_of_cells(self, ids) -> list[int]:
         """The ids of the images holding these cells (UUIDs), sorted; one query."""

@@ -83,6 +83,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         self._user_provider: Callable[[], str] | None = None
         self._counts: dict[int, int] | None = None
         self._data_version = -1
+        self._one_count: dict[int, tuple[int, int]] = {}
         # This connection as the author of actions: who may undo them (undo.py).
         self._session = _undo.Session.start(utc_now())
         self._session_borrowed = False  # a worker's connection writing as another store
@@ -360,7 +361,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
     def external_change(self, kinds: Iterable[str] = ("cells", "classes", "images")) -> None:
         """Another connection (a worker's import, say) changed the project: tell the listeners
         that what they show must be read again (a change event naming no cells)."""
-        self._counts = None
+        self._forget_counts()
         self._notify(ChangeEvent(frozenset(kinds), frozenset(), None, "external", None))
 
     # ------------------------------------------------------------------ transactions
@@ -409,7 +410,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._counts = None
+            self._forget_counts()
             raise
         finally:
             self._op = None
@@ -437,6 +438,8 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
                     self._conn.execute("ROLLBACK")
                 raise
         kinds = frozenset(kinds)
+        if kinds & {"cells", "images"}:
+            self._forget_counts()
         if kinds:
             self._notify(ChangeEvent(kinds, frozenset(int(i) for i in image_ids)))
 
@@ -452,7 +455,7 @@ class ProjectStore(ImagesMixin, ClassesMixin, CellsMixin, CellColumnsMixin, Mode
     def _after_change(self, op: _undo.PendingOp) -> None:
         # relabelling, reviewing and moving keep every image's count: no recount for them
         if "images" in op.kinds or ("cells" in op.kinds and op.action not in COUNT_NEUTRAL):
-            self._counts = None
+            self._forget_counts()
         rows = op.touched_rows() if "cells" in op.kinds else None
         self._notify(ChangeEvent(frozenset(op.kinds), frozenset(op.image_ids), op.id, op.action,
                                  rows))

@@ -42,3 +42,26 @@ def test_count_neutral_edits_keep_the_cached_counts(tmp_path):
         assert store.image(one).cell_count == 20  # stale counts: one image counted, not all
         assert not any("GROUP BY" in q for q in seen)
         assert store.image_names() == {one: "1.png", two: "2.png"}
+
+
+def test_one_images_count_is_counted_once_until_the_file_changes(tmp_path):
+    """After another connection's write the cached counts are stale: asking for one image
+    again and again (the cell panel and the preview do, for every selected cell) counts it
+    once, and counts again once the file changes, here or elsewhere."""
+    path = tmp_path / "p.cvproj"
+    with ProjectStore.create(path) as store:
+        one = store.add_image("1.png", 100, 100)
+        ids = store.add_cells(one, np.random.default_rng(0).uniform(0, 99, (20, 2)))
+        with ProjectStore.open(path) as other:
+            other.add_cells(one, [[1.0, 1.0]])
+        seen = _queries(store)
+        counted = lambda: sum("count(*) FROM cells WHERE image_id" in q for q in seen)  # noqa: E731
+        assert [store.image(one).cell_count for _ in range(3)] == [21, 21, 21]
+        assert store.image_cell_count(one) == 21
+        assert counted() == 1
+        with ProjectStore.open(path) as other:  # another connection's write: count again
+            other.add_cells(one, [[2.0, 2.0], [3.0, 3.0]])
+        assert store.image(one).cell_count == 23
+        assert counted() == 2
+        store.delete_cells(ids[:4])  # this connection's own: count again
+        assert store.image(one).cell_count == 19
