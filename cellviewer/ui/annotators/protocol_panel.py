@@ -31,7 +31,6 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -49,8 +48,15 @@ from cellviewer.core.merge import protocol
 from cellviewer.core.merge.protocol import CONFLICTS, PATHOLOGIST, QUEUES, Choice
 from cellviewer.core.project.users import NoUserError
 from cellviewer.core.store import ProjectError
+from cellviewer.ui.common.queue_keys import (
+    CONFIRM,
+    NEXT,
+    PREVIOUS,
+    UNDO,
+    class_with_key,
+    handle_queue_key,
+)
 from cellviewer.ui.common.tasks import NEWEST, POOL, TaskRunner
-from cellviewer.ui.viewer.class_keys import effective_keys, key_of_event
 
 REFRESH_MS = 100  # changes arriving together rebuild the queue once
 
@@ -500,13 +506,8 @@ class ProtocolPanel(QWidget):
     def class_for_key(self, key: str) -> str | None:
         """The class name whose key (as the class panel shows it) is ``key``."""
         store = self.store
-        if store is None:
-            return None
-        classes = list(store.classes())
-        for c, k in zip(classes, effective_keys([c.key for c in classes]), strict=True):
-            if k == key:
-                return str(c.name)
-        return None
+        found = class_with_key(list(store.classes()), key) if store is not None else None
+        return str(found.name) if found is not None else None
 
     # --- keys --------------------------------------------------------------------------
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
@@ -519,25 +520,13 @@ class ProtocolPanel(QWidget):
             super().keyPressEvent(event)
 
     def handle_key(self, event) -> bool:
-        key = event.key()
-        if event.matches(QKeySequence.StandardKey.Undo):
-            self.host.undo()
-            return True
-        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            self.confirm()
-            return True
-        if key in (Qt.Key.Key_N, Qt.Key.Key_Down):
-            self.next()
-            return True
-        if key in (Qt.Key.Key_P, Qt.Key.Key_Up):
-            self.previous()
-            return True
-        class_key = key_of_event(event)
-        if class_key is not None:
-            name = self.class_for_key(class_key)
-            if name is None:
-                self.status.setText(f"No class has the key {class_key}")
-            else:
-                self.resolve_by_class(name)
-            return True
-        return False
+        return handle_queue_key(event, {UNDO: self.host.undo, CONFIRM: self.confirm,
+                                        NEXT: self.next, PREVIOUS: self.previous},
+                                self._choose_class)
+
+    def _choose_class(self, key: str) -> None:
+        name = self.class_for_key(key)
+        if name is None:
+            self.status.setText(f"No class has the key {key}")
+        else:
+            self.resolve_by_class(name)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, Qt, Signal
-from PySide6.QtGui import QColor, QKeySequence
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -49,6 +49,14 @@ from cellviewer.core.review import (
     build_queue,
     order_by_blur_sensitivity,
     predicted,
+)
+from cellviewer.ui.common.queue_keys import (
+    CONFIRM,
+    NEXT,
+    PREVIOUS,
+    UNDO,
+    class_with_key,
+    handle_queue_key,
 )
 from cellviewer.ui.common.workers import BackgroundRunner
 from cellviewer.ui.host import Host
@@ -593,18 +601,12 @@ class ReviewPanel(QWidget):
         follows it like any other change)."""
         return self.host.undo()
 
-    def class_for_key(self, key_text: str) -> int | None:
-        """The class whose key is ``key_text`` ("1".."9"; the class set's keys first, then
-        the class order)."""
-        if self.store is None or not key_text:
-            return None
-        classes = list(self.store.classes())
-        for c in classes:
-            if (c.key or "") == key_text:
-                return int(c.id)
-        if key_text.isdigit() and 1 <= int(key_text) <= len(classes):
-            return int(classes[int(key_text) - 1].id)
-        return None
+    def class_for_key(self, key: str) -> int | None:
+        """The class whose key is ``key`` ("1"…"9", "Shift+1"…"Shift+9"), as the class panel
+        shows it."""
+        found = class_with_key(list(self.store.classes()), key) if self.store is not None \
+            else None
+        return int(found.id) if found is not None else None
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if obj is self.table and event.type() == QEvent.Type.KeyPress:
@@ -616,23 +618,12 @@ class ReviewPanel(QWidget):
             super().keyPressEvent(event)
 
     def _handle_key(self, event) -> bool:
-        key = event.key()
-        if event.matches(QKeySequence.StandardKey.Undo):
-            self.undo()
-            return True
-        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            self.accept()
-            return True
-        if key == Qt.Key.Key_N:
-            self.next()
-            return True
-        if key == Qt.Key.Key_P:
-            self.previous()
-            return True
-        text = event.text()
-        if text and text.isdigit():
-            class_id = self.class_for_key(text)
-            if class_id is not None:
-                self.set_class(class_id)
-                return True
-        return False
+        return handle_queue_key(event, {UNDO: self.undo, CONFIRM: self.accept, NEXT: self.next,
+                                        PREVIOUS: self.previous}, self._choose_class)
+
+    def _choose_class(self, key: str) -> None:
+        class_id = self.class_for_key(key)
+        if class_id is None:
+            self.status.setText(f"No class has the key {key}")
+        else:
+            self.set_class(class_id)

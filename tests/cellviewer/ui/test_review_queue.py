@@ -55,7 +55,7 @@ def test_walk_accept_correct_and_undo(qtbot, window):
     model_id = tools.session.choice.model_id
     preds = store.predictions(model_id, ids)
     labels = np.array([store.cell(i).class_id for i in ids])
-    assert len(ids) > 2 and (preds.predicted_class_id != labels).all()
+    assert len(ids) > 3 and (preds.predicted_class_id != labels).all()
     assert list(preds.confidence) == sorted(preds.confidence)  # least confident first
 
     # The first cell: the slide shows its image, centred on it, and it is selected.
@@ -97,6 +97,15 @@ def test_walk_accept_correct_and_undo(qtbot, window):
     qtbot.waitUntil(lambda: window.view.layer.class_id[
         window.view.layer.rows_of([second])[0]] == key_class.id
         if window.current_image_id() == corrected.image_id else True, timeout=5000)
+
+    # Shift+1 sets the class the class panel shows with Shift+1 (the tenth of the demo's 13
+    # classes): the queue reads keys as the viewer does.
+    third = panel.current_id()
+    shifted = next(c for c in window.panels.classes if c.key == "Shift+1")
+    qtbot.keyClick(panel.table, Qt.Key.Key_1, Qt.KeyboardModifier.ShiftModifier)
+    assert store.cell(third).class_id == shifted.id
+    assert panel.current_id() == ids[3]
+    qtbot.keyClick(panel.table, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
 
     # Ctrl+Z undoes the correction (label, source and status at once), then the acceptance.
     qtbot.keyClick(panel.table, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
