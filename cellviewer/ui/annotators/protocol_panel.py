@@ -247,8 +247,9 @@ class ProtocolPanel(QWidget):
         self.who = QLabel("")
         self.who.setStyleSheet("color: gray")
         self.who.setWordWrap(True)
-        keys = QLabel("1–9: resolve to that class · a button (Alt+1…): that annotator's label · "
-                      "Enter: confirm (pathologist) · ↓/↑: next/previous · Ctrl+Z: undo")
+        keys = QLabel("1–9, Shift+1–9: resolve to that class · a button (Alt+1…): that "
+                      "annotator's label · Enter: confirm (pathologist) · ↓/↑ or N/P: "
+                      "next/previous · Ctrl+Z: undo")
         keys.setWordWrap(True)
         keys.setStyleSheet("color: gray")
 

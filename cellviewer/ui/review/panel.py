@@ -7,7 +7,8 @@ first) or by blur sensitivity (the cells whose prediction moves most under the b
 
 - Down / Up (or N / P): next / previous cell; the slide is centred on each cell;
 - Enter: accept the model's prediction as the label (label source ``model-accepted``);
-- a class key (1–9, from the class set): set that class (label source ``corrected``);
+- a class key (1–9, Shift+1–9: the class panel's keys): set that class (label source
+  ``corrected``);
 - Ctrl+Z: undo the last action (through the store, like everywhere else).
 
 Each action is written to the store at once (history with the user's name and the label source)
@@ -303,8 +304,8 @@ class ReviewPanel(QWidget):
         self.table.installEventFilter(self)
         self.status = QLabel("Build a queue to start reviewing.")
         self.status.setWordWrap(True)
-        keys = QLabel("↓/↑ or N/P: next/previous · Enter: accept prediction · 1–9: set class · "
-                      "Ctrl+Z: undo")
+        keys = QLabel("↓/↑ or N/P: next/previous · Enter: accept prediction · 1–9, "
+                      "Shift+1–9: set class · Ctrl+Z: undo")
         keys.setWordWrap(True)
         keys.setStyleSheet("color: gray")
 
