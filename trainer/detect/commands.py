@@ -35,6 +35,8 @@ def _add_train_detector_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-px", type=int, help="training crop size in working pixels")
     p.add_argument("--lr", type=float)
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--stain-jitter", type=float, help="with --augment: HED stain jitter "
+                   "strength (default 0: none; 0.05 light, 0.1 strong)")
     p.add_argument("--partial-labels", action=argparse.BooleanOptionalAction, default=None,
                    help="labels mark only some cells: ignore what lies far from every label")
     p.add_argument("--ignore-beyond", type=float, help="with --partial-labels: the distance "
@@ -55,8 +57,8 @@ def _add_train_detector_args(p: argparse.ArgumentParser) -> None:
 
 _FLAGS = ("points", "images", "regions", "out_dir", "diameter_px", "downsample", "width",
           "depth", "epochs", "steps_per_epoch", "batch_size", "crop_px", "lr", "augment",
-          "partial_labels", "ignore_beyond", "val_fraction", "match_radius_px", "device",
-          "seed", "num_threads", "heartbeat_s")
+          "stain_jitter", "partial_labels", "ignore_beyond", "val_fraction", "match_radius_px",
+          "device", "seed", "num_threads", "heartbeat_s")
 
 
 def read_image_list(path: Path) -> list[str]:

@@ -293,10 +293,16 @@ class CropSampler:
     """Random crops (``size`` working px) of the prepared areas, each area drawn in proportion
     to its weighted pixels, the crop placed anywhere it overlaps the area's box; what falls
     outside the image is zero (grey) with weight 0. With ``augment``: one of the 8 rotations
-    and flips, and brightness/contrast jitter of up to 10 %."""
+    and flips, brightness/contrast jitter of up to 10 % and, where ``stain_jitter`` > 0, HED
+    stain jitter of that strength (``trainer.data.stain_jitter``'s, on the image's pixels only:
+    the grey outside it stays the grey that inference pads with)."""
 
-    def __init__(self, areas: list[Prepared], size: int, seed: int, augment: bool = True) -> None:
+    def __init__(self, areas: list[Prepared], size: int, seed: int, augment: bool = True,
+                 stain_jitter: float = 0.0) -> None:
         self.areas, self.size, self.augment = areas, size, augment
+        self.stain_jitter = stain_jitter
+        # its own generator: turning the jitter on leaves the crops and flips as they were
+        self.stain_rng = np.random.default_rng([seed, 4099])
         n = np.array([a.n_weighted for a in areas], np.float64)
         self.p = n / n.sum()
         self.rng = np.random.default_rng(seed)
@@ -308,6 +314,7 @@ class CropSampler:
         tgts = np.zeros((n, 1, s, s), np.float32)
         poss = np.zeros((n, 1, s, s), np.float32)
         wts = np.zeros((n, 1, s, s), np.float32)
+        inside = np.zeros((n, s, s), bool)
         for i in range(n):
             a = self.areas[self.rng.choice(len(self.areas), p=self.p)]
             x0, y0, x1, y1 = a.box
@@ -322,12 +329,29 @@ class CropSampler:
             dst = (slice(sy0 - cy, sy1 - cy), slice(sx0 - cx, sx1 - cx))
             src = (slice(sy0, sy1), slice(sx0, sx1))
             imgs[i][(slice(None), *dst)] = a.image[(slice(None), *src)]
+            inside[i][dst] = True
             tgts[i, 0][dst] = a.target[src]
             poss[i, 0][dst] = a.pos[src]
             wts[i, 0][dst] = a.weight[src]
         if self.augment:
+            if self.stain_jitter > 0:
+                self._jitter_stains(imgs, inside)
             self._augment(imgs, tgts, poss, wts)
         return imgs, tgts, poss, wts
+
+    def _jitter_stains(self, imgs: np.ndarray, inside: np.ndarray) -> None:
+        from trainer.data.stain_jitter import HED_FROM_RGB, MIN_INTENSITY, RGB_FROM_HED
+
+        st = self.stain_jitter
+        for i in range(len(imgs)):
+            alpha = self.stain_rng.uniform(1 - st, 1 + st, 3)
+            beta = self.stain_rng.uniform(-st, st, 3)
+            rgb = np.clip((imgs[i] * 64.0 + 127.5) / 255.0, MIN_INTENSITY, 1.0)
+            stains = np.einsum("chw,cd->dhw", -np.log(rgb), HED_FROM_RGB)
+            stains = stains * alpha[:, None, None] + beta[:, None, None]
+            out = np.clip(np.exp(-np.einsum("dhw,dc->chw", stains, RGB_FROM_HED)), 0, 1)
+            work = ((out * 255.0 - 127.5) / 64.0).astype(np.float32)
+            imgs[i] = np.where(inside[i][None], work, imgs[i])
 
     def _augment(self, *arrays: np.ndarray) -> None:
         imgs = arrays[0]

@@ -278,7 +278,7 @@ class _Run:
         epoch_times: list[float] = []
         for epoch in range(self.start_epoch, cfg.epochs + 1):
             sampler = CropSampler(self.train, cfg.crop_px, seed=cfg.seed * 100_003 + epoch,
-                                  augment=cfg.augment)
+                                  augment=cfg.augment, stain_jitter=cfg.stain_jitter)
             t_epoch = last_beat = time.monotonic()
             loss_sum = 0.0
             step = 0

@@ -50,6 +50,9 @@ class DetectorRunConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     augment: bool = True  # the 8 rotations/flips and a mild brightness/contrast jitter
+    # with augment: HED stain jitter of this strength (trainer.data.stain_jitter; 0: none,
+    # 0.05: Tellez's "light" setting), for stain differences between slides
+    stain_jitter: float = 0.0
     # Partial labels (e.g. CRC: about 75 % of the nuclei labelled): pixels farther than
     # ignore_beyond diameters from every label are ignored by the loss instead of being
     # called background (see trainer.detect.data).
@@ -165,6 +168,8 @@ class DetectorRunConfig:
         check("weight_decay", is_num(self.weight_decay) and self.weight_decay >= 0,
               "a number >= 0")
         check("augment", isinstance(self.augment, bool), "true or false")
+        check("stain_jitter", is_num(self.stain_jitter) and 0 <= self.stain_jitter <= 0.5,
+              "a number within 0..0.5")
         check("partial_labels", isinstance(self.partial_labels, bool), "true or false")
         check("ignore_beyond", is_num(self.ignore_beyond) and self.ignore_beyond > 0,
               "a positive number (diameters)")

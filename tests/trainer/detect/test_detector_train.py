@@ -18,7 +18,7 @@ from detector_testdata import (
 )
 from PIL import Image
 
-from trainer.detect.data import Area, box_polygon, prepare, read_regions
+from trainer.detect.data import Area, CropSampler, box_polygon, prepare, read_regions
 from trainer.detect.infer import load_detector
 from trainer.detect.match import match
 from trainer.formats.protocol import read_events
@@ -95,6 +95,29 @@ def test_partial_labels_ignore_what_lies_far_from_every_label(tmp_path):
     assert part.weight[60, 60] == 0  # ignored when they are partial
     assert part.weight[20, 30] == 1  # within a diameter of the label: still background
     assert part.weight[20, 33] == 0
+
+
+def test_stain_jitter_changes_the_stains_inside_the_image_and_nothing_else(tmp_path):
+    rgb = blob_image((40, 40), np.array([[20.0, 20.0]]))
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    area = prepare(Area(tmp_path / "a.png", np.array([[20.0, 20.0]])), 1, DIAMETER)
+
+    def draw(jitter: float):
+        return CropSampler([area], 64, seed=3, stain_jitter=jitter).batch(4)
+
+    plain, again, jittered = draw(0.0), draw(0.0), draw(0.1)
+    for a, b in zip(plain, again, strict=True):  # a seeded draw repeats
+        np.testing.assert_array_equal(a, b)
+    imgs, tgts, poss, wts = jittered
+    outside = wts == 0  # the 64-px crops overhang the 40-px image: grey padding there
+    assert outside.any() and (~outside).any()
+    # the same crops, flips and brightness (targets, weights, the grey outside), other
+    # colours inside
+    for a, b in zip((tgts, poss, wts), plain[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    out3, in3 = np.repeat(outside, 3, axis=1), np.repeat(~outside, 3, axis=1)
+    np.testing.assert_array_equal(imgs[out3], plain[0][out3])
+    assert np.abs(imgs - plain[0])[in3].mean() > 0.02
 
 
 def test_stop_then_resume_finishes_the_run(tmp_path):
