@@ -180,12 +180,14 @@ def crc_train(a: argparse.Namespace, work: Path) -> dict:
     names = work / "crc-train-tiles.txt"
     names.write_text("\n".join(bd.crc_split("train")) + "\n")
     partial = ["--no-partial-labels"] if a.crc_full_background else ["--partial-labels"]
+    if a.crc_unstained_background:
+        partial.append("--unstained-is-background")
     fin = train("crc-full" if a.crc_full_background else "crc", [
         "--points", str(bd.CRC / "points.csv"), "--images", str(bd.CRC / "tiles"),
         "--image-list", str(names), "--diameter-px", str(a.crc_diameter),
         "--crop-px", str(a.crc_crop),
         "--width", str(a.width), "--depth", str(a.depth), "--batch-size", str(a.batch_size),
-        "--lr", str(a.lr), "--epochs", str(a.crc_epochs),
+        "--lr", str(a.lr), "--epochs", str(a.crc_epochs), "--stain-jitter", str(a.stain_jitter),
         "--steps-per-epoch", str(a.steps),
         "--match-radius-px", str(bd.CRC_RADIUS), *partial], work, a.max_minutes, a.threads)
     print(f"CRC training: {fin['wall_s'] / 60:.1f} min wall, {fin['epochs_run']} epochs, "
@@ -211,6 +213,9 @@ def main() -> None:
     p.add_argument("--crc-diameter", type=float, default=14.0)
     p.add_argument("--crc-full-background", action="store_true",
                    help="CRC: unlabelled pixels far from labels are background (not ignored)")
+    p.add_argument("--crc-unstained-background", action="store_true",
+                   help="CRC: far from labels, what is too pale to be a nucleus is background")
+    p.add_argument("--stain-jitter", type=float, default=0.0, help="HED stain jitter strength")
     p.add_argument("--steps", type=int, default=50, help="steps per epoch")
     p.add_argument("--max-minutes", type=float, default=14.0)
     # one thread: on 2 cores shared with other work, torch's 2 OpenMP threads spin against

@@ -39,6 +39,10 @@ def _add_train_detector_args(p: argparse.ArgumentParser) -> None:
                    "strength (default 0: none; 0.05 light, 0.1 strong)")
     p.add_argument("--partial-labels", action=argparse.BooleanOptionalAction, default=None,
                    help="labels mark only some cells: ignore what lies far from every label")
+    p.add_argument("--unstained-is-background", action=argparse.BooleanOptionalAction,
+                   default=None, help="with --partial-labels: far from every label, pixels "
+                   "whose haematoxylin is below that of 95%% of the labelled nuclei are "
+                   "background (only what could be a nucleus is ignored)")
     p.add_argument("--ignore-beyond", type=float, help="with --partial-labels: the distance "
                    "(in diameters) beyond which pixels are ignored (default 1)")
     p.add_argument("--val-fraction", type=float, help="share of images held out to choose "
@@ -57,8 +61,8 @@ def _add_train_detector_args(p: argparse.ArgumentParser) -> None:
 
 _FLAGS = ("points", "images", "regions", "out_dir", "diameter_px", "downsample", "width",
           "depth", "epochs", "steps_per_epoch", "batch_size", "crop_px", "lr", "augment",
-          "stain_jitter", "partial_labels", "ignore_beyond", "val_fraction", "match_radius_px",
-          "device", "seed", "num_threads", "heartbeat_s")
+          "stain_jitter", "partial_labels", "unstained_is_background", "ignore_beyond",
+          "val_fraction", "match_radius_px", "device", "seed", "num_threads", "heartbeat_s")
 
 
 def read_image_list(path: Path) -> list[str]:

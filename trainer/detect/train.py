@@ -135,7 +135,7 @@ class _Run:
         f = cfg.work_downsample
         cache: dict = {}
         self.train = [prepare(a, f, cfg.diameter_px, cfg.partial_labels, cfg.ignore_beyond,
-                              cache) for a in train]
+                              cache, cfg.unstained_is_background) for a in train]
         self.val_areas = self.val = val
         self.n_train_cells = int(sum(len(a.points) for a in train))
         self.n_val_cells = int(sum(len(a.points) for a in val))

@@ -58,6 +58,10 @@ class DetectorRunConfig:
     # called background (see trainer.detect.data).
     partial_labels: bool = False
     ignore_beyond: float = 1.0
+    # with partial labels: what lies far from every label is still background where its
+    # haematoxylin is below that of 95 % of the image's labelled nuclei (red cells, stroma,
+    # lumen), and ignored only where it could be an unlabelled nucleus
+    unstained_is_background: bool = False
     val_fraction: float = 0.2  # images (or regions) kept aside to choose the threshold
     match_radius_px: float | None = None  # validation matching radius (None: 0.3 diameters)
     device: str = "auto"
@@ -171,6 +175,8 @@ class DetectorRunConfig:
         check("stain_jitter", is_num(self.stain_jitter) and 0 <= self.stain_jitter <= 0.5,
               "a number within 0..0.5")
         check("partial_labels", isinstance(self.partial_labels, bool), "true or false")
+        check("unstained_is_background", isinstance(self.unstained_is_background, bool),
+              "true or false")
         check("ignore_beyond", is_num(self.ignore_beyond) and self.ignore_beyond > 0,
               "a positive number (diameters)")
         check("val_fraction", is_num(self.val_fraction) and 0 <= self.val_fraction < 1,

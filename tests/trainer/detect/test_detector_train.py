@@ -97,6 +97,21 @@ def test_partial_labels_ignore_what_lies_far_from_every_label(tmp_path):
     assert part.weight[20, 33] == 0
 
 
+def test_far_from_labels_only_what_could_be_a_nucleus_is_ignored(tmp_path):
+    rgb = blob_image((80, 80), np.array([[20.0, 20.0], [60.0, 60.0]]))
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    area = Area(tmp_path / "a.png", np.array([[20.0, 20.0]]), box_polygon(0, 0, 79, 79))
+    part = prepare(area, 1, DIAMETER, partial_labels=True)
+    stained = prepare(area, 1, DIAMETER, partial_labels=True, unstained_is_background=True)
+    assert part.weight[20, 60] == 0  # pale background far from the label: ignored ...
+    assert stained.weight[20, 60] == 1  # ... or background when too pale to be a nucleus
+    assert stained.weight[60, 60] == 0  # the unlabelled (dark) cell stays ignored
+    yy, xx = np.mgrid[0:80, 0:80]
+    middle = np.hypot(xx - 60, yy - 60) <= DIAMETER / 4
+    assert (stained.weight[middle] == 0).all()  # and everything within a quarter diameter
+    assert stained.weight[20, 30] == 1  # near the label: background as before
+
+
 def test_stain_jitter_changes_the_stains_inside_the_image_and_nothing_else(tmp_path):
     rgb = blob_image((40, 40), np.array([[20.0, 20.0]]))
     Image.fromarray(rgb).save(tmp_path / "a.png")
