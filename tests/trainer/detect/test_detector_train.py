@@ -167,3 +167,13 @@ def test_bad_configuration_and_missing_images_are_reported_by_name(tmp_path):
     assert "image 'nope.png' not found" in res.error and "points.csv" in res.error
     res = run_detector_training(cfg.replace(crop_px=30), sink=EventSink(), log=lambda m: None)
     assert res.error_kind == "bad-config" and "crop_px" in res.error
+
+
+def test_with_partial_labels_validation_judges_only_detections_near_a_label():
+    from trainer.detect.train import near_a_label
+
+    labels = np.array([[10.0, 10.0], [50.0, 10.0]])
+    xy = np.array([[12.0, 10.0], [50.0, 23.0], [50.0, 25.0], [90.0, 90.0]])
+    np.testing.assert_array_equal(near_a_label(xy, labels, 14.0), [True, True, False, False])
+    assert near_a_label(xy, np.zeros((0, 2)), 14.0).tolist() == [False] * 4
+    assert near_a_label(np.zeros((0, 2)), labels, 14.0).shape == (0,)
