@@ -151,7 +151,9 @@ def chula(a: argparse.Namespace, work: Path) -> None:
 
 
 def chula_train(a: argparse.Namespace, work: Path) -> dict:
-    train_set = bd.load_set("chula", "train", dense=True)
+    # with partial labels every training image can teach (what is unlabelled far from the
+    # labels is ignored); else only those whose labels look complete
+    train_set = bd.load_set("chula", "train", dense=not a.chula_all_train)
     names = work / "chula-train-images.txt"
     names.write_text("\n".join(n for n, _, _ in train_set) + "\n")
     print(f"Chula: {len(train_set)} fully labelled training images", flush=True)
@@ -226,6 +228,8 @@ def main() -> None:
                    help="Chula: train with partial labels, ignoring what lies farther than "
                    "this many diameters from every label (its 'fully labelled' images still "
                    "leave some red cells unlabelled)")
+    p.add_argument("--chula-all-train", action="store_true",
+                   help="Chula: train on all its training images (with --chula-partial)")
     p.add_argument("--crc-epochs", type=int, default=8)
     p.add_argument("--width", type=int, default=12, help="the U-Net's first-level channels")
     p.add_argument("--depth", type=int, default=2, help="the U-Net's levels")
