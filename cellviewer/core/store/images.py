@@ -82,9 +82,9 @@ class ImagesMixin(StoreBase):
         index-only count, kept until the file changes (the cell panel and the preview each ask
         for the image of the selected cell; after a worker's write each ask counted again, a
         few ms at 100,000 cells on the GUI thread)."""
-        if self._counts is not None and self._counts_fresh():
-            return int(self._counts.get(int(image_id), 0))
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._counts is not None and version == self._data_version:  # _counts_fresh()
+            return int(self._counts.get(int(image_id), 0))
         known = self._one_count.get(int(image_id))
         if known is not None and known[0] == version:
             return known[1]
