@@ -25,6 +25,7 @@ from trainer.formats.config import RunConfig
 
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "resources" / "screenshots"
 CLASSES = {"normal": 24, "target cell": 24, "spherocyte": 24}
+RUN_EPOCHS = 5000
 
 pytestmark = pytest.mark.slow
 
@@ -53,9 +54,13 @@ def patchset(tmp_path_factory) -> Path:
 
 def new_run(project: Path, patchset: Path, name: str, **overrides) -> runs.Run:
     run = runs.RunRegistry(project).create(name)
+    # A tiny CNN (an epoch takes a fraction of a second: the process is tested, not the model)
+    # and more epochs than any test waits for: every run here ends by a stop, a kill or an
+    # error, never by finishing, however fast the machine.
     cfg = RunConfig(patchset=str(patchset), out_dir=str(run.folder), model="cnn",
-                    flag_limit=24, epochs=40, batch_size=32, device="cpu", patience=0,
-                    heartbeat_s=0.2, num_threads=1, name=name)
+                    model_args={"channels": [4, 4, 8, 8]}, flag_limit=24, epochs=RUN_EPOCHS,
+                    batch_size=32, device="cpu", patience=0, heartbeat_s=0.2, num_threads=1,
+                    name=name)
     for key, value in overrides.items():
         setattr(cfg, key, value)
     cfg.save(run.config_path)
@@ -81,7 +86,7 @@ def test_stop_ends_the_run_cleanly_with_its_model(qtbot, tmp_path: Path, patchse
 
     qtbot.waitUntil(lambda: monitor.charts.epoch_count() >= 3, timeout=120_000)
     assert len(monitor.charts.batch_x) > 0  # the smoothed per-batch loss is drawn
-    assert monitor.figures["epoch"].text().endswith("of 40")
+    assert monitor.figures["epoch"].text().endswith(f"of {RUN_EPOCHS}")
     assert monitor.stop_button.isEnabled()
     if os.environ.get("CELLVIEWER_SCREENSHOTS"):
         training.dock.setFloating(True)
