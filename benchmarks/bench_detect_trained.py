@@ -94,13 +94,13 @@ def inside_margin(xy: np.ndarray, shape: tuple[int, ...], margin: float) -> np.n
 
 
 def evaluate(model: str, images: list[tuple[str, np.ndarray, np.ndarray]], radius: float,
-             leuko: bool = False, margin: float = 0.0) -> dict:
+             leuko: bool = False, margin: float = 0.0, tta: bool = False) -> dict:
     """Scores of ``model`` on ``images``; ``margin``: labels and detections nearer than this
     to the image's border are left out of both (Chula labels a red cell cut by the border in
-    some images and not in others)."""
+    some images and not in others); ``tta``: the 8 orientations averaged."""
     from trainer.detect.infer import load_detector
 
-    det = load_detector(model, device="cpu")
+    det = load_detector(model, device="cpu", tta=tta)
     tp = n_pred = n_truth = fp_leuko = 0
     mpix = secs = 0.0
     for _name, rgb, truth in images:
@@ -147,7 +147,7 @@ def nearly_complete() -> list[str]:
 
 def chula(a: argparse.Namespace, work: Path) -> None:
     fin = {"model_path": str(a.evaluate)} if a.evaluate else chula_train(a, work)
-    chula_scores(fin)
+    chula_scores(fin, a.tta)
 
 
 def chula_train(a: argparse.Namespace, work: Path) -> dict:
@@ -172,19 +172,21 @@ def chula_train(a: argparse.Namespace, work: Path) -> dict:
     return fin
 
 
-def chula_scores(fin: dict) -> None:
+def chula_scores(fin: dict, tta: bool = False) -> None:
     dense = bd.load_set("chula", "test", dense=True)
     show(f"Chula test, {len(dense)} fully labelled images, r {bd.CHULA_RADIUS:g}",
-         evaluate(fin["model_path"], dense, bd.CHULA_RADIUS, leuko=True))
+         evaluate(fin["model_path"], dense, bd.CHULA_RADIUS, leuko=True, tta=tta))
     show(f"Chula test, the same images without the {EDGE_MARGIN:g} px at their borders",
-         evaluate(fin["model_path"], dense, bd.CHULA_RADIUS, leuko=True, margin=EDGE_MARGIN))
+         evaluate(fin["model_path"], dense, bd.CHULA_RADIUS, leuko=True, margin=EDGE_MARGIN,
+                  tta=tta))
     complete = set(nearly_complete())
     best = [item for item in dense if item[0] in complete]
     show(f"Chula test, the {len(best)} images whose labels looked nearly complete by eye, "
          f"without the {EDGE_MARGIN:g} px at their borders",
-         evaluate(fin["model_path"], best, bd.CHULA_RADIUS, leuko=True, margin=EDGE_MARGIN))
+         evaluate(fin["model_path"], best, bd.CHULA_RADIUS, leuko=True, margin=EDGE_MARGIN,
+                  tta=tta))
     every = bd.load_set("chula", "test")
-    s = evaluate(fin["model_path"], every, bd.CHULA_RADIUS)
+    s = evaluate(fin["model_path"], every, bd.CHULA_RADIUS, tta=tta)
     print(f"Chula test, all {len(every)} images: recall {s['recall']:.3f} (exact), precision "
           f"{s['precision']:.3f} (a lower bound)", flush=True)
 
@@ -193,7 +195,7 @@ def crc(a: argparse.Namespace, work: Path) -> None:
     fin = {"model_path": str(a.evaluate)} if a.evaluate else crc_train(a, work)
     val = bd.load_set("crc", "validation")
     show(f"CRC validation, {len(val)} tiles, r {bd.CRC_RADIUS:g} (precision a lower bound)",
-         evaluate(fin["model_path"], val, bd.CRC_RADIUS))
+         evaluate(fin["model_path"], val, bd.CRC_RADIUS, tta=a.tta))
 
 
 def crc_train(a: argparse.Namespace, work: Path) -> dict:
@@ -221,6 +223,9 @@ def main() -> None:
     p.add_argument("--only", choices=("chula", "crc"))
     p.add_argument("--evaluate", type=Path, metavar="MODEL",
                    help="score this detector model file instead of training one (with --only)")
+    p.add_argument("--tta", action="store_true",
+                   help="score with the 8 orientations averaged (test-time augmentation; the "
+                        "threshold stays the one the trainer chose without it)")
     p.add_argument("--work", type=Path, default=Path("/tmp/bench_detect_trained"))
     p.add_argument("--chula-epochs", type=int, default=12)
     p.add_argument("--chula-downsample", type=int, default=5)

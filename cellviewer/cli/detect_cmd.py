@@ -62,6 +62,9 @@ def add_parser(sub: Any) -> None:
                    help="0 … 1, higher finds more (default: the mode's tuned value)")
     p.add_argument("--device", default="auto",
                    help="a trained detector's device: auto (CUDA, MPS, CPU), cpu, cuda, cuda:N")
+    p.add_argument("--tta", action="store_true",
+                   help="a trained detector: average the heatmaps of the 8 orientations "
+                        "(test-time augmentation; 8 times slower)")
     p.add_argument("--shard", default=None, metavar="i/N",
                    help="run the slides whose position in the sorted input is i mod N; "
                         "--out is then a folder of per-slide results")
@@ -126,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
             return _usage_error(f"--method {args.method!r}: neither 'classical' nor a model "
                                 "file (.cvmodel)")
         trained = args.method
+    elif args.tta:
+        return _usage_error("--tta: only for a trained detector (--method MODEL.cvmodel); the "
+                            "classical detector does not depend on the orientation")
     if args.sensitivity is not None and not 0.0 <= args.sensitivity <= 1.0:
         return _usage_error(f"--sensitivity {args.sensitivity:g}: must be between 0 and 1")
     for flag, value in (("--diameter-um", args.diameter_um), ("--diameter-px", args.diameter_px)):
@@ -148,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.out}: folder {args.out.absolute().parent} does not exist")
 
     if trained is not None:
-        detector = _load_trained(trained, args.device)
+        detector = _load_trained(trained, args.device, args.tta)
     rep = _Reporter(args.json)
     paths = _expand(list(args.inputs))
     if not paths:
@@ -220,7 +226,7 @@ def _detect_one(path: Path, params: Any, args: argparse.Namespace, rep: _Reporte
             raise _ItemError(str(exc)) from None
 
 
-def _load_trained(path: str, device: str) -> Any:
+def _load_trained(path: str, device: str, tta: bool = False) -> Any:
     """The trained detector of a model file (the trainer's detection API, imported only
     here: torch is loaded for this method alone). A classifier file is refused by name."""
     from cellviewer.cli.main import CommandError
@@ -233,7 +239,7 @@ def _load_trained(path: str, device: str) -> Any:
     from trainer.formats.errors import TrainerError
 
     try:
-        return load_detector(path, device=device)
+        return load_detector(path, device=device, tta=tta)
     except TrainerError as exc:
         raise CommandError(str(exc)) from exc
 
@@ -276,7 +282,8 @@ def _detect_trained(path: Path, detector: Any, rep: _Reporter, index: int, total
         except ImageOpenError as exc:
             raise _ItemError(str(exc)) from None
     note = (f"trained detector {Path(str(detector.path)).name}, threshold "
-            f"{detector.threshold:.3f}, diameter {detector.diameter_px:g} px")
+            f"{detector.threshold:.3f}, diameter {detector.diameter_px:g} px"
+            + (", 8 orientations averaged" if getattr(detector, "tta", False) else ""))
     return _TrainedFound(found, note)
 
 
@@ -305,7 +312,8 @@ def _run_cohort(args: argparse.Namespace, params: Any, trained: str | None) -> i
     except ValueError as exc:
         return _usage_error(str(exc))
     with error_events(args.json):  # a refused model or folder: nothing written
-        detector = _load_trained(trained, args.device) if trained is not None else None
+        detector = (_load_trained(trained, args.device, args.tta) if trained is not None
+                    else None)
         prepare_out(args.out)
     return run_cohort("detect", items, args.out, args.json,
                       lambda item, progress: detect_slide(item, args.out, params,

@@ -192,6 +192,9 @@ def _add_detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, help="probability threshold (default: the "
                    "model's, chosen on its validation images)")
     p.add_argument("--tile", type=int, default=512, help="tile size in working pixels")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the heatmaps of the 8 orientations "
+                        "(8 times slower)")
 
 
 def _image_name(path: Path, out: Path) -> str:
@@ -231,7 +234,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from trainer.detect.infer import load_detector
 
     try:
-        detector = load_detector(args.model, device=args.device)
+        detector = load_detector(args.model, device=args.device, tta=args.tta)
     except Exception as exc:
         kind, message = classify_exception(exc)
         return _fail(message, kind)

@@ -10,6 +10,11 @@ a pixel whose logit is the maximum of its (2r+1)^2 neighbourhood (max-pool NMS, 
 whose core holds its pixel: the classical detector's ownership rule, so no cell is found twice
 at a seam. Its position is refined to a fraction of a pixel by a parabola through the log
 probabilities of its neighbours, then mapped to full-resolution pixels.
+
+With ``tta`` (test-time augmentation) each tile's heatmap is the mean of the logits of its 8
+orientations (4 quarter turns, each also mirrored), each turned back: 8 times the work, for a
+heatmap that no longer depends on which way the slide was scanned. The tile's padded sides are
+multiples of the pooling grid, so every orientation sees the same grid.
 """
 
 from __future__ import annotations
@@ -91,8 +96,9 @@ class Detector:
     for anything that reads a region (a slide through the app's image sources)."""
 
     def __init__(self, model: torch.nn.Module, meta: dict[str, Any], device: torch.device,
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, tta: bool = False) -> None:
         self.model, self.meta, self.device, self.path = model, meta, device, path
+        self.tta = bool(tta)  # the default of every run (a run's ``tta`` argument wins)
         s = meta["detector"]
         self.downsample = int(s["downsample"])
         self.nms_radius = int(s["nms_radius"])
@@ -102,26 +108,38 @@ class Detector:
         self.multiple = 2 ** int((meta.get("arch_kwargs") or {}).get("depth", 2))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "auto") -> Detector:
+    def load(cls, path: str | os.PathLike, device: str = "auto", tta: bool = False
+             ) -> Detector:
         """Load a detector model file (a classifier file is refused by name) onto ``device``
-        ("auto": CUDA, then MPS, then CPU)."""
+        ("auto": CUDA, then MPS, then CPU); ``tta``: its runs average the 8 orientations."""
         from trainer.detect.modelfile import build_detector, load_detector_file
         from trainer.engine.device import select_device
 
         df = load_detector_file(path)
         dev = select_device(device)
-        return cls(build_detector(df, dev), df.meta, dev, df.path)
+        return cls(build_detector(df, dev), df.meta, dev, df.path, tta=tta)
 
     # ---- running ----------------------------------------------------------------------------
     @torch.inference_mode()
-    def heatmap_logits(self, work: np.ndarray) -> torch.Tensor:
+    def heatmap_logits(self, work: np.ndarray, tta: bool = False) -> torch.Tensor:
         """The (H, W) logits of a working-resolution image whose sides are multiples of
-        ``2 ** depth`` (float32 normalised (3, H, W))."""
+        ``2 ** depth`` (float32 normalised (3, H, W)); ``tta``: the mean over the 8
+        orientations (see the module doc)."""
         x = torch.from_numpy(np.ascontiguousarray(work))[None].to(self.device)
-        return self.model(x)[0, 0].float()
+        if not tta:
+            return self.model(x)[0, 0].float()
+        total = torch.zeros(x.shape[2:], dtype=torch.float32, device=self.device)
+        for mirrored in (False, True):
+            xm = torch.flip(x, dims=(3,)) if mirrored else x
+            for turns in range(4):
+                out = self.model(torch.rot90(xm, turns, dims=(2, 3)))[0, 0].float()
+                out = torch.rot90(out, -turns, dims=(0, 1))
+                total += torch.flip(out, dims=(1,)) if mirrored else out
+        return total / 8
 
     def detect_array(self, rgb: np.ndarray, *, tile: int | None = DEFAULT_TILE,
-                     threshold: float | None = None, **kwargs: Any) -> Found:
+                     threshold: float | None = None, tta: bool | None = None,
+                     **kwargs: Any) -> Found:
         """Detect in an (H, W, 3) uint8 image; ``tile=None``: one tile (the whole image)."""
         rgb = np.asarray(rgb)
         h, w = rgb.shape[:2]
@@ -129,19 +147,22 @@ class Detector:
         def read(x: int, y: int, rw: int, rh: int) -> np.ndarray:
             return rgb[y:y + rh, x:x + rw, :3]
 
-        return self.detect_reader(w, h, read, tile=tile, threshold=threshold, **kwargs)
+        return self.detect_reader(w, h, read, tile=tile, threshold=threshold, tta=tta, **kwargs)
 
     def detect_reader(self, width: int, height: int, read: Reader, *,
                       tile: int | None = DEFAULT_TILE, threshold: float | None = None,
+                      tta: bool | None = None,
                       progress: Callable[[int, int, int], None] | None = None,
                       cancelled: Callable[[], bool] | None = None) -> Found:
         """Detect over a ``width`` x ``height`` image read by ``read(x, y, w, h)`` (full
         resolution, RGB uint8), tile by tile (see the module doc). ``progress(tiles_done,
         tiles_total, cells)`` after each tile; ``cancelled()`` before each: a cancelled run
-        returns what was found, ``partial`` set."""
+        returns what was found, ``partial`` set. ``tta``: each tile's heatmap is the mean over
+        its 8 orientations (8 times the work; None: the detector's ``tta``)."""
         t0 = time.perf_counter()
         f, m, halo = self.downsample, self.multiple, self.halo
         thr = self.threshold if threshold is None else float(threshold)
+        tta = self.tta if tta is None else bool(tta)
         wk, hk = -(-width // f), -(-height // f)
         wp, hp = _round_up(wk, m), _round_up(hk, m)
         core = _round_up(max(tile, m), m) if tile else max(wp, hp)
@@ -162,7 +183,7 @@ class Detector:
             work = normalise(reduce_rgb(rgb, f))
             padded = np.zeros((3, wy1 - wy0, wx1 - wx0), np.float32)
             padded[:, :work.shape[1], :work.shape[2]] = work
-            logits = self.heatmap_logits(padded)
+            logits = self.heatmap_logits(padded, tta=tta)
             r, c, s = find_peaks(logits, self.nms_radius, thr)
             ri, ci = np.floor(r + 0.5).astype(int) + wy0, np.floor(c + 0.5).astype(int) + wx0
             own = (ri >= y0) & (ri < y1) & (ci >= x0) & (ci < x1)
@@ -181,6 +202,7 @@ class Detector:
                      time.perf_counter() - t0, partial, notes)
 
 
-def load_detector(path: str | os.PathLike, device: str = "auto") -> Detector:
+def load_detector(path: str | os.PathLike, device: str = "auto", tta: bool = False
+                  ) -> Detector:
     """The public entry point (the app and ``cellviewer detect`` import it lazily)."""
-    return Detector.load(path, device=device)
+    return Detector.load(path, device=device, tta=tta)

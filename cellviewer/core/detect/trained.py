@@ -47,7 +47,7 @@ class TrainedDetector(Protocol):
 
     def detect_reader(self, width: int, height: int,
                       read: Callable[[int, int, int, int], np.ndarray], *,
-                      tile: int | None = ...,
+                      tile: int | None = ..., tta: bool = ...,
                       progress: Callable[[int, int, int], None] | None = None,
                       cancelled: Callable[[], bool] | None = None) -> Any: ...
 
@@ -63,6 +63,7 @@ class TrainedDetections:
     device: str
     threshold: float
     diameter_px: float
+    tta: bool = False  # the heatmap was the mean over the 8 orientations
     partial: bool = False
     tiles_done: int = 0
     tiles_total: int = 0
@@ -96,11 +97,12 @@ def run_trained_detection(store: ProjectStore, image_id: int, area: Area | None,
                           detector: TrainedDetector,
                           progress: Callable[[DetectProgress], None] | None = None,
                           cancelled: Callable[[], bool] | None = None,
-                          tile: int | None = None) -> TrainedDetections:
+                          tile: int | None = None, tta: bool = False) -> TrainedDetections:
     """Find the cells of ``area`` (None: the whole image) on the image as the project
     recorded it, with a loaded trained ``detector``. ``progress`` after each tile;
     ``cancelled`` before each (a cancelled run returns what it found, ``partial``).
-    ``tile``: the tile side in working pixels (None: the detector's default)."""
+    ``tile``: the tile side in working pixels (None: the detector's default). ``tta``: each
+    tile's heatmap is the mean over its 8 orientations (8 times the work)."""
     source = open_recorded_image(store.image(image_id))
     try:
         width, height = source.dimensions
@@ -126,6 +128,8 @@ def run_trained_detection(store: ProjectStore, image_id: int, area: Area | None,
 
         t0 = time.monotonic()
         kwargs: dict[str, Any] = {} if tile is None else {"tile": int(tile)}
+        if tta:  # only asked of a detector when wanted: older duck-typed detectors lack it
+            kwargs["tta"] = True
         found = detector.detect_reader(bw, bh, read, progress=report, cancelled=cancelled,
                                        **kwargs)
     finally:
@@ -140,7 +144,7 @@ def run_trained_detection(store: ProjectStore, image_id: int, area: Area | None,
     return TrainedDetections(
         x, y, score, model=str(detector.path), device=str(detector.device),
         threshold=float(detector.threshold), diameter_px=float(detector.diameter_px),
-        partial=bool(found.partial), tiles_done=int(found.tiles), tiles_total=total,
+        tta=bool(tta), partial=bool(found.partial), tiles_done=int(found.tiles), tiles_total=total,
         megapixels=area_mp, elapsed_s=float(found.elapsed_s), notes=list(found.notes))
 
 
@@ -151,7 +155,7 @@ def add_trained_to_project(store: ProjectStore, image_id: int, found: TrainedDet
     record keeps the model file, device, threshold and whether the run was cancelled."""
     params = {"model": found.model, "model_name": Path(found.model).name,
               "device": found.device, "threshold": found.threshold,
-              "diameter_px": found.diameter_px, "partial": found.partial,
+              "diameter_px": found.diameter_px, "tta": found.tta, "partial": found.partial,
               "tiles": found.tiles_done, "notes": list(found.notes)}
     return add_detections(store, image_id, found.xy(), found.score,
                           method=f"{TRAINED} {Path(found.model).name}", params=params,

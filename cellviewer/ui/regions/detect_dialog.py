@@ -222,7 +222,7 @@ class DetectDialog(QDialog):
         if model is None and not self.method.is_classical():
             self.status.setText("Choose a detector model first.")
             return False
-        device = self.method.device_choice()
+        device, tta = self.method.device_choice(), self.method.tta_choice()
 
         def work(state):
             if model is not None:  # loaded here, off the GUI thread (torch is imported here)
@@ -235,7 +235,8 @@ class DetectDialog(QDialog):
                 if model is not None:
                     return run_trained_detection(reader, image_id, area, detector,
                                                  progress=state.set_progress,
-                                                 cancelled=state.is_interruption_requested)
+                                                 cancelled=state.is_interruption_requested,
+                                                 tta=tta)
                 return run_detection(reader, image_id, area, params,
                                      progress=state.set_progress,
                                      cancelled=state.is_interruption_requested)

@@ -16,6 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -64,6 +65,12 @@ class MethodChooser(QWidget):
         self.device.setObjectName("detect_device")
         self.device.addItem(AUTO_LABEL, AUTO)
         self.device.setToolTip("Where a detector model runs: a GPU when there is one")
+        self.tta = QCheckBox("Average 8 orientations (8× slower)", self)
+        self.tta.setObjectName("detect_tta")
+        self.tta.setToolTip("Test-time augmentation: the heatmap is the mean over the 4 "
+                            "quarter turns of each tile, each also mirrored; it no longer "
+                            "depends on the scan's orientation and is usually a little more "
+                            "precise")
         self.info = QLabel("", self)
         self.info.setWordWrap(True)
         self.info.setObjectName("detect_model_info")
@@ -76,6 +83,7 @@ class MethodChooser(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
+        layout.addWidget(self.tta)
         layout.addWidget(self.info)
         self.method.activated.connect(self._on_activated)
         self._update()
@@ -91,6 +99,10 @@ class MethodChooser(QWidget):
 
     def device_choice(self) -> str:
         return str(self.device.currentData() or AUTO)
+
+    def tta_choice(self) -> bool:
+        """Whether a trained detector averages its 8 orientations (test-time augmentation)."""
+        return self.model() is not None and self.tta.isChecked()
 
     def ready(self) -> bool:
         return self.is_classical() or self.model() is not None
@@ -205,6 +217,7 @@ class MethodChooser(QWidget):
     def _update(self) -> None:
         model = self.model()
         self.device.setEnabled(model is not None)
+        self.tta.setVisible(model is not None)
         if model is not None:
             self.info.setText(f"Trained detector: {model.describe()}.")
             self._list_devices()
@@ -215,3 +228,4 @@ class MethodChooser(QWidget):
     def set_enabled(self, on: bool) -> None:
         self.method.setEnabled(on)
         self.device.setEnabled(on and self.model() is not None)
+        self.tta.setEnabled(on)

@@ -169,6 +169,22 @@ def test_a_trained_detector_model_makes_proposals_in_one_step(qtbot, window, mod
     assert "trained" in w.undo_action.text()
     assert w.undo()  # one step
     qtbot.waitUntil(lambda: len(_proposals(w.store, image)[0]) == 0, timeout=WAIT_MS)
+    (first,) = w.store.detection_runs(image)
+    assert first.params["tta"] is False
+
+    # again, averaging the 8 orientations: the run record says so, the cells are found too
+    assert not dialog.method.tta.isHidden() and not dialog.method.tta_choice()
+    dialog.method.tta.setChecked(True)
+    assert dialog.method.tta_choice()
+    assert dialog.start()
+    qtbot.waitUntil(lambda: not dialog.running(), timeout=WAIT_MS)
+    assert w.wait_idle(WAIT_MS)
+    assert w.store.detection_runs(image)[-1].params["tta"] is True
+    assert _recall(_proposals(w.store, image)[1], models["truth"], DIAMETER / 2) >= 0.8
+    # back to the classical method: the box is not offered (it is a trained detector's)
+    dialog.method.method.setCurrentIndex(0)
+    dialog.method._update()
+    assert dialog.method.tta.isHidden() and not dialog.method.tta_choice()
     dialog.close()
 
 

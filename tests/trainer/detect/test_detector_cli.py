@@ -119,6 +119,17 @@ def test_cellviewer_detect_with_a_trained_model(trained, tmp_path, capsys):
     got = np.array([(float(r["x"]), float(r["y"])) for r in rows])
     assert match(got, truth, DIAMETER / 4)[0] >= 0.9 * len(truth)
     assert "trained detector best.cvmodel" in capsys.readouterr().err
+    # --tta: the 8 orientations averaged, said in the summary; the cells found as well
+    tta = tmp_path / "tta.csv"
+    assert main(["detect", str(trained.data / "img1.png"), "--out", str(tta), "--method",
+                 str(trained.model), "--device", "cpu", "--tta"]) == 0
+    assert "8 orientations averaged" in capsys.readouterr().err
+    with open(tta, newline="") as fh:
+        got_tta = np.array([(float(r["x"]), float(r["y"])) for r in csv.DictReader(fh)])
+    assert match(got_tta, truth, DIAMETER / 4)[0] >= 0.9 * len(truth)
+    assert main(["detect", str(trained.data / "img1.png"), "--out", str(tmp_path / "c.csv"),
+                 "--tta"]) == 2
+    assert "--tta: only for a trained detector" in capsys.readouterr().err
     assert main(["detect", str(trained.data / "img1.png"), "--out", str(tmp_path / "x.csv"),
                  "--method", str(CLASSIFIER)]) == 1
     assert "not a cell detector" in capsys.readouterr().err

@@ -31,14 +31,15 @@ def random_detector(downsample: int, depth: int = 2, seed: int = 0) -> Detector:
     return Detector(model, meta, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("downsample,depth", [(1, 2), (2, 2), (3, 3)])
-def test_tiled_equals_untiled_within_a_pixel_and_no_duplicates_at_seams(downsample, depth):
+@pytest.mark.parametrize("downsample,depth,tta", [(1, 2, False), (2, 2, False), (3, 3, False),
+                                                  (1, 2, True), (3, 3, True)])
+def test_tiled_equals_untiled_within_a_pixel_and_no_duplicates_at_seams(downsample, depth, tta):
     size = (233 * downsample // 2 + 7, 301 * downsample // 2 + 5)  # odd sides: partial blocks
     centres = spread_centres(size, 40, seed=1, diameter=6.0 * downsample)
     rgb = blob_image(size, centres, diameter=6.0 * downsample)
     det = random_detector(downsample, depth)
-    whole = det.detect_array(rgb, tile=None)
-    tiled = det.detect_array(rgb, tile=32)
+    whole = det.detect_array(rgb, tile=None, tta=tta)
+    tiled = det.detect_array(rgb, tile=32, tta=tta)
     assert whole.tiles == 1 and tiled.tiles > 9
     assert len(whole) > 30
     assert len(tiled) == len(whole)
@@ -48,6 +49,24 @@ def test_tiled_equals_untiled_within_a_pixel_and_no_duplicates_at_seams(downsamp
     pair = cdist(tiled.xy(), tiled.xy()) + np.eye(len(tiled)) * 1e9
     assert pair.min() > downsample  # no cell found twice (by two tiles)
     assert tiled.x.min() >= 0 and tiled.x.max() < size[1] and tiled.y.max() < size[0]
+
+
+def test_tta_heatmap_turns_with_the_image_and_plain_inference_does_not():
+    """Test-time augmentation makes the heatmap equivariant: the heatmap of the image turned a
+    quarter (or mirrored) is the heatmap turned likewise. The plain network is not (checked,
+    so that this test can fail)."""
+    det = random_detector(1, depth=2, seed=3)
+    work = np.random.default_rng(4).normal(size=(3, 64, 96)).astype(np.float32)
+    turned = np.ascontiguousarray(np.rot90(work, 1, axes=(1, 2)))
+    mirrored = np.ascontiguousarray(work[:, :, ::-1])
+    tta = det.heatmap_logits(work, tta=True).numpy()
+    np.testing.assert_allclose(det.heatmap_logits(turned, tta=True).numpy(), np.rot90(tta, 1),
+                               atol=1e-4)
+    np.testing.assert_allclose(det.heatmap_logits(mirrored, tta=True).numpy(), tta[:, ::-1],
+                               atol=1e-4)
+    plain = det.heatmap_logits(work).numpy()
+    assert np.abs(det.heatmap_logits(turned).numpy() - np.rot90(plain, 1)).max() > 1e-2
+    assert np.abs(tta - plain).max() > 1e-2  # the mean is not the identity's heatmap
 
 
 def test_cancel_keeps_the_tiles_done():
