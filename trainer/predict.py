@@ -173,7 +173,9 @@ class _OnnxRuntimeCPU:
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def _choose_backend(requested: str) -> str:
+def choose_cpu_backend(requested: str) -> str:
+    """"auto", "torch" or "onnxruntime" from ``requested``, where "auto" defers to the
+    ``CELLVIEWER_CPU_BACKEND`` environment variable (the classifier's and detector's alike)."""
     requested = (requested or "auto").strip().lower()
     if requested == "auto":
         requested = (os.environ.get(BACKEND_ENV) or "auto").strip().lower()
@@ -203,7 +205,7 @@ class Predictor:
         self._lock = threading.Lock()
         self._ort: _OnnxRuntimeCPU | None = None
         self.backend_note = ""
-        self._setup_cpu_backend(_choose_backend(backend))
+        self._setup_cpu_backend(choose_cpu_backend(backend))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto", *, amp: str = "auto",

@@ -283,7 +283,8 @@ def _detect_trained(path: Path, detector: Any, rep: _Reporter, index: int, total
             raise _ItemError(str(exc)) from None
     note = (f"trained detector {Path(str(detector.path)).name}, threshold "
             f"{detector.threshold:.3f}, diameter {detector.diameter_px:g} px"
-            + (", 8 orientations averaged" if getattr(detector, "tta", False) else ""))
+            + (", 8 orientations averaged" if getattr(detector, "tta", False) else "")
+            + (f", on {detector.backend_note}" if getattr(detector, "backend_note", "") else ""))
     return _TrainedFound(found, note)
 
 

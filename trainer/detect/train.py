@@ -246,7 +246,8 @@ class _Run:
 
         self.model.eval()
         detector = Detector(self.model, {"detector": detector_settings(self.cfg, LOW_THRESHOLD),
-                                         "arch_kwargs": {"depth": self.cfg.depth}}, self.device)
+                                         "arch_kwargs": {"depth": self.cfg.depth}}, self.device,
+                            backend="torch")  # the weights change every epoch: no export
         found, truths = [], []
         for area in self.val_areas:
             rgb = read_rgb(area.image)

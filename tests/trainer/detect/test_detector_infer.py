@@ -69,6 +69,26 @@ def test_tta_heatmap_turns_with_the_image_and_plain_inference_does_not():
     assert np.abs(tta - plain).max() > 1e-2  # the mean is not the identity's heatmap
 
 
+def test_onnx_runtime_and_torch_find_the_same_cells():
+    """On the CPU the network runs on ONNX Runtime (exported at load); torch eager gives the
+    same heatmap and the same detections, with and without test-time augmentation."""
+    size = (150, 170)
+    rgb = blob_image(size, spread_centres(size, 20, seed=5, diameter=8.0), diameter=8.0)
+    ort_det = random_detector(1, depth=2, seed=6)
+    assert ort_det.backend == "onnxruntime", ort_det.backend_note
+    torch_det = Detector(ort_det.model, ort_det.meta, torch.device("cpu"), backend="torch")
+    assert torch_det.backend == "torch"
+    work = np.random.default_rng(7).normal(size=(3, 64, 96)).astype(np.float32)
+    np.testing.assert_allclose(ort_det.heatmap_logits(work).numpy(),
+                               torch_det.heatmap_logits(work).numpy(), atol=1e-4)
+    for tta in (False, True):
+        a, b = ort_det.detect_array(rgb, tta=tta), torch_det.detect_array(rgb, tta=tta)
+        assert len(a) == len(b) > 10
+        assert cdist(a.xy(), b.xy()).min(axis=1).max() < 0.05
+    with pytest.raises(ValueError, match="CPU backend"):
+        Detector(ort_det.model, ort_det.meta, torch.device("cpu"), backend="tensorflow")
+
+
 def test_cancel_keeps_the_tiles_done():
     rgb = blob_image((128, 128), spread_centres((128, 128), 12, seed=2))
     det = random_detector(1)
