@@ -260,6 +260,7 @@ class _TrainedFound:
 
 def _detect_trained(path: Path, detector: Any, rep: _Reporter, index: int, total: int) -> Any:
     """A trained detector over one image or slide, read tile by tile at full resolution."""
+    from cellviewer.core.detect import tissue_skipper
     from cellviewer.core.sources import ImageOpenError, open_image
 
     try:
@@ -268,6 +269,7 @@ def _detect_trained(path: Path, detector: Any, rep: _Reporter, index: int, total
         raise _ItemError(str(exc)) from None
     with source:
         w, h = source.dimensions
+        skip = tissue_skipper(source)  # plain glass is not read (a slide with a pyramid)
 
         def read(x: int, y: int, rw: int, rh: int) -> Any:
             return source.read_region(0, x, y, rw, rh)
@@ -278,7 +280,7 @@ def _detect_trained(path: Path, detector: Any, rep: _Reporter, index: int, total
                       fraction=round(done / tiles, 4), cells=cells)
 
         try:
-            found = detector.detect_reader(w, h, read, progress=progress)
+            found = detector.detect_reader(w, h, read, progress=progress, skip=skip)
         except ImageOpenError as exc:
             raise _ItemError(str(exc)) from None
     note = (f"trained detector {Path(str(detector.path)).name}, threshold "

@@ -54,6 +54,7 @@ class Found:
     y: np.ndarray
     score: np.ndarray
     tiles: int = 0
+    tiles_skipped: int = 0  # tiles a ``skip`` rule called empty (not read, not run)
     megapixels: float = 0.0
     elapsed_s: float = 0.0
     partial: bool = False
@@ -221,13 +222,16 @@ class Detector:
     def detect_reader(self, width: int, height: int, read: Reader, *,
                       tile: int | None = DEFAULT_TILE, threshold: float | None = None,
                       tta: bool | None = None,
+                      skip: Callable[[int, int, int, int], bool] | None = None,
                       progress: Callable[[int, int, int], None] | None = None,
                       cancelled: Callable[[], bool] | None = None) -> Found:
         """Detect over a ``width`` x ``height`` image read by ``read(x, y, w, h)`` (full
         resolution, RGB uint8), tile by tile (see the module doc). ``progress(tiles_done,
         tiles_total, cells)`` after each tile; ``cancelled()`` before each: a cancelled run
         returns what was found, ``partial`` set. ``tta``: each tile's heatmap is the mean over
-        its 8 orientations (8 times the work; None: the detector's ``tta``)."""
+        its 8 orientations (8 times the work; None: the detector's ``tta``). ``skip(x, y, w,
+        h)``: True for a tile (its full-resolution box, halo included) that holds nothing to
+        find, such as plain glass: it is neither read nor run."""
         t0 = time.perf_counter()
         f, m, halo = self.downsample, self.multiple, self.halo
         thr = self.threshold if threshold is None else float(threshold)
@@ -236,8 +240,10 @@ class Detector:
         wp, hp = _round_up(wk, m), _round_up(hk, m)
         core = _round_up(max(tile, m), m) if tile else max(wp, hp)
         cores = [(x0, y0) for y0 in range(0, hk, core) for x0 in range(0, wk, core)]
-        xs, ys, ss = [], [], []
-        done = 0
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        ss: list[np.ndarray] = []
+        done = skipped = 0
         partial = False
         for x0, y0 in cores:
             if cancelled is not None and cancelled():
@@ -248,6 +254,12 @@ class Detector:
             wx1, wy1 = min(wp, _round_up(x1 + halo, m)), min(hp, _round_up(y1 + halo, m))
             fx0, fy0 = wx0 * f, wy0 * f
             fx1, fy1 = min(width, wx1 * f), min(height, wy1 * f)
+            if skip is not None and skip(fx0, fy0, fx1 - fx0, fy1 - fy0):
+                skipped += 1
+                done += 1
+                if progress is not None:
+                    progress(done, len(cores), int(sum(len(v) for v in xs)))
+                continue
             rgb = np.asarray(read(fx0, fy0, fx1 - fx0, fy1 - fy0))[..., :3]
             work = normalise(reduce_rgb(rgb, f))
             padded = np.zeros((3, wy1 - wy0, wx1 - wx0), np.float32)
@@ -267,7 +279,8 @@ class Detector:
         score = np.concatenate(ss) if ss else np.zeros(0)
         x, y = np.clip(x, 0, width - 1e-3), np.clip(y, 0, height - 1e-3)
         notes = [f"cancelled after {done} of {len(cores)} tiles"] if partial else []
-        return Found(x, y, score, done, width * height / 1e6 * done / max(len(cores), 1),
+        return Found(x, y, score, done, skipped,
+                     width * height / 1e6 * done / max(len(cores), 1),
                      time.perf_counter() - t0, partial, notes)
 
 

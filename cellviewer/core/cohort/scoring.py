@@ -182,6 +182,7 @@ def _detect(item: CohortItem, params: Any, detector: Any, progress: SlideProgres
 
 def _detect_trained(item: CohortItem, source: Any, detector: Any,
                     progress: SlideProgress | None) -> Any:
+    from cellviewer.core.detect import tissue_skipper
     from cellviewer.core.sources import ImageOpenError
 
     def read(x: int, y: int, w: int, h: int) -> np.ndarray:
@@ -192,7 +193,8 @@ def _detect_trained(item: CohortItem, source: Any, detector: Any,
             progress(done / max(tiles, 1), cells)
 
     try:
-        return detector.detect_reader(source.width, source.height, read, progress=report)
+        return detector.detect_reader(source.width, source.height, read, progress=report,
+                                      skip=tissue_skipper(source))
     except ImageOpenError as exc:
         raise _SlideError(f"{item.where}: {exc}") from None
 

@@ -10,8 +10,8 @@ maxima), :mod:`.area` (box and polygon), :mod:`.job` (tiling, levels, progress, 
 """
 
 from .area import Area
-from .job import Detections, DetectProgress, detect
+from .job import Detections, DetectProgress, detect, tissue_skipper
 from .params import DEFAULTS, MODES, STAINS, DetectParams, Resolved, resolve
 
 __all__ = ["DEFAULTS", "MODES", "STAINS", "Area", "DetectParams", "DetectProgress", "Detections",
-           "Resolved", "detect", "resolve"]
+           "Resolved", "detect", "resolve", "tissue_skipper"]

@@ -171,6 +171,26 @@ def _tissue_mask(thumb: np.ndarray, background: np.ndarray) -> np.ndarray:
     return ndimage.binary_dilation(mask, iterations=2)
 
 
+def tissue_skipper(source: ImageSource, area: Area | None = None
+                   ) -> Callable[[int, int, int, int], bool] | None:
+    """For a trained detector's tiles (``skip(x, y, w, h)`` in level-0 pixels): True where the
+    box holds no tissue by the classical detector's rule (a thumbnail's pixels whose optical
+    density against white is above ``TISSUE_OD``, grown by two thumbnail pixels), so plain
+    glass is never read or run through the network. None where a thumbnail would cost about
+    as much as reading the image itself (no coarser pyramid level)."""
+    full = Area.whole(source.width, source.height)
+    area = (area or full).clipped(source.width, source.height)
+    if area is None or not _cheap_thumbnail(source, area):
+        return None
+    thumb, thumb_ds = _thumbnail(source, area)
+    mask = _tissue_mask(thumb, np.full(3, 255.0, np.float32))
+
+    def skip(x: int, y: int, w: int, h: int) -> bool:
+        return not _has_tissue(mask, thumb_ds, area, 1.0, (x, y, x + w, y + h))
+
+    return skip
+
+
 def detect(
     source: ImageSource,
     area: Area | None = None,

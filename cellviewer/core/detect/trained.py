@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cellviewer.core.detect.area import Area
-from cellviewer.core.detect.job import DetectProgress
+from cellviewer.core.detect.job import DetectProgress, tissue_skipper
 from cellviewer.core.regions.proposals import (
     DEFAULT_MIN_DISTANCE_PX,
     DetectionResult,
@@ -48,6 +48,7 @@ class TrainedDetector(Protocol):
     def detect_reader(self, width: int, height: int,
                       read: Callable[[int, int, int, int], np.ndarray], *,
                       tile: int | None = ..., tta: bool = ...,
+                      skip: Callable[[int, int, int, int], bool] | None = None,
                       progress: Callable[[int, int, int], None] | None = None,
                       cancelled: Callable[[], bool] | None = None) -> Any: ...
 
@@ -67,6 +68,7 @@ class TrainedDetections:
     partial: bool = False
     tiles_done: int = 0
     tiles_total: int = 0
+    tiles_skipped: int = 0  # plain glass, not read
     megapixels: float = 0.0
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -97,12 +99,15 @@ def run_trained_detection(store: ProjectStore, image_id: int, area: Area | None,
                           detector: TrainedDetector,
                           progress: Callable[[DetectProgress], None] | None = None,
                           cancelled: Callable[[], bool] | None = None,
-                          tile: int | None = None, tta: bool = False) -> TrainedDetections:
+                          tile: int | None = None, tta: bool = False,
+                          skip_background: bool = True) -> TrainedDetections:
     """Find the cells of ``area`` (None: the whole image) on the image as the project
     recorded it, with a loaded trained ``detector``. ``progress`` after each tile;
     ``cancelled`` before each (a cancelled run returns what it found, ``partial``).
     ``tile``: the tile side in working pixels (None: the detector's default). ``tta``: each
-    tile's heatmap is the mean over its 8 orientations (8 times the work)."""
+    tile's heatmap is the mean over its 8 orientations (8 times the work).
+    ``skip_background``: tiles of plain glass (the classical detector's tissue rule,
+    :func:`~cellviewer.core.detect.job.tissue_skipper`) are neither read nor run."""
     source = open_recorded_image(store.image(image_id))
     try:
         width, height = source.dimensions
@@ -118,6 +123,11 @@ def run_trained_detection(store: ProjectStore, image_id: int, area: Area | None,
         def read(x: int, y: int, w: int, h: int) -> np.ndarray:
             return source.read_region(0, bx + x, by + y, w, h)
 
+        tissue = tissue_skipper(source, Area.box(bx, by, bw, bh)) if skip_background else None
+
+        def skip(x: int, y: int, w: int, h: int) -> bool:
+            return tissue is not None and tissue(bx + x, by + y, w, h)
+
         state = {"tiles": 0}
 
         def report(done: int, total: int, cells: int) -> None:
@@ -131,7 +141,7 @@ def run_trained_detection(store: ProjectStore, image_id: int, area: Area | None,
         if tta:  # only asked of a detector when wanted: older duck-typed detectors lack it
             kwargs["tta"] = True
         found = detector.detect_reader(bw, bh, read, progress=report, cancelled=cancelled,
-                                       **kwargs)
+                                       skip=skip, **kwargs)
     finally:
         source.close()
     x = np.asarray(found.x, dtype=np.float64) + bx
@@ -144,7 +154,8 @@ def run_trained_detection(store: ProjectStore, image_id: int, area: Area | None,
     return TrainedDetections(
         x, y, score, model=str(detector.path), device=str(detector.device),
         threshold=float(detector.threshold), diameter_px=float(detector.diameter_px),
-        tta=bool(tta), partial=bool(found.partial), tiles_done=int(found.tiles), tiles_total=total,
+        tta=bool(tta), partial=bool(found.partial), tiles_done=int(found.tiles),
+        tiles_total=total, tiles_skipped=int(getattr(found, "tiles_skipped", 0)),
         megapixels=area_mp, elapsed_s=float(found.elapsed_s), notes=list(found.notes))
 
 
@@ -156,7 +167,8 @@ def add_trained_to_project(store: ProjectStore, image_id: int, found: TrainedDet
     params = {"model": found.model, "model_name": Path(found.model).name,
               "device": found.device, "threshold": found.threshold,
               "diameter_px": found.diameter_px, "tta": found.tta, "partial": found.partial,
-              "tiles": found.tiles_done, "notes": list(found.notes)}
+              "tiles": found.tiles_done, "tiles_skipped": found.tiles_skipped,
+              "notes": list(found.notes)}
     return add_detections(store, image_id, found.xy(), found.score,
                           method=f"{TRAINED} {Path(found.model).name}", params=params,
                           min_distance_px=min_distance_px)

@@ -97,7 +97,7 @@ class FakeTrainedDetector:
     def __init__(self) -> None:
         self.calls: list[tuple[int, int]] = []
 
-    def detect_reader(self, width, height, read, *, progress=None):
+    def detect_reader(self, width, height, read, *, progress=None, skip=None):
         from types import SimpleNamespace
 
         self.calls.append((width, height))

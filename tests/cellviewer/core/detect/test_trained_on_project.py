@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 from cellviewer.core.detect.area import Area
@@ -60,6 +61,31 @@ def project(tmp_path):
     (image_id,) = add_images(store, [tmp_path / "noise.png"])
     yield store, image_id, rgb
     store.close()
+
+
+def test_tiles_of_plain_glass_are_skipped_and_no_cell_near_tissue_is_lost(tmp_path):
+    """An image two thirds glass: the glass tiles are neither read nor run, and every
+    detection of the unskipped run within the network's reach of the tissue is found too."""
+    rng = np.random.default_rng(5)
+    h, w, tissue_x0 = 256, 768, 512
+    rgb = np.full((h, w, 3), 255, np.uint8)
+    rgb[:, tissue_x0:] = np.clip(rng.normal(150, 40, (h, w - tissue_x0, 3)), 0, 255)
+    Image.fromarray(rgb).save(tmp_path / "glass.png")
+    with ProjectStore.create(tmp_path / "g.cvproj") as store:
+        store.user = "ana"
+        (image_id,) = add_images(store, [tmp_path / "glass.png"])
+        det = Detector(_random_net(), _meta(1), torch.device("cpu"), path="rand.cvmodel")
+        skipping = run_trained_detection(store, image_id, None, det, tile=64)
+        reading = run_trained_detection(store, image_id, None, det, tile=64,
+                                        skip_background=False)
+    assert skipping.tiles_total == reading.tiles_total == 48
+    assert reading.tiles_skipped == 0
+    assert 20 <= skipping.tiles_skipped < 32  # most of the 32 glass tiles, no tissue tile
+    near = reading.x >= tissue_x0 - det.halo - 2
+    assert near.sum() > 20 and len(skipping) < len(reading)
+    # every cell near the tissue is still found, and nothing new
+    assert cKDTree(skipping.xy()).query(reading.xy()[near])[0].max() < 1e-6
+    assert cKDTree(reading.xy()).query(skipping.xy())[0].max() < 1e-6
 
 
 @pytest.mark.parametrize("downsample", [1, 2])
