@@ -56,10 +56,12 @@ def new_run(project: Path, patchset: Path, name: str, **overrides) -> runs.Run:
     run = runs.RunRegistry(project).create(name)
     # A tiny CNN (an epoch takes a fraction of a second: the process is tested, not the model)
     # and more epochs than any test waits for: every run here ends by a stop, a kill or an
-    # error, never by finishing, however fast the machine.
+    # error, never by finishing, however fast the machine. A heartbeat at every step: an epoch
+    # of three batches can be shorter than any fixed heartbeat on an idle machine, and then no
+    # batch event would ever come.
     cfg = RunConfig(patchset=str(patchset), out_dir=str(run.folder), model="cnn",
                     model_args={"channels": [4, 4, 8, 8]}, flag_limit=24, epochs=RUN_EPOCHS,
-                    batch_size=32, device="cpu", patience=0, heartbeat_s=0.2, num_threads=1,
+                    batch_size=32, device="cpu", patience=0, heartbeat_s=1e-6, num_threads=1,
                     name=name)
     for key, value in overrides.items():
         setattr(cfg, key, value)
